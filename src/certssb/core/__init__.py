@@ -1,0 +1,15 @@
+"""certssb.core: the science, framework-free (plain torch / numpy / scipy).
+
+One module per idea:
+
+- ``validation`` -- parameter checks with one clear error (:class:`ConfigError`).
+- ``data``       -- datasets as ``(N, C, H, W)`` float tensors in [0, 1]; embedded MNIST; downloaders.
+- ``attacks``    -- backdoor triggers and poisoning, certifier attacks (Lorenz et al.).
+- ``noise``      -- the reproducible Gaussian noise plan (seed, model index, sample index).
+- ``models``     -- base classifiers by name.
+- ``sigma``      -- Cert-SSB's sample-specific sigma by stochastic gradient ascent.
+- ``ensemble``   -- training M smoothed models (sequential / vectorised / ray backends).
+- ``certify``    -- votes, Clopper-Pearson / Hoeffding bounds, certified radius, abstention.
+- ``storage``    -- Cert-SSB's storage-update certification.
+- ``metrics``    -- clean accuracy, attack success rate, certified accuracy at radii.
+"""

@@ -1,0 +1,150 @@
+r"""Cert-SSB's sample-specific sigma by stochastic gradient ascent (data-dependent smoothing,
+Alfarra et al. 2022; Qiao et al. 2025).
+
+For a sample x with anchor class A (its label for training samples, the pilot's smoothed prediction for
+test samples) and a fixed model f, the certified radius of the smoothed classifier at noise level sigma is
+
+.. math::  R(\sigma) = \frac{\sigma}{2}\left(\Phi^{-1}(\psi_A) - \Phi^{-1}(\psi_B)\right),\qquad
+           \psi = \frac{1}{n}\sum_{d=1}^{n} \mathrm{softmax}\, f(x + \sigma\,\varepsilon_d),
+
+with :math:`\psi_B = \max_{c \ne A}\psi_c` and :math:`\psi` clamped to ``psi_clamp`` (default
+[0.02, 0.98]) so that :math:`\Phi^{-1}` stays finite. K steps of
+:math:`\sigma \leftarrow \mathrm{clip}(\sigma + \eta\,\nabla_\sigma \mathrm{ReLU}(R(\sigma)), \sigma_{min}, \sigma_{max})`
+with fresh noise each step.
+
+``gradient="reparam"`` (default) differentiates through the model via :math:`x + \sigma\varepsilon`;
+``gradient="prefactor"`` reproduces the released code, where the model output is detached and the
+gradient is the prefactor :math:`\tfrac12(\Phi^{-1}\psi_A - \Phi^{-1}\psi_B) \ge 0` under the ReLU, so sigma
+never decreases.
+
+All samples are optimised at once: sigma is a vector, the samples are processed in batches of
+``batch_size`` (each batch runs its own K steps), and there is no per-sample Python loop.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .validation import ConfigError, choice, number, positive
+
+GRADIENTS = ("reparam", "prefactor")
+
+
+@dataclass(frozen=True)
+class SigmaConfig:
+    """Parameters of the gradient ascent (names as in ``parameters_modelling.yml: sigma_opt``)."""
+
+    steps: int = 30
+    draws: int = 8
+    lr: float = 0.04
+    gradient: str = "reparam"
+    sigma_min: float = 0.25
+    sigma_max: float = 0.5
+    psi_clamp: tuple[float, float] = (0.02, 0.98)
+    batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        number("sigma_opt.steps", self.steps, low=0, integer=True)
+        positive("sigma_opt.draws", self.draws, integer=True)
+        positive("sigma_opt.lr", self.lr)
+        choice("sigma_opt.gradient", self.gradient, GRADIENTS)
+        positive("sigma_opt.sigma_min", self.sigma_min)
+        if not self.sigma_max >= self.sigma_min:
+            raise ConfigError(
+                f"parameters 'sigma_opt' bounds are inverted: sigma_min = {self.sigma_min} > "
+                f"sigma_max = {self.sigma_max}; need 0 < sigma_min <= sigma_max"
+            )
+        lo, hi = self.psi_clamp
+        if not 0 < lo < hi < 1:
+            raise ConfigError(f"parameter 'sigma_opt.psi_clamp' = {list(self.psi_clamp)} is invalid: need 0 < low < high < 1")
+        positive("sigma_opt.batch_size", self.batch_size, integer=True)
+
+
+def smoothed_psi(
+    model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor
+) -> torch.Tensor:
+    """psi (B, C): mean softmax of ``model(x + sigma * eps_d)`` over the draws ``eps`` (n, B, C, H, W)."""
+    n, b = eps.shape[:2]
+    noisy = x.unsqueeze(0) + sigma.view(1, -1, 1, 1, 1) * eps
+    flat = noisy.reshape(n * b, *x.shape[1:])
+    if flat.device.type == "cpu":  # channels_last: ~1.7x faster convolutions on CPU
+        flat = flat.contiguous(memory_format=torch.channels_last)
+    probs = torch.softmax(model(flat), dim=1)
+    return probs.view(n, b, -1).mean(0)
+
+
+def radius_from_psi(
+    psi: torch.Tensor, anchor: torch.Tensor, sigma: torch.Tensor, psi_clamp: tuple[float, float]
+) -> torch.Tensor:
+    """R = sigma/2 (Phi^-1(psi_A) - Phi^-1(psi_B)) with psi clamped; psi_B the best class other than A."""
+    p = psi.clamp(*psi_clamp)
+    p_a = p.gather(1, anchor.view(-1, 1)).squeeze(1)
+    p_b = p.scatter(1, anchor.view(-1, 1), -1.0).max(1).values
+    return sigma / 2 * (torch.special.ndtri(p_a) - torch.special.ndtri(p_b))
+
+
+def optimise_sigma(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    anchor: torch.Tensor | None,
+    sigma0: float,
+    cfg: SigmaConfig,
+    *,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Optimise one sigma per sample of ``x`` (N, C, H, W) for the fixed ``model``.
+
+    ``anchor``: class A per sample (labels); ``None`` -> the model's smoothed prediction at ``sigma0``.
+    Returns ``sigma`` (N,), ``anchor`` (N,), and the history ``sigma_history`` / ``radius_history``
+    of shape (K + 1, N) (row 0: before the first step; the radius is the objective's estimate).
+    """
+    positive("noise.sigma", sigma0)
+    if not cfg.sigma_min <= sigma0 <= cfg.sigma_max:
+        raise ConfigError(
+            f"sigma_0 = {sigma0} lies outside the bounds [{cfg.sigma_min}, {cfg.sigma_max}] of 'sigma_opt'"
+        )
+    device = next(model.parameters()).device
+    model = model.eval()
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    n = x.shape[0]
+    if anchor is not None and anchor.shape != (n,):
+        raise ConfigError(f"mismatched shapes: images {tuple(x.shape)} but anchors {tuple(anchor.shape)}")
+    gen = torch.Generator().manual_seed(int(seed))
+    sig_hist = torch.empty(cfg.steps + 1, n)
+    rad_hist = torch.empty(cfg.steps + 1, n)
+    anchors = torch.empty(n, dtype=torch.int64)
+    for start in range(0, n, cfg.batch_size):
+        xb = x[start : start + cfg.batch_size].to(device)
+        b = xb.shape[0]
+        sig = torch.full((b,), float(sigma0), device=device)
+        if anchor is None:
+            with torch.no_grad():
+                eps = torch.randn((cfg.draws, *xb.shape), generator=gen).to(device)
+                ab = smoothed_psi(model, xb, sig, eps).argmax(1)
+        else:
+            ab = anchor[start : start + b].to(device)
+        anchors[start : start + b] = ab.cpu()
+        for step in range(cfg.steps + 1):
+            eps = torch.randn((cfg.draws, *xb.shape), generator=gen).to(device)
+            s = sig.clone().requires_grad_(True)
+            if cfg.gradient == "reparam":
+                r = radius_from_psi(smoothed_psi(model, xb, s, eps), ab, s, cfg.psi_clamp)
+            else:
+                with torch.no_grad():
+                    psi = smoothed_psi(model, xb, s, eps)
+                r = radius_from_psi(psi, ab, s, cfg.psi_clamp)
+            sig_hist[step, start : start + b] = sig.cpu()
+            rad_hist[step, start : start + b] = r.detach().cpu()
+            if step == cfg.steps:
+                break
+            (grad,) = torch.autograd.grad(torch.relu(r).sum(), s)
+            sig = (sig + cfg.lr * grad).clamp(cfg.sigma_min, cfg.sigma_max).detach()
+        if progress:
+            progress(b)
+    return {"sigma": sig_hist[-1].clone(), "anchor": anchors, "sigma_history": sig_hist, "radius_history": rad_hist}

@@ -1,0 +1,102 @@
+"""Thin nodes of the data_engineering pipeline: unpack parameters, call ``certssb.core``."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import torch
+
+from certssb.core import attacks, noise
+from certssb.core.data import prepare_dataset, stratified_subsample, tensor_fingerprint
+from certssb.core.validation import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def download(data: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Load ``data.dataset`` (offline default: the embedded MNIST subset) and split it (seeded)."""
+    out = prepare_dataset(
+        data["dataset"], root=data["root"], local_path=data.get("local_path"), classes=data.get("classes"),
+        test_fraction=data["test_fraction"], max_train=data.get("max_train"), max_test=data.get("max_test"),
+        seed=seed, download=data.get("download", True),
+    )
+    log.info("%s: %d train / %d test images of shape %s, %d classes", out["dataset"], len(out["y_train"]),
+             len(out["y_test"]), tuple(out["x_train"].shape[1:]), out["num_classes"])
+    return out
+
+
+def _trigger_kwargs(attack: dict[str, Any]) -> dict[str, Any]:
+    return {k: attack[k] for k in ("pattern_seed", "badnets_size", "blend_alpha") if k in attack}
+
+
+def poison(
+    raw_dataset: dict[str, Any], data: dict[str, Any], attack: dict[str, Any], seed: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """Poison the training split and build the clean and triggered test sets that are certified.
+
+    Returns ``poisoned_train``, ``clean_test`` (a stratified, seeded subset of ``data.certify_size``
+    test images), ``triggered_test`` (its non-target images with the test-time trigger), the per-sample
+    ``poison_report`` and the ``poison_summary`` (counts, realised norms, the joint norm ``||Delta||``).
+    """
+    c = raw_dataset["num_classes"]
+    name = attack["name"]
+    if name in attacks.TRIGGERS and not 0 <= attack["target"] < c:
+        raise ConfigError(f"parameter 'attack.target' = {attack['target']!r} is invalid: must be a class in [0, {c - 1}]")
+    x, y = raw_dataset["x_train"], raw_dataset["y_train"]
+    scores = attacks.class_mean_scores(x, y, c) if name == "radius_collapse" else None
+    res = attacks.poison(
+        x, y, attack=name, poison_rate=attack["poison_rate"], target=attack["target"], delta=attack["delta"],
+        num_classes=c, seed=seed, trigger=attack["trigger"], scores=scores, **_trigger_kwargs(attack),
+    )
+    keep = stratified_subsample(raw_dataset["y_test"], data.get("certify_size"), seed)
+    xt, yt = raw_dataset["x_test"][keep], raw_dataset["y_test"][keep]
+    trig = attacks.attack_trigger(name, attack["trigger"])
+    target = attack["target"] if name in attacks.TRIGGERS else None
+    if trig is None:  # attack "none": the triggered test set uses the configured trigger (no poison)
+        trig = attack["trigger"]
+        target = attack["target"]
+    triggered = attacks.make_triggered_test(xt, yt, trigger=trig, delta=attack["delta"], target=target,
+                                            **_trigger_kwargs(attack))
+    lineage = {"raw_dataset": raw_dataset["fingerprint"], "attack": dict(attack), "seed": seed}
+    poisoned_train = {
+        "x": res.x, "y": res.y, "poison_index": res.indices, "num_classes": c,
+        "class_names": raw_dataset["class_names"], "fingerprint": tensor_fingerprint(res.x, res.y), **lineage,
+    }
+    clean_test = {"x": xt, "y": yt, "source_index": keep, "num_classes": c,
+                  "fingerprint": tensor_fingerprint(xt, yt), **lineage}
+    triggered["target_y"] = triggered["target_y"].to(torch.int64)
+    triggered_test = {**triggered, "num_classes": c, "trigger": trig,
+                      "fingerprint": tensor_fingerprint(triggered["x"], triggered["y"]), **lineage}
+    test_norm = float(triggered["norms"].max()) if len(triggered["norms"]) else 0.0
+    train_norm = res.joint_norm(0.0)
+    summary = {
+        "attack": name, "trigger": trig, "poison_rate": attack["poison_rate"], "target": target,
+        "delta": attack["delta"], "n_train": int(res.y.shape[0]), "n_poisoned": int(res.indices.numel()),
+        "train_trigger_norm_mean": float(res.norms.mean()) if res.norms.numel() else 0.0,
+        "train_joint_norm": train_norm, "test_trigger_norm_max": test_norm,
+        "joint_norm": res.joint_norm(test_norm), "n_clean_test": int(yt.numel()),
+        "n_triggered_test": int(triggered["y"].numel()),
+    }
+    log.info("attack %s: %d of %d training samples poisoned, joint norm ||Delta|| = %.3f",
+             name, summary["n_poisoned"], summary["n_train"], summary["joint_norm"])
+    return poisoned_train, clean_test, triggered_test, pd.DataFrame(res.report()), summary
+
+
+def poison_metrics(poison_summary: dict[str, Any]) -> dict[str, float]:
+    """The numeric part of the poison summary, in kedro-mlflow's metrics format."""
+    keys = ("n_poisoned", "train_joint_norm", "test_trigger_norm_max", "joint_norm", "train_trigger_norm_mean")
+    return {k: {"value": float(poison_summary[k]), "step": 0} for k in keys}
+
+
+def make_noise_plan(
+    poisoned_train: dict[str, Any], noise_params: dict[str, Any], seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The noise plan (seeds per model copy and test stream, sigma_0) and an optional small preview."""
+    x = poisoned_train["x"]
+    plan = noise.make_noise_plan(
+        seed=seed, num_models=noise_params["num_models"], sigma=noise_params["sigma"],
+        num_draws=noise_params["num_draws"], n_train=x.shape[0], input_shape=tuple(x.shape[1:]),
+    )
+    plan["poisoned_train"] = poisoned_train["fingerprint"]
+    return plan, noise.materialise(x, plan, noise_params.get("materialise", 0))

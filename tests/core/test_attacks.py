@@ -1,0 +1,381 @@
+"""Tests for certssb.core.attacks: triggers, realised norms, poisoning and certifier attacks."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from certssb.core.attacks import (
+    ADDITIVE_TRIGGERS,
+    ATTACKS,
+    CERTIFIER_ATTACKS,
+    TRIGGERS,
+    PoisonResult,
+    apply_trigger,
+    attack_trigger,
+    class_mean_scores,
+    make_triggered_test,
+    poison,
+    poison_count,
+    trigger_perturbation,
+)
+from certssb.core.validation import ConfigError
+
+MNIST = (1, 28, 28)
+CIFAR = (3, 32, 32)
+
+
+def _data(n: int = 200, shape: tuple[int, int, int] = MNIST, num_classes: int = 10, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((n, *shape), generator=g)
+    y = torch.arange(n) % num_classes  # balanced, every class present
+    y = y[torch.randperm(n, generator=g)]
+    return x, y
+
+
+def _nonzero_pixels(p: torch.Tensor) -> set[tuple[int, int, int]]:
+    return {tuple(int(v) for v in idx) for idx in torch.nonzero(p)}
+
+
+# ---------------------------------------------------------------------------------------------
+# constants
+# ---------------------------------------------------------------------------------------------
+
+
+def test_name_tuples():
+    assert TRIGGERS == ("onepixel", "fourpixel", "blending", "badnets", "blend")
+    assert CERTIFIER_ATTACKS == ("abstain", "radius_collapse")
+    assert ATTACKS == ("none",) + TRIGGERS + CERTIFIER_ATTACKS
+
+
+def test_attack_trigger():
+    assert attack_trigger("none", "onepixel") is None
+    for t in TRIGGERS:
+        assert attack_trigger(t, "blending") == t
+    assert attack_trigger("abstain", "fourpixel") == "fourpixel"
+    assert attack_trigger("radius_collapse", "badnets") == "badnets"
+    with pytest.raises(ConfigError, match="attack.name"):
+        attack_trigger("nope", "onepixel")
+    with pytest.raises(ConfigError, match="attack.trigger"):
+        attack_trigger("abstain", "nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# triggers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_onepixel_positions_and_values():
+    p = trigger_perturbation("onepixel", MNIST, 1.0)
+    assert p.shape == MNIST and p.dtype == torch.float32
+    assert _nonzero_pixels(p) == {(0, 23, 23)}
+    assert p[0, 23, 23].item() == pytest.approx(1.0)
+    q = trigger_perturbation("onepixel", CIFAR, 0.6)
+    assert _nonzero_pixels(q) == {(c, 15, 15) for c in range(3)}
+    assert torch.allclose(q[:, 15, 15], torch.full((3,), 0.6 / math.sqrt(3)))
+    # documented generalisation: (H-5, W-5) for other sizes
+    r = trigger_perturbation("onepixel", (2, 20, 16), 1.0)
+    assert _nonzero_pixels(r) == {(0, 15, 11), (1, 15, 11)}
+
+
+def test_fourpixel_positions_and_values():
+    p = trigger_perturbation("fourpixel", MNIST, 1.0)
+    assert _nonzero_pixels(p) == {(0, 18, 20), (0, 19, 19), (0, 20, 18), (0, 20, 20)}
+    assert torch.allclose(p[p != 0], torch.full((4,), 0.5))
+    q = trigger_perturbation("fourpixel", CIFAR, 1.0)
+    expected = {(c, r, s) for c in range(3) for r, s in ((14, 16), (15, 15), (16, 14), (16, 16))}
+    assert _nonzero_pixels(q) == expected
+    assert torch.allclose(q[q != 0], torch.full((12,), 1 / math.sqrt(12)))
+    # small images: the pattern is clipped inside and keeps four distinct pixels
+    small = trigger_perturbation("fourpixel", (1, 5, 5), 1.0)
+    assert len(_nonzero_pixels(small)) == 4
+    assert small.norm().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_blending_pattern_norm_and_seed():
+    a = trigger_perturbation("blending", MNIST, 1.3, pattern_seed=7)
+    b = trigger_perturbation("blending", MNIST, 1.3, pattern_seed=7)
+    c = trigger_perturbation("blending", MNIST, 1.3, pattern_seed=8)
+    assert a.norm().item() == pytest.approx(1.3, abs=1e-5)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert (a != 0).float().mean() > 0.99  # dense, Gaussian pattern
+    assert trigger_perturbation("badnets", MNIST, 1.0) is None
+    assert trigger_perturbation("blend", MNIST, 1.0) is None
+
+
+@pytest.mark.parametrize("shape", [MNIST, CIFAR])
+@pytest.mark.parametrize("trigger", ADDITIVE_TRIGGERS)
+@pytest.mark.parametrize("delta", [0.3, 1.0])
+def test_additive_realised_norm_equals_delta_without_clamping(trigger, shape, delta):
+    # pixel triggers on a black image (values reach at most delta <= 1); blending on mid-grey
+    # (its entries are far below 0.5 in magnitude)
+    base = 0.5 if trigger == "blending" else 0.0
+    x = torch.full((3, *shape), base)
+    p = trigger_perturbation(trigger, shape, delta)
+    assert ((x + p) >= 0).all() and ((x + p) <= 1).all()  # so no clamping can happen here
+    x_trig, norms = apply_trigger(x, trigger, delta)
+    assert norms.shape == (3,)
+    assert torch.allclose(norms, torch.full((3,), delta), atol=1e-5)
+    assert torch.allclose(x_trig - x, p.expand_as(x), atol=1e-6)
+    assert torch.equal(x, torch.full((3, *shape), base))  # not modified in place
+
+
+@pytest.mark.parametrize("shape", [MNIST, CIFAR])
+@pytest.mark.parametrize("trigger", ADDITIVE_TRIGGERS)
+def test_additive_realised_norm_is_lower_when_clamped(trigger, shape):
+    x = torch.ones((2, *shape))
+    x_trig, norms = apply_trigger(x, trigger, 1.0)
+    assert x_trig.max() <= 1.0 and x_trig.min() >= 0.0
+    assert (norms < 1.0 - 1e-3).all()
+    expected = (x_trig - x).flatten(1).norm(dim=1)
+    assert torch.allclose(norms, expected, atol=1e-6)
+    if trigger != "blending":
+        assert torch.equal(norms, torch.zeros(2))  # all mass added to saturated pixels
+
+
+def test_badnets_square_and_norm():
+    x = torch.zeros((2, *MNIST))
+    x_trig, norms = apply_trigger(x, "badnets", 1.0, badnets_size=3)
+    changed = _nonzero_pixels(x_trig[0])
+    assert changed == {(0, r, c) for r in (24, 25, 26) for c in (24, 25, 26)}
+    assert (x_trig[0, 0, 24:27, 24:27] == 1.0).all()
+    assert torch.allclose(norms, torch.full((2,), 3.0))  # sqrt(9 * 1^2)
+    xc = torch.full((1, *CIFAR), 0.5)
+    yc, nc = apply_trigger(xc, "badnets", 0.0, badnets_size=4)
+    assert (yc[0, :, 27:31, 27:31] == 1.0).all()
+    assert nc.item() == pytest.approx(math.sqrt(3 * 16 * 0.25), abs=1e-5)
+    with pytest.raises(ConfigError, match="attack.badnets_size"):
+        apply_trigger(x, "badnets", 1.0, badnets_size=28)
+
+
+def test_blend_mixes_with_fixed_pattern():
+    x = torch.rand((4, *CIFAR), generator=torch.Generator().manual_seed(3))
+    a1, n1 = apply_trigger(x, "blend", 1.0, blend_alpha=0.25, pattern_seed=5)
+    a2, _ = apply_trigger(x, "blend", 1.0, blend_alpha=0.25, pattern_seed=5)
+    a3, _ = apply_trigger(x, "blend", 1.0, blend_alpha=0.25, pattern_seed=6)
+    assert torch.equal(a1, a2) and not torch.equal(a1, a3)
+    pattern = (a1 - 0.75 * x) / 0.25  # the same image for every sample, in [0, 1]
+    assert torch.allclose(pattern, pattern[0].expand_as(pattern), atol=1e-5)
+    assert pattern.min() >= -1e-5 and pattern.max() <= 1 + 1e-5
+    assert torch.allclose(n1, (a1 - x).flatten(1).norm(dim=1), atol=1e-6)
+    same, zero = apply_trigger(x, "blend", 1.0, blend_alpha=0.0)
+    assert torch.equal(same, x) and torch.equal(zero, torch.zeros(4))
+
+
+def test_apply_trigger_bad_options():
+    x = torch.zeros((1, *MNIST))
+    with pytest.raises(ConfigError, match="attack.trigger"):
+        apply_trigger(x, "square", 1.0)
+    with pytest.raises(ConfigError, match="attack.delta"):
+        apply_trigger(x, "onepixel", -1.0)
+    with pytest.raises(ConfigError, match="attack.blend_alpha"):
+        apply_trigger(x, "blend", 1.0, blend_alpha=1.5)
+    with pytest.raises(ConfigError, match="attack.colour"):
+        apply_trigger(x, "onepixel", 1.0, colour=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# backdoor poisoning
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trigger", TRIGGERS)
+def test_backdoor_poison_in_place(trigger):
+    x, y = _data(200)
+    x0, y0 = x.clone(), y.clone()
+    res = poison(x, y, attack=trigger, poison_rate=0.1, target=0, delta=1.0, num_classes=10, seed=11)
+    assert isinstance(res, PoisonResult)
+    n = round(0.1 * 200)
+    assert res.x.shape == x.shape and res.y.shape == y.shape
+    assert res.indices.dtype == torch.int64 and res.indices.numel() == n
+    assert len(set(res.indices.tolist())) == n
+    assert torch.equal(res.indices, res.source_indices)
+    assert (y0[res.indices] != 0).all()  # only non-target samples
+    assert torch.equal(res.original_labels, y0[res.indices])
+    assert (res.new_labels == 0).all() and (res.y[res.indices] == 0).all()
+    untouched = torch.ones(200, dtype=torch.bool)
+    untouched[res.indices] = False
+    assert torch.equal(res.x[untouched], x0[untouched])  # bit-identical
+    assert torch.equal(res.y[untouched], y0[untouched])
+    expected, norms = apply_trigger(x0[res.indices], trigger, 1.0)
+    assert torch.equal(res.x[res.indices], expected)
+    assert torch.equal(res.norms, norms)
+    assert torch.equal(x, x0) and torch.equal(y, y0)  # inputs not modified
+
+
+def test_poison_seed_determinism():
+    x, y = _data(300)
+    kw = dict(attack="onepixel", poison_rate=0.05, target=3, delta=1.0, num_classes=10)
+    a = poison(x, y, seed=1, **kw)
+    b = poison(x, y, seed=1, **kw)
+    c = poison(x, y, seed=2, **kw)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert not torch.equal(a.indices, c.indices)
+    assert a.indices.numel() == c.indices.numel() == 15
+
+
+def test_poison_rounding_and_limits():
+    assert poison_count(0.02, 4000) == 80
+    assert poison_count(0.025, 100) == 3  # half up
+    x, y = _data(100, num_classes=2)  # 50 per class
+    res = poison(x, y, attack="fourpixel", poison_rate=0.5, target=1, delta=1.0, num_classes=2, seed=0)
+    assert res.indices.numel() == 50 and (res.y == 1).all()
+    with pytest.raises(ConfigError, match="attack.poison_rate"):
+        poison(x, y, attack="fourpixel", poison_rate=0.6, target=1, delta=1.0, num_classes=2, seed=0)
+
+
+def test_none_attack_returns_inputs():
+    x, y = _data(50)
+    res = poison(x, y, attack="none", poison_rate=0.5, target=0, delta=1.0, num_classes=10, seed=0)
+    assert torch.equal(res.x, x) and torch.equal(res.y, y)
+    for t in (res.indices, res.source_indices, res.original_labels, res.new_labels, res.norms):
+        assert t.numel() == 0
+    assert res.joint_norm() == 0.0
+    assert res.report() == {k: [] for k in
+                            ("index", "source_index", "original_label", "new_label", "trigger_l2")}
+
+
+def test_joint_norm_and_report():
+    x, y = _data(100)
+    x[:] = 0.98  # onepixel is clamped: realised norms 0.02, not 1
+    res = poison(x, y, attack="onepixel", poison_rate=0.04, target=0, delta=1.0, num_classes=10, seed=0)
+    by_hand = math.sqrt(sum(float(v) ** 2 for v in res.norms) + 0.5 ** 2)
+    assert res.joint_norm(0.5) == pytest.approx(by_hand, rel=1e-12)
+    assert res.joint_norm() == pytest.approx(math.sqrt(4) * 0.02, abs=1e-5)
+    rep = res.report()
+    assert list(rep) == ["index", "source_index", "original_label", "new_label", "trigger_l2"]
+    assert all(len(v) == 4 for v in rep.values())
+    assert rep["new_label"] == [0] * 4
+    assert rep["original_label"] == y[res.indices].tolist()
+    assert rep["trigger_l2"] == pytest.approx([0.02] * 4, abs=1e-5)
+    nominal = PoisonResult(x=x, y=y, indices=torch.arange(3), source_indices=torch.arange(3),
+                           original_labels=torch.ones(3, dtype=torch.long),
+                           new_labels=torch.zeros(3, dtype=torch.long),
+                           norms=torch.tensor([1.0, 2.0, 2.0]))
+    assert nominal.joint_norm(4.0) == pytest.approx(5.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# certifier attacks
+# ---------------------------------------------------------------------------------------------
+
+
+def test_abstain_appends_copies_with_other_labels():
+    x, y = _data(1000, num_classes=10)
+    res = poison(x, y, attack="abstain", poison_rate=0.3, target=0, delta=1.0, num_classes=10,
+                 seed=4, trigger="fourpixel")
+    n = 300
+    assert res.x.shape[0] == 1000 + n and res.y.shape[0] == 1000 + n
+    assert torch.equal(res.x[:1000], x) and torch.equal(res.y[:1000], y)  # originals untouched
+    assert torch.equal(res.indices, torch.arange(1000, 1000 + n))
+    assert len(set(res.source_indices.tolist())) == n
+    assert torch.equal(res.original_labels, y[res.source_indices])
+    assert torch.equal(res.y[1000:], res.new_labels)
+    assert (res.new_labels != res.original_labels).all()
+    counts = torch.bincount(res.new_labels, minlength=10)
+    assert (counts > 0).all() and counts.max() < 3 * n / 10  # spread over all classes
+    expected, norms = apply_trigger(x[res.source_indices], "fourpixel", 1.0)
+    assert torch.equal(res.x[1000:], expected) and torch.equal(res.norms, norms)
+    # all classes are sources, target class included
+    assert (res.original_labels == 0).any()
+    again = poison(x, y, attack="abstain", poison_rate=0.3, target=0, delta=1.0, num_classes=10,
+                   seed=4, trigger="fourpixel")
+    assert torch.equal(again.y, res.y) and torch.equal(again.x, res.x)
+
+
+def test_radius_collapse_uses_runner_up_of_scores():
+    x, y = _data(200, num_classes=5)
+    scores = torch.randn((200, 5), generator=torch.Generator().manual_seed(9))
+    res = poison(x, y, attack="radius_collapse", poison_rate=0.5, target=0, delta=1.0,
+                 num_classes=5, seed=2, trigger="onepixel", scores=scores)
+    assert res.x.shape[0] == 300 and torch.equal(res.x[:200], x)
+    s = scores[res.source_indices]
+    order = s.argsort(dim=1, descending=True)
+    top, second = order[:, 0], order[:, 1]
+    truth = res.original_labels
+    expected = torch.where(top == truth, second, top)
+    assert torch.equal(res.new_labels, expected)
+    assert (res.new_labels != truth).all()
+    assert (top == truth).any() and (top != truth).any()  # both branches exercised
+
+
+def test_radius_collapse_needs_scores_and_class_mean_scores():
+    x, y = _data(60, num_classes=3)
+    with pytest.raises(ConfigError, match="scores"):
+        poison(x, y, attack="radius_collapse", poison_rate=0.1, target=0, delta=1.0, num_classes=3, seed=0)
+    with pytest.raises(ConfigError, match="scores"):
+        poison(x, y, attack="radius_collapse", poison_rate=0.1, target=0, delta=1.0, num_classes=3,
+               seed=0, scores=torch.zeros(60, 4))
+    sc = class_mean_scores(x, y, 3)
+    means = torch.stack([x[y == c].flatten(1).mean(0) for c in range(3)])
+    by_hand = -torch.cdist(x.flatten(1).double(), means.double()) ** 2
+    assert sc.shape == (60, 3) and torch.allclose(sc.double(), by_hand, atol=1e-3)
+    assert torch.equal(sc, class_mean_scores(x, y, 3))
+    # classes without samples score -inf and are never chosen while another class exists
+    sc4 = class_mean_scores(x, y, 4)
+    assert torch.isinf(sc4[:, 3]).all()
+    res = poison(x, y, attack="radius_collapse", poison_rate=0.5, target=0, delta=1.0, num_classes=4,
+                 seed=0, scores=sc4)
+    assert (res.new_labels != 3).all() and (res.new_labels != res.original_labels).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# triggered test set
+# ---------------------------------------------------------------------------------------------
+
+
+def test_make_triggered_test_excludes_target():
+    x, y = _data(100, num_classes=10)
+    out = make_triggered_test(x, y, trigger="onepixel", delta=1.0, target=2)
+    n_non_target = int((y != 2).sum())
+    assert n_non_target == 90
+    assert out["x"].shape == (90, *MNIST)
+    assert (out["y"] != 2).all() and (out["target_y"] == 2).all()
+    assert torch.equal(out["y"], y[out["source_index"]])
+    expected, norms = apply_trigger(x[out["source_index"]], "onepixel", 1.0)
+    assert torch.equal(out["x"], expected) and torch.equal(out["norms"], norms)
+    every = make_triggered_test(x, y, trigger="blending", delta=0.5, target=None)
+    assert every["x"].shape[0] == 100 and (every["target_y"] == -1).all()
+    assert torch.equal(every["source_index"], torch.arange(100))
+    with pytest.raises(ConfigError, match="attack.target"):
+        make_triggered_test(x[y == 2], y[y == 2], trigger="onepixel", delta=1.0, target=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [
+        ({"attack": "trojan"}, "attack.name"),
+        ({"trigger": "square"}, "attack.trigger"),
+        ({"attack": "abstain", "trigger": "square"}, "attack.trigger"),
+        ({"poison_rate": -0.1}, "attack.poison_rate"),
+        ({"poison_rate": 1.5}, "attack.poison_rate"),
+        ({"target": 10}, "attack.target"),
+        ({"target": -1}, "attack.target"),
+        ({"delta": -1.0}, "attack.delta"),
+        ({"poison_rate": 0.001}, "attack.poison_rate"),  # round(0.001 * 200) = 0
+        ({"attack": "abstain", "poison_rate": 0.0}, "attack.poison_rate"),
+    ],
+)
+def test_bad_input_raises_config_error(overrides, name):
+    x, y = _data(200)
+    kw = dict(attack="onepixel", poison_rate=0.02, target=0, delta=1.0, num_classes=10, seed=0)
+    kw.update(overrides)
+    with pytest.raises(ConfigError, match=name.replace(".", r"\.")):
+        poison(x, y, **kw)
+
+
+def test_zero_poison_message_names_n_and_smallest_rate():
+    x, y = _data(200)
+    with pytest.raises(ConfigError) as err:
+        poison(x, y, attack="onepixel", poison_rate=0.001, target=0, delta=1.0, num_classes=10, seed=0)
+    msg = str(err.value)
+    assert "attack.poison_rate" in msg and "poisons zero samples" in msg
+    assert "N = 200" in msg and "0.0025" in msg
+    assert poison_count(0.0025, 200) == 1
