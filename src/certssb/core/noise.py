@@ -167,3 +167,12 @@ def materialise(x: torch.Tensor, plan: dict[str, Any], copies: int, n_images: in
         [noisy_training_copy(x, plan["sigma0"], plan, k)[:n_images] for k in range(copies)]
     ) if copies > 0 else torch.empty(0, n_images, *x.shape[1:])
     return {"clean": x[:n_images].clone(), "noisy": noisy, "sigma0": plan["sigma0"]}
+
+
+def auxiliary_plan(plan: dict[str, Any], name: str) -> dict[str, Any]:
+    """A one-model plan for an auxiliary model (``pilot``, ``undefended``), independent of the ensemble's."""
+    salt = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+    return make_noise_plan(
+        seed=_derive(plan["seed"], 99, salt), num_models=1, sigma=plan["sigma0"], num_draws=plan["num_draws"],
+        n_train=plan["n_train"], input_shape=plan["input_shape"],
+    )

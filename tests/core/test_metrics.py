@@ -1,0 +1,126 @@
+"""Tests for certssb.core.metrics: hand-computed tables, monotonicity, attack-norm helpers, validation."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from certssb.core.certify import certify
+from certssb.core.metrics import (
+    abstain_rate,
+    attack_success_rate,
+    certified_accuracy,
+    clean_accuracy,
+    degenerate_members,
+    fraction_certified_against,
+    largest_radius_below,
+    mean_radius,
+    smallest_radius_covering,
+)
+from certssb.core.validation import ConfigError
+
+
+def table() -> pd.DataFrame:
+    # 5 rows: correct r=0.6, correct r=0.3, wrong r=1.0, abstained, correct r=0.25
+    return pd.DataFrame(
+        {
+            "radius": [0.6, 0.3, 1.0, 0.0, 0.25],
+            "conservative_radius": [0.3, 0.3, 0.5, 0.0, 0.1],
+            "correct": [True, True, False, False, True],
+            "abstained": [False, False, False, True, False],
+        }
+    )
+
+
+def test_hand_made_table():
+    out = certified_accuracy(table(), [0.0, 0.25, 0.5, 1.0, 2.0])
+    assert list(out.columns) == ["radius", "certified_accuracy", "certified_ratio", "conditional_accuracy"]
+    np.testing.assert_allclose(out["certified_accuracy"], [3 / 5, 3 / 5, 1 / 5, 0, 0])
+    np.testing.assert_allclose(out["certified_ratio"], [4 / 5, 4 / 5, 2 / 5, 1 / 5, 0])
+    np.testing.assert_allclose(out["conditional_accuracy"][:4], [3 / 4, 3 / 4, 1 / 2, 0])
+    assert np.isnan(out["conditional_accuracy"].iloc[4])
+    cons = certified_accuracy(table(), [0.0, 0.25, 0.5], radius_column="conservative_radius")
+    np.testing.assert_allclose(cons["certified_accuracy"], [3 / 5, 2 / 5, 0])
+    assert abstain_rate(table()) == pytest.approx(0.2)
+    assert mean_radius(table()) == pytest.approx((0.6 + 0.3 + 1.0 + 0.25) / 5)
+
+
+def test_monotone_non_increasing_on_real_certificates():
+    rng = np.random.default_rng(0)
+    m, n, c = 60, 300, 4
+    p_true = rng.dirichlet(np.ones(c) * 0.3, size=n)
+    votes = np.stack([[rng.choice(c, p=p) for p in p_true] for _ in range(m)])
+    probs = np.eye(c, dtype=np.float32)[votes]
+    certs = certify(votes, probs, rng.uniform(0.1, 1.0, size=n), labels=rng.integers(0, c, size=n),
+                    num_classes=c)
+    radii = np.round(np.arange(0, 2.01, 0.05), 2).tolist()
+    out = certified_accuracy(certs, radii)
+    assert np.all(np.diff(out["certified_accuracy"]) <= 0)
+    assert np.all(np.diff(out["certified_ratio"]) <= 0)
+    assert np.all(out["certified_accuracy"] <= out["certified_ratio"])
+    assert out["certified_accuracy"].iloc[0] > 0
+
+
+def test_all_zero_radii_give_zero_beyond_zero():
+    certs = pd.DataFrame({"radius": [0.0] * 4, "correct": [True] * 4, "abstained": [False] * 4})
+    out = certified_accuracy(certs, [0, 0.1, 1])
+    assert out["certified_accuracy"].tolist() == [1.0, 0.0, 0.0]
+    assert out["certified_ratio"].tolist() == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("radii", [[0.5, 0.25], [-0.1, 0.5], [], [0, 0], "0.5", [0, float("nan")]])
+def test_bad_radii(radii):
+    with pytest.raises(ConfigError, match=r"evaluation\.radii"):
+        certified_accuracy(table(), radii)
+
+
+def test_missing_columns_and_empty():
+    with pytest.raises(ConfigError, match="lacks columns"):
+        certified_accuracy(table().drop(columns="correct"), [0])
+    with pytest.raises(ConfigError, match="no rows"):
+        certified_accuracy(table().iloc[:0], [0])
+
+
+def test_clean_accuracy_and_attack_success_rate():
+    assert clean_accuracy([0, 1, 2, -1], [0, 1, 1, 3]) == pytest.approx(0.5)
+    assert attack_success_rate([0, 0, 3, 0], 0) == pytest.approx(0.75)
+    # with true labels the target-class inputs are excluded
+    assert attack_success_rate([0, 0, 3, 0], 0, labels=[0, 1, 2, 3]) == pytest.approx(2 / 3)
+    assert attack_success_rate(np.array([1, 2]), np.array([1, 1])) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="mismatched shapes"):
+        clean_accuracy([0, 1], [0])
+    with pytest.raises(ConfigError, match="no non-target"):
+        attack_success_rate([0, 0], 0, labels=[0, 0])
+
+
+def test_attack_norm_helpers():
+    radii = [0.0, 0.25, 0.5, 1.0]
+    assert smallest_radius_covering(0.3, radii) == 0.5
+    assert smallest_radius_covering(0.5, radii) == 1.0  # strict: r > norm
+    assert smallest_radius_covering(1.0, radii) is None
+    assert largest_radius_below(0.3, radii) == 0.25
+    assert largest_radius_below(0.5, radii) == 0.5
+    assert largest_radius_below(0.1, [0.25, 0.5]) is None
+    t = table()
+    assert fraction_certified_against(t, 0.3) == pytest.approx(1 / 5)  # only r=0.6 (0.3 is not > 0.3)
+    assert fraction_certified_against(t, 0.0) == pytest.approx(3 / 5)
+    # the covering grid row lower-bounds the exact fraction, the row below upper-bounds it
+    for norm_ in [0.1, 0.3, 0.55]:
+        exact = fraction_certified_against(t, norm_)
+        tab = certified_accuracy(t, radii).set_index("radius")["certified_accuracy"]
+        up, lo = largest_radius_below(norm_, radii), smallest_radius_covering(norm_, radii)
+        assert tab[lo] <= exact <= tab[up]
+    with pytest.raises(ConfigError, match="'norm'"):
+        smallest_radius_covering(-1.0, radii)
+
+
+def test_degenerate_members():
+    acc = np.array([0.98, 0.14, 0.165, 0.18, 0.5])
+    prior = np.full(10, 0.1)
+    prior[0], prior[1] = 0.12, 0.08  # a constant "class 0" predictor scores 0.12
+    assert degenerate_members(acc, prior).tolist() == [False, True, True, False, False]
+    assert degenerate_members(acc, prior, margin=0.0).tolist() == [False, False, False, False, False]
+    with pytest.raises(ConfigError, match="class_prior"):
+        degenerate_members(acc, [0.5, 0.6])
+    with pytest.raises(ConfigError, match="member_accuracy"):
+        degenerate_members([1.5], [0.5, 0.5])
