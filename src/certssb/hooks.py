@@ -15,8 +15,7 @@ class ValidateParametersHook:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         params = catalog.load("parameters")
-        name = run_params.get("pipeline_name") or "__default__"
-        names = {n.strip() for n in str(name).split(",")}
+        names = set(run_params.get("pipeline_names") or ["__default__"])
         validate_parameters(params, names)
         log.info("parameters valid for pipeline(s) %s", ", ".join(sorted(names)))
 

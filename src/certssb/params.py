@@ -36,7 +36,11 @@ def validate_data_engineering(p: dict[str, Any]) -> None:
     choice("attack.name", a["name"], attacks.ATTACKS)
     choice("attack.trigger", a["trigger"], attacks.TRIGGERS)
     number("attack.poison_rate", a["poison_rate"], low=0, high=1)
-    number("attack.target", a["target"], low=0, integer=True)
+    num_classes = len(d["classes"]) if d.get("classes") else (None if d["dataset"] == "local" else 10)
+    if num_classes is not None and a["name"] != "none":
+        number("attack.target", a["target"], low=0, high=num_classes - 1, integer=True)
+    else:
+        number("attack.target", a["target"], low=0, integer=True)
     number("attack.delta", a["delta"], low=0)
     n = _get(p, "noise")
     positive("noise.sigma", n["sigma"])

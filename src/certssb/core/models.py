@@ -103,7 +103,7 @@ class PreActResNet(nn.Module):
 
 
 _BUILDERS = {"small_cnn": SmallCNN, "mnist_cnn": MnistCNN, "mlp": MLP, "preact_resnet": PreActResNet}
-_MIN_SIZE = {"small_cnn": 4, "mnist_cnn": 12, "mlp": 1, "preact_resnet": 4}
+_MIN_SIZE = {"small_cnn": 4, "mnist_cnn": 16, "mlp": 1, "preact_resnet": 4}
 
 
 def build_model(architecture: str, in_shape: Sequence[int], num_classes: int, seed: int | None = None) -> nn.Module:

@@ -1,0 +1,389 @@
+r"""The ``ray`` ensemble backend: shards of the M models trained as Ray tasks.
+
+Kedro stays the orchestrator: the pipeline, its datasets, parameters, checkpoints and resumption are
+unchanged, and ``ensemble.train_ensemble`` decides which chunks still need training. Ray only executes
+that one wide step -- training M independent models -- on a local Ray instance or a cluster:
+
+- the chunks still to train are regrouped into ``num_shards`` contiguous shards of whole chunks (a chunk
+  file stays the unit of checkpointing);
+- the inputs (images, labels, per-sample sigma, noise plan) go into the Ray object store once;
+- every shard is one Ray task that runs ``ensemble.train_chunk`` on each of its chunks with a local
+  backend (``sequential`` or ``vectorised``) on the worker's device, and is retried ``max_retries`` times;
+- the driver saves each shard's chunks to the checkpoint folder as soon as the shard finishes, so a lost
+  driver or worker never loses finished shards and a rerun trains only what is missing.
+
+Model k depends only on (plan, k, data, sigma, config) -- its seeds come from the plan -- so the result
+equals the ``sequential`` backend: bit-identical on CPU with the ``sequential`` local backend, equal up to
+floating-point order with ``vectorised``.
+
+Ray is an optional extra (``pip install -e ".[ray]"``); this module imports it lazily, so the rest of
+``certssb`` works without it.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import ensemble
+from .validation import ConfigError, choice, fail, number, positive
+
+log = logging.getLogger(__name__)
+
+LOCAL_BACKENDS = ("sequential", "vectorised")
+DEFAULT_GCS_PORT = 6379      # ``ray start --head`` default
+DEFAULT_CLIENT_PORT = 10001  # Ray client server default (``ray://``)
+PROBE_TIMEOUT_S = 3.0
+
+#: ``ensemble.ray`` keys and their defaults. ``local_backend`` depends on ``num_gpus_per_shard``.
+DEFAULTS: dict[str, Any] = {
+    "address": None,
+    "num_shards": None,
+    "max_retries": 2,
+    "num_cpus_per_shard": 1,
+    "num_gpus_per_shard": 0,
+    "local_backend": None,
+    "num_cpus": None,
+}
+#: Test hook, not a user parameter: a file path. The first attempt of shard 0 creates the file and raises,
+#: later attempts (the file exists) run normally -- a failure that survives Ray's worker processes.
+TEST_HOOKS = ("_fail_once_marker",)
+
+_INSTALL_HINT = "backend 'ray' needs the optional extra: pip install -e \".[ray]\""
+
+
+class ShardError(RuntimeError):
+    """One or more shards still failed after ``ensemble.ray.max_retries`` retries."""
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(_INSTALL_HINT) from exc
+    return ray
+
+
+# ---------------------------------------------------------------------------------------------------
+# Options
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    """``[ray://]host[:port]`` -> (host, port); the port defaults to Ray's (6379, or 10001 for ray://)."""
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    default = DEFAULT_CLIENT_PORT if address.startswith("ray://") else DEFAULT_GCS_PORT
+    host, port = rest, default
+    if rest.startswith("["):  # [ipv6]:port
+        end = rest.find("]")
+        if end < 0:
+            raise ValueError(address)
+        host, tail = rest[1:end], rest[end + 1:]
+        if tail:
+            if not tail.startswith(":"):
+                raise ValueError(address)
+            port = int(tail[1:])
+    elif rest.count(":") == 1:
+        host, p = rest.split(":")
+        port = int(p)
+    elif ":" in rest:
+        raise ValueError(address)
+    if not host or "/" in host or not 0 < port < 65536:
+        raise ValueError(address)
+    return host, port
+
+
+def _check_address(address: Any) -> Any:
+    allowed = ('null (a local Ray instance), "auto" (the cluster started on this machine), '
+               '"ray://host:port" (Ray client) or "host:port" (the head node\'s GCS)')
+    if address is None or address == "auto":
+        return address
+    if not isinstance(address, str):
+        fail("ensemble.ray.address", address, "must be " + allowed)
+    try:
+        _split_address(address)
+    except ValueError:
+        fail("ensemble.ray.address", address, "must be " + allowed)
+    return address
+
+
+def check_options(options: dict[str, Any] | None, num_models: int) -> dict[str, Any]:
+    """Validate the ``ensemble.ray`` parameter block and return it with defaults filled in.
+
+    - ``address``: ``None`` (start a local instance), ``"auto"``, ``"ray://host:port"`` or ``"host:port"``;
+    - ``num_shards``: ``None`` (one shard per chunk) or an int in ``[1, num_models]``;
+    - ``max_retries``: int >= 0 (2); ``num_cpus_per_shard`` > 0 (1); ``num_gpus_per_shard`` >= 0 (0);
+    - ``local_backend``: ``sequential`` | ``vectorised`` (``vectorised`` when shards get GPUs, else
+      ``sequential``);
+    - ``num_cpus``: the size of a local instance (int >= 1, or ``None`` for all cores).
+
+    Raises :class:`ConfigError` for a bad value, an unknown key, or when Ray is not installed.
+    """
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        fail("ensemble.ray", options, "must be a mapping of " + ", ".join(DEFAULTS))
+    unknown = [k for k in options if k not in DEFAULTS and k not in TEST_HOOKS]
+    if unknown:
+        fail(f"ensemble.ray.{unknown[0]}", options[unknown[0]],
+             "unknown option; allowed options are " + ", ".join(DEFAULTS))
+    opts = {**DEFAULTS, **options}
+    _check_address(opts["address"])
+    if opts["num_shards"] is not None:
+        number("ensemble.ray.num_shards", opts["num_shards"], low=1, high=num_models, integer=True)
+    number("ensemble.ray.max_retries", opts["max_retries"], low=0, integer=True)
+    positive("ensemble.ray.num_cpus_per_shard", opts["num_cpus_per_shard"])
+    number("ensemble.ray.num_gpus_per_shard", opts["num_gpus_per_shard"], low=0)
+    if opts["local_backend"] is None:
+        opts["local_backend"] = "vectorised" if opts["num_gpus_per_shard"] > 0 else "sequential"
+    choice("ensemble.ray.local_backend", opts["local_backend"], LOCAL_BACKENDS)
+    if opts["num_cpus"] is not None:
+        positive("ensemble.ray.num_cpus", opts["num_cpus"], integer=True)
+        if opts["address"] is None and opts["num_cpus_per_shard"] > opts["num_cpus"]:
+            fail("ensemble.ray.num_cpus_per_shard", opts["num_cpus_per_shard"],
+                 f"must be <= ensemble.ray.num_cpus ({opts['num_cpus']}), the size of the local instance")
+    _import_ray()
+    return opts
+
+
+# ---------------------------------------------------------------------------------------------------
+# Connecting
+
+
+def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Open (and close) a TCP connection to a ``[ray://]host[:port]`` address within ``timeout_s``.
+
+    Raises :class:`ConfigError` naming ``ensemble.ray.address`` when nothing answers, so that an unreachable
+    cluster fails in seconds instead of hanging in ``ray.init``.
+    """
+    _check_address(address)
+    host, port = _split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        fail("ensemble.ray.address", address,
+             f"nothing answers at {host}:{port} ({exc.__class__.__name__}: {exc}); start the cluster with "
+             "`ray start --head` (then use \"auto\" or \"host:6379\"), or use null for a local Ray instance")
+
+
+def connect(opts: dict[str, Any]) -> bool:
+    """Make sure this process is connected to Ray; return True if *this call* ran ``ray.init``.
+
+    An already initialised Ray (a notebook, the tests, a caller that manages Ray) is reused as is.
+    """
+    ray = _import_ray()
+    address = opts["address"]
+    if ray.is_initialized():
+        if address is not None:
+            log.info("Ray is already initialised; reusing it (ensemble.ray.address=%r not used)", address)
+        return False
+    if address is None:
+        log.info("starting a local Ray instance (num_cpus=%s)", opts["num_cpus"])
+        ray.init(num_cpus=opts["num_cpus"], include_dashboard=False)
+        return True
+    if address != "auto":
+        probe_address(address)
+    try:
+        ray.init(address=address)
+    except (ConnectionError, TimeoutError, RuntimeError) as exc:
+        fail("ensemble.ray.address", address,
+             f"could not connect ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+             "start the cluster with `ray start --head`, or use null for a local Ray instance")
+    return True
+
+
+def _check_resources(ray: Any, opts: dict[str, Any], started_local: bool) -> None:
+    """A task asking for more CPUs/GPUs than any node has never runs: fail (local) or warn (cluster)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", True)]
+    for key, res in (("num_cpus_per_shard", "CPU"), ("num_gpus_per_shard", "GPU")):
+        need = opts[key]
+        have = max((float(n.get(res, 0)) for n in nodes), default=0.0)
+        if need > have:
+            msg = (f"parameter 'ensemble.ray.{key}' = {need!r} is invalid: no Ray node has that many {res}s "
+                   f"(largest: {have:g}); shards asking for it would never be scheduled")
+            if started_local:
+                raise ConfigError(msg)
+            log.warning("%s (an autoscaling cluster may still add such a node)", msg)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The task
+
+
+def make_shards(chunks: Sequence[Sequence[int]], num_shards: int | None) -> list[list[list[int]]]:
+    """Split the chunk list into ``num_shards`` contiguous groups of whole chunks (None: one per chunk).
+
+    The groups' chunk counts differ by at most one; never more groups than chunks, no empty group.
+    """
+    chunks = [list(c) for c in chunks]
+    s = len(chunks) if num_shards is None else min(int(num_shards), len(chunks))
+    if s == 0:
+        return []
+    q, r = divmod(len(chunks), s)
+    out, start = [], 0
+    for i in range(s):
+        n = q + (1 if i < r else 0)
+        out.append(chunks[start:start + n])
+        start += n
+    return out
+
+
+def _train_shard(
+    x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, plan: dict[str, Any], shard: list[list[int]],
+    cfg: ensemble.TrainConfig, num_classes: int, settings: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Body of the Ray task: train each chunk of the shard and return plain dicts of CPU tensors."""
+    torch.set_num_threads(max(1, int(settings["num_cpus_per_shard"])))
+    marker = settings.get("_fail_once_marker")
+    if marker and settings.get("shard_id") == 0:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass
+        else:
+            raise RuntimeError(f"injected failure of shard 0 (test hook _fail_once_marker={marker})")
+    if settings["num_gpus_per_shard"] > 0 and torch.cuda.is_available():
+        device = torch.device("cuda")
+    else:
+        if settings["num_gpus_per_shard"] > 0:
+            log.warning("shard got GPUs from Ray but torch sees no CUDA device; training on CPU")
+        device = torch.device("cpu")
+    out = []
+    for chunk in shard:
+        t0 = time.perf_counter()
+        part = ensemble.train_chunk(x, y, sigma, plan, chunk, cfg, num_classes, device, settings["local_backend"])
+        for row in part.log:
+            row["seconds"] = (time.perf_counter() - t0) / len(chunk)
+        out.append({"indices": list(part.indices),
+                    "params": {k: v.detach().cpu().contiguous() for k, v in part.params.items()},
+                    "log": part.log})
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _remote_train_shard() -> Any:
+    return _import_ray().remote(_train_shard)
+
+
+def _models(shard: Sequence[Sequence[int]]) -> list[int]:
+    return [k for chunk in shard for k in chunk]
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """[0, 1, 2, 5, 6] -> '0-2, 5-6'."""
+    out: list[str] = []
+    idx = sorted(indices)
+    i = 0
+    while i < len(idx):
+        j = i
+        while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
+            j += 1
+        out.append(f"{idx[i]}" if i == j else f"{idx[i]}-{idx[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def _cause(err: Exception) -> BaseException:
+    """The exception raised inside the task (``RayTaskError.cause``), else ``err`` itself."""
+    return getattr(err, "cause", None) or err
+
+
+def train_shards_ray(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigma: torch.Tensor,
+    plan: dict[str, Any],
+    chunks: Sequence[Sequence[int]],
+    cfg: ensemble.TrainConfig,
+    num_classes: int,
+    device: torch.device,
+    checkpoint_dir: Path | None,
+    options: dict[str, Any] | None,
+    progress: Callable[[int], None] | None,
+) -> list[ensemble.ChunkResult]:
+    """Train ``chunks`` (lists of model indices) as Ray tasks and return their :class:`ChunkResult`\\ s.
+
+    Called by ``ensemble.train_ensemble(backend="ray")`` with the chunks that are not yet checkpointed.
+    Each finished shard's chunks are saved to ``checkpoint_dir`` (if given) and reported to
+    ``progress(n_models)`` right away. ``device`` is the driver's device; the shards train on ``cuda`` when
+    ``num_gpus_per_shard > 0`` (and the worker sees a GPU), else on CPU. Shards that still fail after
+    ``max_retries`` retries raise :class:`ShardError` (or :class:`ConfigError` if every failure was one)
+    after all other shards have finished and been saved, so a rerun resumes with only the failed models.
+    """
+    opts = check_options(options, int(plan["num_models"]))
+    shards = make_shards(chunks, opts["num_shards"])
+    if not shards:
+        return []
+    if device.type == "cuda" and opts["num_gpus_per_shard"] == 0:
+        log.warning("device is cuda but ensemble.ray.num_gpus_per_shard is 0: the shards train on CPU")
+    ray = _import_ray()
+    started = connect(opts)
+    refs: dict[Any, int] = {}
+    try:
+        _check_resources(ray, opts, started and opts["address"] is None)
+        x_ref, y_ref, s_ref, p_ref = (ray.put(v) for v in (x.detach().cpu(), y.detach().cpu(),
+                                                           sigma.detach().cpu(), plan))
+        task = _remote_train_shard().options(
+            num_cpus=opts["num_cpus_per_shard"], num_gpus=opts["num_gpus_per_shard"],
+            max_retries=opts["max_retries"], retry_exceptions=True,
+        )
+        for i, shard in enumerate(shards):
+            settings = {"num_cpus_per_shard": opts["num_cpus_per_shard"],
+                        "num_gpus_per_shard": opts["num_gpus_per_shard"],
+                        "local_backend": opts["local_backend"], "shard_id": i,
+                        "_fail_once_marker": opts.get("_fail_once_marker")}
+            refs[task.remote(x_ref, y_ref, s_ref, p_ref, shard, cfg, num_classes, settings)] = i
+        log.info("ray: %d models in %d shards (%s local backend, %g CPU / %g GPU per shard)",
+                 len(_models([c for s in shards for c in s])), len(shards), opts["local_backend"],
+                 opts["num_cpus_per_shard"], opts["num_gpus_per_shard"])
+        results: list[ensemble.ChunkResult] = []
+        failed: dict[int, BaseException] = {}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                i = refs.pop(ref)
+                try:
+                    parts = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    failed[i] = _cause(exc)
+                    log.error("ray: shard %d (models %s) failed after %d retries: %s", i,
+                              _ranges(_models(shards[i])), opts["max_retries"], failed[i])
+                    continue
+                for d in parts:
+                    part = ensemble.ChunkResult(list(d["indices"]), d["params"], list(d["log"]))
+                    if checkpoint_dir is not None:
+                        ensemble.save_chunk(part, ensemble.chunk_path(checkpoint_dir, part.indices))
+                    results.append(part)
+                    if progress:
+                        progress(len(part.indices))
+                log.info("ray: shard %d (models %s) done", i, _ranges(_models(shards[i])))
+    finally:
+        for ref in refs:  # only left on an exception in the driver (e.g. KeyboardInterrupt)
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001 -- best effort
+                pass
+        if started:
+            ray.shutdown()
+    if failed:
+        models = sorted(k for i in failed for k in _models(shards[i]))
+        saved = (f"the {len(results)} finished chunk(s) are saved in {checkpoint_dir}; a rerun resumes from "
+                 "them and trains only the failed models" if checkpoint_dir is not None else
+                 "set ensemble.checkpoint_dir so that a rerun resumes from the finished shards")
+        causes = "; ".join(f"shard {i} (models {_ranges(_models(shards[i]))}): "
+                           f"{e.__class__.__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+                           for i, e in sorted(failed.items()))
+        msg = (f"ray backend: models {_ranges(models)} failed after ensemble.ray.max_retries="
+               f"{opts['max_retries']} retries ({causes}); {saved}")
+        if all(isinstance(e, ConfigError) for e in failed.values()):
+            raise ConfigError(msg)
+        raise ShardError(msg)
+    return results

@@ -1,0 +1,194 @@
+"""Tests for certssb.core.ray_backend: equality with the sequential backend, retries, resuming, options."""
+from __future__ import annotations
+
+import builtins
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+from certssb.core import ray_backend  # noqa: E402
+from certssb.core.ensemble import TrainConfig, chunk_path, ensemble_fingerprint, train_ensemble  # noqa: E402
+from certssb.core.noise import make_noise_plan  # noqa: E402
+from certssb.core.validation import ConfigError  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+M = 4
+CFG = TrainConfig(architecture="mlp", epochs=1, batch_size=16)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8, generator=g)
+    y = torch.randint(0, 3, (64,), generator=g)
+    sigma = torch.full((64,), 0.25)
+    plan = make_noise_plan(seed=0, num_models=M, sigma=0.25, num_draws=1, n_train=64, input_shape=(1, 8, 8))
+    return x, y, sigma, plan
+
+
+def run(data, backend="ray", chunk_size=1, checkpoint_dir=None, progress=None, **opts):
+    x, y, sigma, plan = data
+    return train_ensemble(x, y, sigma, plan, CFG, num_classes=3, data_fingerprint="test", backend=backend,
+                          device="cpu", chunk_size=chunk_size, checkpoint_dir=checkpoint_dir,
+                          ray_options=opts, progress=progress)[0]
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    return run(data, backend="sequential")
+
+
+def assert_same(a, b):
+    assert a.indices == b.indices == list(range(M))
+    assert a.params.keys() == b.params.keys()
+    for name in a.params:
+        assert torch.equal(a.params[name], b.params[name]), name
+
+
+@pytest.mark.parametrize(("chunk_size", "num_shards"), [(1, None), (2, 1)])
+def test_ray_equals_sequential(data, reference, chunk_size, num_shards):
+    seen = []
+    out = run(data, chunk_size=chunk_size, num_shards=num_shards, progress=seen.append)
+    assert_same(out, reference)
+    assert sum(seen) == M
+    assert [r["model"] for r in out.log] == list(range(M))
+
+
+def test_vectorised_local_backend_matches(data, reference):
+    out = run(data, chunk_size=2, local_backend="vectorised")
+    for name in out.params:
+        torch.testing.assert_close(out.params[name], reference.params[name], rtol=1e-4, atol=1e-4)  # float order
+
+
+def test_failed_shard_is_retried(data, reference, tmp_path):
+    marker = tmp_path / "failed_once"
+    out = run(data, chunk_size=2, max_retries=1, _fail_once_marker=str(marker))
+    assert marker.exists()  # shard 0 did fail once, and its retry succeeded
+    assert_same(out, reference)
+
+
+def test_exhausted_retries_then_rerun_resumes(data, reference, tmp_path):
+    marker, ckpt = tmp_path / "failed_once", tmp_path / "ckpt"
+    with pytest.raises(ray_backend.ShardError, match=r"models 0-1 failed .*max_retries=0.*rerun resumes"):
+        run(data, chunk_size=2, checkpoint_dir=ckpt, max_retries=0, _fail_once_marker=str(marker))
+    folder = ckpt / ensemble_fingerprint("test", data[2], data[3], CFG, 3)
+    assert sorted(p.name for p in folder.glob("chunk_*.pt")) == ["chunk_00002_00003.pt"]  # shard 1 was saved
+    out = run(data, chunk_size=2, checkpoint_dir=ckpt, max_retries=0, _fail_once_marker=str(marker))
+    assert_same(out, reference)
+
+
+def test_stopped_run_resumes(data, reference, tmp_path):
+    x, y, sigma, plan = data
+    run(data, chunk_size=1, checkpoint_dir=tmp_path, num_shards=2)
+    folder = tmp_path / ensemble_fingerprint("test", sigma, plan, CFG, 3)
+    files = {k: chunk_path(folder, [k]) for k in range(M)}
+    before = {k: p.stat().st_mtime_ns for k, p in files.items()}
+    files[2].unlink()
+    time.sleep(0.01)
+    seen = []
+    out = run(data, chunk_size=1, checkpoint_dir=tmp_path, num_shards=2, progress=seen.append)
+    assert files[2].exists()
+    assert {k: files[k].stat().st_mtime_ns == before[k] for k in (0, 1, 3)} == {0: True, 1: True, 3: True}
+    assert sum(seen) == M  # 3 restored + 1 trained
+    assert_same(out, reference)
+
+
+def test_check_options_defaults_and_errors():
+    opts = ray_backend.check_options({}, 4)
+    assert opts["max_retries"] == 2 and opts["num_cpus_per_shard"] == 1 and opts["num_gpus_per_shard"] == 0
+    assert opts["local_backend"] == "sequential" and opts["num_shards"] is None and opts["address"] is None
+    assert ray_backend.check_options({"num_gpus_per_shard": 1}, 4)["local_backend"] == "vectorised"
+    with pytest.raises(ConfigError, match=r"ensemble\.ray\.num_shards.* 5 .*\[1, 4\]"):
+        ray_backend.check_options({"num_shards": 5}, 4)
+    for bad in ({"max_retries": -1}, {"num_cpus_per_shard": 0}, {"local_backend": "ray"},
+                {"address": "ray://"}, {"address": "host:port"}, {"nope": 1}):
+        with pytest.raises(ConfigError, match=r"ensemble\.ray\."):
+            ray_backend.check_options(bad, 4)
+
+
+def test_num_shards_above_num_models_fails_before_training(data):
+    with pytest.raises(ConfigError, match=r"ensemble\.ray\.num_shards"):
+        run(data, num_shards=M + 1)
+
+
+def test_make_shards_keeps_whole_contiguous_chunks():
+    chunks = [[0, 1], [2, 3], [4, 5], [6]]
+    assert ray_backend.make_shards(chunks, 3) == [[[0, 1], [2, 3]], [[4, 5]], [[6]]]
+    assert ray_backend.make_shards(chunks, 10) == [[c] for c in chunks]
+    assert ray_backend.make_shards([], None) == []
+
+
+def test_unreachable_address_fails_fast():
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"ensemble\.ray\.address.*ray start --head.*null"):
+        ray_backend.probe_address(f"127.0.0.1:{port}", timeout_s=2)
+    with pytest.raises(ConfigError, match=r"ensemble\.ray\.address"):
+        ray_backend.probe_address("ray://127.0.0.1:1", timeout_s=2)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_reachable_address_passes_probe():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        ray_backend.probe_address(f"127.0.0.1:{s.getsockname()[1]}", timeout_s=2)
+
+
+def test_ray_missing_is_a_config_error(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ConfigError, match=r'optional extra: pip install -e "\.\[ray\]"'):
+        ray_backend.check_options({}, 4)
+
+
+def test_own_local_instance_is_shut_down_and_bad_address_fails_fast(tmp_path):
+    """Without an initialised Ray: address null starts (and stops) a local instance; a dead address fails."""
+    script = textwrap.dedent("""
+        import time, ray, torch
+        from certssb.core.ensemble import TrainConfig, train_ensemble
+        from certssb.core.noise import make_noise_plan
+        from certssb.core.validation import ConfigError
+        x, y, s = torch.rand(16, 1, 4, 4), torch.randint(0, 2, (16,)), torch.full((16,), 0.5)
+        plan = make_noise_plan(seed=0, num_models=2, sigma=0.5, num_draws=1, n_train=16, input_shape=(1, 4, 4))
+        cfg = TrainConfig(architecture="mlp", epochs=1, batch_size=8)
+        kw = dict(num_classes=2, data_fingerprint="t", backend="ray", device="cpu", chunk_size=1)
+        t0 = time.perf_counter()
+        try:
+            train_ensemble(x, y, s, plan, cfg, ray_options={"address": "127.0.0.1:1"}, **kw)
+            raise SystemExit("no ConfigError for a dead address")
+        except ConfigError as e:
+            assert "ensemble.ray.address" in str(e) and not ray.is_initialized(), e
+        assert time.perf_counter() - t0 < 10
+        out, _ = train_ensemble(x, y, s, plan, cfg, ray_options={"num_cpus": 1}, **kw)
+        assert out.indices == [0, 1] and not ray.is_initialized()
+        print("OK")
+    """)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=tmp_path)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]

@@ -1,0 +1,67 @@
+"""All three pipelines through KedroSessions on tiny parameters, each pipeline in its own session."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]
+
+
+def test_three_pipelines_end_to_end(project):
+    project.run(["data_engineering"])
+    project.run(["modelling"])  # reads only persisted artifacts of the previous session
+    project.run(["evaluation"])
+
+    # the ensemble: M state dicts + what made them
+    ens = torch.load(project.latest("data/06_models/cert_ssb/ensemble.pt"), weights_only=True)
+    assert len(ens["model_indices"]) == 4 and ens["method"] == "cert_ssb"
+    assert all(t.shape[0] == 4 for t in ens["params"].values())
+    sig = torch.load(project.latest("data/06_models/cert_ssb/sigma.pt"), weights_only=True)
+    assert float(sig["train"].min()) >= 0.25 - 1e-6 and float(sig["train"].max()) <= 0.5 + 1e-6
+    uni = torch.load(project.latest("data/06_models/uniform/sigma.pt"), weights_only=True)
+    assert torch.all(uni["train"] == 0.25)
+
+    table = pd.read_csv(project.latest("data/08_reporting/certified_accuracy.csv"))
+    assert set(table["method"]) == {"uniform", "cert_ssb"}
+    assert len(table) == 2 * 2 * 2 * len(RADII)  # methods x splits x regions x radii
+    for _, g in table.groupby(["method", "split", "region"]):
+        ca = g.sort_values("radius")["certified_accuracy"].to_numpy()
+        assert np.all(np.diff(ca) <= 1e-12)  # non-increasing in the radius
+        assert np.all((ca >= 0) & (ca <= 1))
+
+    certs = pd.read_csv(project.latest("data/07_model_output/cert_ssb/certificates.csv"))
+    assert {"sample_id", "label", "prediction", "p_lower_a", "p_upper_b", "sigma", "radius", "abstained",
+            "conservative_radius"} <= set(certs.columns)
+    assert (certs["conservative_radius"] <= certs["radius"] + 1e-9).all()
+    report = json.loads(project.latest("data/08_reporting/cert_ssb/storage_report.json").read_text())
+    assert report["clean"]["overlapping_pairs_after"] == 0
+    for name in ("certified_accuracy", "sigma_histogram", "radius_storage_update"):
+        assert project.latest(f"data/08_reporting/cert_ssb/plot_{name}.png".replace("plot_", "")).exists() or \
+            project.latest(f"data/08_reporting/cert_ssb/{name}.png").exists()
+
+    # MLflow: one nested run per method with the certified-accuracy metrics and the parameters
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("certssb")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`certssb.method` = 'cert_ssb'")
+    assert len(runs) == 1
+    m = runs[0].data.metrics
+    metrics = json.loads(project.latest("data/08_reporting/cert_ssb/metrics.json").read_text())
+    for r in RADII:
+        assert m[f"cert_acc_r{r:.2f}"] == pytest.approx(metrics[f"cert_acc_r{r:.2f}"])
+    assert "clean_accuracy" in m and "abstain_rate" in m
+    assert runs[0].data.params["attack"] == "onepixel" and runs[0].data.params["M"] == "4"
+    assert runs[0].data.tags.get("mlflow.parentRunId")  # nested under the kedro-mlflow run
+
+
+def test_evaluation_refuses_models_from_another_run(project):
+    project.run(["data_engineering"])
+    project.run(["modelling"])
+    project.run(["data_engineering"], params={"seed": 3})  # new data, old models
+    with pytest.raises(Exception, match="mismatched config hashes|another poisoned_train|different"):
+        project.run(["evaluation"])
