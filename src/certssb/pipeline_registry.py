@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from certssb.pipelines import data_engineering, evaluation, modelling
+from certssb.pipelines import data_engineering, evaluation, modelling, study
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -13,4 +13,5 @@ def register_pipelines() -> dict[str, Pipeline]:
         "evaluation": evaluation.create_pipeline(),
     }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["study"] = study.create_pipeline()  # not part of the default run (~30 min)
     return pipelines

@@ -240,7 +240,7 @@ def run_params(parameters: dict[str, Any], method: str) -> dict[str, Any]:
     return out
 
 
-def log_mlflow_runs(parameters: dict[str, Any], *per_method: Any) -> dict[str, Any]:
+def log_mlflow_runs(parameters: dict[str, Any], *per_method: Any, name_suffix: str = "") -> dict[str, Any]:
     """One nested MLflow run per method (params, metrics, tables, plots) under the kedro-mlflow run.
 
     ``per_method`` is (metrics, certified_accuracy) for each method in turn.
@@ -251,8 +251,9 @@ def log_mlflow_runs(parameters: dict[str, Any], *per_method: Any) -> dict[str, A
     parent = mlflow.active_run()
     for metrics_, table in zip(per_method[0::2], per_method[1::2]):
         method = metrics_["method"]
-        with mlflow.start_run(run_name=method, nested=parent is not None) as run:
-            mlflow.set_tags({"certssb.method": method, "certssb.attack": parameters["attack"]["name"]})
+        with mlflow.start_run(run_name=method + name_suffix, nested=parent is not None) as run:
+            mlflow.set_tags({"certssb.method": method, "certssb.attack": parameters["attack"]["name"],
+                             "certssb.sigma": str(parameters["noise"]["sigma"])})
             mlflow.log_params(run_params(parameters, method))
             mlflow.log_metrics({k: float(v) for k, v in metrics_.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})

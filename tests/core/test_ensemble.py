@@ -1,0 +1,307 @@
+"""Tests for certssb.core.ensemble: backends agree, reproducibility, resume, noise once per model, validation."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import certssb.core.ensemble as ens
+from certssb.core.ensemble import (
+    TrainConfig,
+    ensemble_fingerprint,
+    load_member,
+    member_module,
+    resolve_device,
+    stacked_forward,
+    train_ensemble,
+    train_one,
+)
+from certssb.core.models import build_model
+from certssb.core.noise import make_noise_plan, noisy_training_copy
+from certssb.core.validation import ConfigError
+
+N, SHAPE, C = 64, (1, 8, 8), 3
+CPU = torch.device("cpu")
+
+
+def make_data(n=N, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % C
+    x = torch.rand(n, *SHAPE, generator=g) * 0.3
+    for c in range(C):  # class c: a bright band in rows 2c..2c+1
+        x[y == c, :, 2 * c : 2 * c + 2, :] += 0.7
+    return x, y
+
+
+def make_plan(m=3, n=N, seed=1):
+    return make_noise_plan(seed=seed, num_models=m, sigma=0.25, num_draws=2, n_train=n, input_shape=SHAPE)
+
+
+def cfg(arch="mlp", **kw):
+    return TrainConfig(**{"architecture": arch, "epochs": 1, "batch_size": 16, "lr": 1e-3, **kw})
+
+
+def run(x, y, sigma, plan, c, **kw):
+    return train_ensemble(x, y, sigma, plan, c, num_classes=C, data_fingerprint="d0", device="cpu", **kw)
+
+
+def assert_params_equal(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ---------------------------------------------------------------- backends and reproducibility
+
+
+@pytest.mark.parametrize("arch", ["mlp", "small_cnn"])
+def test_vectorised_equals_sequential(arch):
+    x, y = make_data()
+    plan = make_plan(m=3)
+    sigma = torch.linspace(0.1, 0.6, N)
+    c = cfg(arch, epochs=1)
+    seq, fp_s = run(x, y, sigma, plan, c, backend="sequential", chunk_size=3)
+    vec, fp_v = run(x, y, sigma, plan, c, backend="vectorised", chunk_size=2)
+    assert fp_s == fp_v  # the fingerprint ignores the backend
+    assert seq.indices == vec.indices == [0, 1, 2]
+    for name in seq.params:
+        assert seq.params[name].shape[0] == 3
+        torch.testing.assert_close(vec.params[name], seq.params[name], rtol=0, atol=1e-4, msg=name)
+    # and training did something: the parameters moved away from the initial ones
+    init = build_model(arch, SHAPE, C, seed=int(plan["model_seeds"][1])).state_dict()
+    assert any((seq.params[k][1] - init[k]).abs().max() > 1e-4 for k in init)
+    assert [(r["model"], r["epoch"]) for r in seq.log] == [(r["model"], r["epoch"]) for r in vec.log]
+    for rs, rv in zip(seq.log, vec.log):
+        assert rs["loss"] == pytest.approx(rv["loss"], rel=1e-4, abs=1e-5)
+
+
+def test_sequential_is_bit_reproducible_and_seed_dependent():
+    x, y = make_data()
+    sigma = torch.full((N,), 0.3)
+    a, _ = run(x, y, sigma, make_plan(), cfg(epochs=2))
+    b, _ = run(x, y, sigma, make_plan(), cfg(epochs=2))
+    assert_params_equal(a.params, b.params)
+    c, _ = run(x, y, sigma, make_plan(seed=2), cfg(epochs=2))
+    assert not torch.equal(a.params["net.1.weight"], c.params["net.1.weight"])
+    # the members differ from each other (own init and own noise)
+    w = a.params["net.1.weight"]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+
+
+def test_member_k_equals_train_one_and_is_independent_of_num_models_and_chunking():
+    x, y = make_data()
+    sigma = torch.full((N,), 0.3)
+    plan = make_plan(m=3)
+    full, _ = run(x, y, sigma, plan, cfg(), chunk_size=2)
+    first2, _ = run(x, y, sigma, plan, cfg(), chunk_size=1, num_models=2)
+    assert first2.indices == [0, 1]
+    assert_params_equal({k: v[:2] for k, v in full.params.items()}, first2.params)
+    one = train_one(x, y, sigma, plan, 2, cfg(), C, CPU)
+    assert_params_equal({k: v[2:] for k, v in full.params.items()}, one.params)
+
+
+def test_sigma_changes_the_ensemble_and_its_fingerprint():
+    x, y = make_data()
+    plan = make_plan(m=1)
+    a, fa = run(x, y, torch.full((N,), 0.3), plan, cfg())
+    s = torch.full((N,), 0.3)
+    s[0] = 0.31
+    b, fb = run(x, y, s, plan, cfg())
+    assert fa != fb
+    assert not torch.equal(a.params["net.1.weight"], b.params["net.1.weight"])
+    assert fa == ensemble_fingerprint("d0", torch.full((N,), 0.3), plan, cfg(), C)
+    assert fa != ensemble_fingerprint("d1", torch.full((N,), 0.3), plan, cfg(), C)
+    assert fa != ensemble_fingerprint("d0", torch.full((N,), 0.3), plan, cfg(lr=2e-3), C)
+
+
+# ---------------------------------------------------------------- noise once per model
+
+
+@pytest.mark.parametrize("backend", ["sequential", "vectorised"])
+def test_training_noise_is_drawn_once_per_model(monkeypatch, backend):
+    calls = []
+
+    def counting(x, sigma, plan, k, *a, **kw):
+        calls.append(k)
+        return noisy_training_copy(x, sigma, plan, k, *a, **kw)
+
+    monkeypatch.setattr(ens, "noisy_training_copy", counting)
+    x, y = make_data()
+    run(x, y, torch.full((N,), 0.3), make_plan(m=3), cfg(epochs=3), backend=backend, chunk_size=3)
+    assert sorted(calls) == [0, 1, 2]  # 3 epochs x 4 batches, yet one copy per model
+
+
+def test_train_one_trains_on_exactly_the_noisy_copy(monkeypatch):
+    x, y = make_data()
+    plan = make_plan(m=2)
+    sigma = torch.full((N,), 0.4)
+    noisy = train_one(x, y, sigma, plan, 1, cfg(), C, CPU)
+    clean = train_one(x, y, sigma, plan, 1, cfg(), C, CPU, noise=False)
+    assert not torch.equal(noisy.params["net.1.weight"], clean.params["net.1.weight"])
+    # replacing the noisy copy by the clean data reproduces the noise=False model exactly
+    monkeypatch.setattr(ens, "noisy_training_copy", lambda x, sigma, plan, k, *a, **kw: x.clone())
+    swapped = train_one(x, y, sigma, plan, 1, cfg(), C, CPU)
+    assert_params_equal(swapped.params, clean.params)
+
+
+def test_training_learns_on_separable_data():
+    x, y = make_data()
+    res = train_one(x, y, torch.full((N,), 0.1), make_plan(m=1), 0, cfg(epochs=8, lr=3e-3), C, CPU)
+    losses = [r["loss"] for r in res.log]
+    assert losses[-1] < 0.5 * losses[0]
+    net = load_member("mlp", SHAPE, C, res.params, 0)
+    with torch.no_grad():
+        assert (net(x).argmax(1) == y).float().mean() > 0.9
+
+
+# ---------------------------------------------------------------- checkpoints and resume
+
+
+def test_rerun_with_checkpoints_trains_nothing(monkeypatch, tmp_path):
+    x, y = make_data()
+    sigma = torch.full((N,), 0.3)
+    first, fp = run(x, y, sigma, make_plan(), cfg(), chunk_size=1, checkpoint_dir=tmp_path)
+    files = sorted(p.name for p in (tmp_path / fp).iterdir())
+    assert files == ["chunk_00000_00000.pt", "chunk_00001_00001.pt", "chunk_00002_00002.pt"]
+
+    def boom(*a, **kw):
+        raise AssertionError("nothing should be retrained")
+
+    monkeypatch.setattr(ens, "train_chunk", boom)
+    progress = []
+    again, fp2 = run(x, y, sigma, make_plan(), cfg(), chunk_size=1, checkpoint_dir=tmp_path, progress=progress.append)
+    assert fp2 == fp
+    assert progress == [1, 1, 1]  # restored chunks are reported too
+    assert_params_equal(again.params, first.params)
+    assert again.log == first.log
+
+
+def test_deleted_chunk_is_the_only_one_retrained(monkeypatch, tmp_path):
+    x, y = make_data()
+    sigma = torch.full((N,), 0.3)
+    ref, _ = run(x, y, sigma, make_plan(), cfg())  # uninterrupted, no checkpoints
+    _, fp = run(x, y, sigma, make_plan(), cfg(), chunk_size=1, checkpoint_dir=tmp_path)
+    (tmp_path / fp / "chunk_00001_00001.pt").unlink()
+    trained = []
+    real = ens.train_chunk
+
+    def counting(x, y, sigma, plan, indices, *a, **kw):
+        trained.append(list(indices))
+        return real(x, y, sigma, plan, indices, *a, **kw)
+
+    monkeypatch.setattr(ens, "train_chunk", counting)
+    res, _ = run(x, y, sigma, make_plan(), cfg(), chunk_size=1, checkpoint_dir=tmp_path)
+    assert trained == [[1]]
+    assert (tmp_path / fp / "chunk_00001_00001.pt").exists()
+    assert res.indices == [0, 1, 2]
+    assert_params_equal(res.params, ref.params)
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(monkeypatch, tmp_path):
+    x, y = make_data()
+    sigma = torch.linspace(0.2, 0.4, N)
+    ref, _ = run(x, y, sigma, make_plan(), cfg(), chunk_size=1)
+    real = ens.train_chunk
+    calls = []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ens, "train_chunk", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run(x, y, sigma, make_plan(), cfg(), chunk_size=1, checkpoint_dir=tmp_path)
+    fp_dir = next(tmp_path.iterdir())
+    assert sorted(p.name for p in fp_dir.iterdir()) == ["chunk_00000_00000.pt"]  # no partial files
+
+    trained = []
+
+    def counting(x, y, sigma, plan, indices, *a, **kw):
+        trained.append(list(indices))
+        return real(x, y, sigma, plan, indices, *a, **kw)
+
+    monkeypatch.setattr(ens, "train_chunk", counting)
+    res, _ = run(x, y, sigma, make_plan(), cfg(), chunk_size=1, checkpoint_dir=tmp_path)
+    assert trained == [[1], [2]]
+    assert_params_equal(res.params, ref.params)
+    assert [(r["model"], r["epoch"]) for r in res.log] == [(0, 0), (1, 0), (2, 0)]
+
+
+def test_different_inputs_use_a_different_checkpoint_folder(tmp_path):
+    x, y = make_data()
+    _, fa = run(x, y, torch.full((N,), 0.3), make_plan(m=1), cfg(), checkpoint_dir=tmp_path)
+    _, fb = run(x, y, torch.full((N,), 0.3), make_plan(m=1), cfg(epochs=2), checkpoint_dir=tmp_path)
+    assert fa != fb
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fa, fb])
+
+
+# ---------------------------------------------------------------- stacked prediction helpers
+
+
+def test_stacked_forward_matches_load_member():
+    x, y = make_data()
+    res, _ = run(x, y, torch.full((N,), 0.3), make_plan(m=2), cfg("small_cnn"))
+    xs = torch.stack([x[:5], x[5:10]])
+    with torch.no_grad():
+        out = stacked_forward(member_module("small_cnn", SHAPE, C), res.params, xs)
+        want = torch.stack([load_member("small_cnn", SHAPE, C, res.params, k)(xs[k]) for k in range(2)])
+    assert out.shape == (2, 5, C)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- devices and bad input
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == CPU
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="device.*'tpu'"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+def test_cuda_without_gpu_is_a_config_error():
+    with pytest.raises(ConfigError, match="'cuda'"):
+        resolve_device("cuda")
+    x, y = make_data()
+    with pytest.raises(ConfigError, match="'cuda'"):
+        train_ensemble(x, y, torch.full((N,), 0.3), make_plan(), cfg(), num_classes=C, data_fingerprint="d",
+                       device="cuda")
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(architecture="vgg"), "model.architecture"),
+    (dict(epochs=0), "model.epochs"),
+    (dict(batch_size=0), "model.batch_size"),
+    (dict(lr=0.0), "model.lr"),
+    (dict(weight_decay=-1.0), "model.weight_decay"),
+])
+def test_bad_train_config(kw, name):
+    with pytest.raises(ConfigError, match=f"'{name}'"):
+        TrainConfig(**kw)
+
+
+def test_bad_ensemble_arguments():
+    x, y = make_data()
+    s = torch.full((N,), 0.3)
+    with pytest.raises(ConfigError, match="'noise.num_models' = 0"):
+        run(x, y, s, make_plan(), cfg(), num_models=0)
+    with pytest.raises(ConfigError, match="'noise.num_models' = 4"):
+        run(x, y, s, make_plan(m=3), cfg(), num_models=4)
+    with pytest.raises(ConfigError, match="'ensemble.backend' = 'threads'"):
+        run(x, y, s, make_plan(), cfg(), backend="threads")
+    with pytest.raises(ConfigError, match="'ensemble.chunk_size' = 0"):
+        run(x, y, s, make_plan(), cfg(), chunk_size=0)
+    z = s.clone()
+    z[7] = 0.0
+    with pytest.raises(ConfigError, match="'sigma'"):
+        run(x, y, z, make_plan(), cfg())
+    with pytest.raises(ConfigError, match="mismatched shapes.*labels"):
+        run(x, y[:-1], s, make_plan(), cfg())
+    with pytest.raises(ConfigError, match="mismatched shapes.*sigma"):
+        run(x, y, s[:-1], make_plan(), cfg())
+    with pytest.raises(ConfigError, match="mismatched shapes"):
+        run(x[:, 0], y, s, make_plan(), cfg())
+    with pytest.raises(ConfigError, match="does not match the noise plan"):
+        run(x[:-1], y[:-1], s[:-1], make_plan(), cfg())
