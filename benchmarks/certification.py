@@ -1,0 +1,202 @@
+"""Certification throughput: ``votes.predict_votes`` + ``certify.certify`` vs the raw batched forward.
+
+M untrained ``small_cnn`` models (``build_model(..., seed=k)``, stacked with
+``torch.func.stack_module_state``; weights do not change the timing) predict N embedded-MNIST test images
+under K input-noise draws from ``noise.make_noise_plan(seed=0, num_models=M, sigma=0.25, num_draws=K)``.
+
+- pipeline: ``predict_votes`` (noise regenerated from the plan, models streamed in chunks of 10) and then
+  ``certify`` (Clopper-Pearson, hard votes, split selection n0 = 5, alpha = 0.001) on its output;
+- raw: the same M models as ordinary modules in eval mode on the same M * K * N noisy inputs, made in
+  advance (channels_last on CPU), just ``model(x)`` in batches of 4096 under ``torch.no_grad``. On CUDA the
+  raw figure is the faster of that loop and one ``vmap`` forward per chunk of models (both are reported).
+
+ratio = raw time / pipeline time (target >= 0.75). Achieved FLOP/s: ``FlopCounterMode`` counts one
+model's forward on its K * N inputs, times M. The time the pipeline spends regenerating the noise
+(``noise.test_unit_noise``) and rebuilding the members (``ensemble.load_member``) is measured apart.
+
+Usage: python benchmarks/certification.py [--quick] [--device auto|cpu|cuda] [--out PATH]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+import torch  # noqa: E402
+from torch.func import stack_module_state  # noqa: E402
+
+from certssb.core import ensemble, noise  # noqa: E402
+from certssb.core.certify import certify  # noqa: E402
+from certssb.core.data import prepare_dataset  # noqa: E402
+from certssb.core.models import build_model  # noqa: E402
+from certssb.core.votes import predict_votes  # noqa: E402
+
+NAME = "certification"
+TARGET = ">=0.75 of the raw batched forward throughput"
+ARCH = "small_cnn"
+BATCH = 4096
+MODEL_CHUNK = 10
+
+
+def stacked_artifact(m: int, in_shape, num_classes: int) -> dict:
+    """The dict ``predict_votes`` expects (as ``modelling.nodes._model_artifact`` builds it)."""
+    models = [build_model(ARCH, in_shape, num_classes, seed=k) for k in range(m)]
+    params, _ = stack_module_state(models)
+    return {"architecture": ARCH, "in_shape": list(in_shape), "num_classes": num_classes,
+            "params": {k: v.detach().clone() for k, v in params.items()},
+            "model_indices": torch.arange(m)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = C.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--models", type=int, default=None, help="M (default 20, quick 8)")
+    p.add_argument("--samples", type=int, default=None, help="N test samples (default 500, quick 200)")
+    p.add_argument("--draws", type=int, default=1, help="K input-noise draws per model (default 1)")
+    p.add_argument("--data-root", default=str(C.DEFAULT_DATA_ROOT))
+    args = p.parse_args(argv)
+    dev = C.setup(args)
+    m = args.models or (8 if args.quick else 20)
+    n = args.samples or (200 if args.quick else 500)
+    k_draws = args.draws
+    repeat = args.repeat or (3 if args.quick else 5)
+    min_time = 0.5 if args.quick else 2.0  # short calls: keep repeating until this much time is timed
+    torch.manual_seed(0)
+
+    result: dict = {"benchmark": NAME, "target": TARGET, "quick": bool(args.quick),
+                    "environment": C.environment(dev)}
+    ceiling = C.hardware_ceiling(dev, quick=args.quick)
+    result["ceiling"] = ceiling
+    c_ref = ceiling["reference_gflops"]
+    C.print_ceiling(ceiling)
+
+    data = prepare_dataset("mnist_embedded", root=args.data_root)
+    x, labels, c = data["x_test"][:n].contiguous(), data["y_test"][:n].contiguous(), data["num_classes"]
+    in_shape = tuple(x.shape[1:])
+    sigma = torch.full((n,), 0.25)
+    plan = noise.make_noise_plan(seed=0, num_models=m, sigma=0.25, num_draws=k_draws, n_train=data["x_train"].shape[0],
+                                 input_shape=in_shape)
+    art = stacked_artifact(m, in_shape, c)
+
+    # ---- pipeline: predict_votes + certify
+    def votes_fn() -> dict:
+        return predict_votes(art, x, sigma, plan, "clean", device=dev, model_chunk=MODEL_CHUNK, batch_size=BATCH)
+
+    out = votes_fn()
+
+    def certify_fn():
+        return certify(out["votes"].numpy(), out["probs"].numpy(), sigma.numpy(), labels=labels.numpy(),
+                       num_classes=c, bound="clopper_pearson", aggregation="hard", alpha=0.001,
+                       selection="split", n0=5)
+
+    def pipeline_fn():
+        o = votes_fn()
+        return certify(o["votes"].numpy(), o["probs"].numpy(), sigma.numpy(), labels=labels.numpy(), num_classes=c,
+                       bound="clopper_pearson", aggregation="hard", alpha=0.001, selection="split", n0=5)
+
+    # ---- raw: the same models on pre-made noisy inputs
+    nets = []
+    for j in range(m):
+        net = ensemble.load_member(ARCH, in_shape, c, art["params"], j, dev)
+        if dev.type == "cpu":
+            net = net.to(memory_format=torch.channels_last)
+        nets.append(net)
+    fmt = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+    noisy = [
+        (x.to(dev).unsqueeze(0) + sigma.to(dev).view(1, n, 1, 1, 1) * noise.test_unit_noise(plan, j, "clean", n, dev))
+        .flatten(0, 1).contiguous(memory_format=fmt)
+        for j in range(m)
+    ]  # M tensors of (K*N, C, H, W)
+
+    @torch.no_grad()
+    def raw_loop() -> None:
+        for j in range(m):
+            for b in range(0, noisy[j].shape[0], BATCH):
+                nets[j](noisy[j][b : b + BATCH])
+
+    variants = {"raw_loop": raw_loop}
+    if dev.type == "cuda":
+        template = ensemble.member_module(ARCH, in_shape, c)
+        params_dev = {k: v.to(dev) for k, v in art["params"].items()}
+        stacked_inputs = torch.stack(noisy)  # (M, K*N, C, H, W)
+
+        @torch.no_grad()
+        def raw_vmap() -> None:
+            per = max(1, BATCH // k_draws) * k_draws
+            for s in range(0, m, MODEL_CHUNK):
+                ch = slice(s, min(s + MODEL_CHUNK, m))
+                pc = {k: v[ch] for k, v in params_dev.items()}
+                for b in range(0, stacked_inputs.shape[1], per):
+                    ensemble.stacked_forward(template, pc, stacked_inputs[ch, b : b + per])
+
+        variants["raw_vmap"] = raw_vmap
+
+    # ---- pieces of the pipeline measured apart
+    def noise_fn() -> None:
+        for j in range(m):
+            noise.test_unit_noise(plan, j, "clean", n, dev)
+
+    def load_fn() -> None:
+        for j in range(m):
+            ensemble.load_member(ARCH, in_shape, c, art["params"], j, dev)
+
+    with torch.no_grad():
+        f_model = C.count_flops(lambda: nets[0](noisy[0]))
+    flops = f_model * m
+
+    # the pipeline and the raw forward(s) in interleaved rounds, then the pieces
+    res, _ = C.bench_interleaved({"pipeline": pipeline_fn, **variants}, dev, warmup=1, repeat=repeat,
+                                 min_time_s=min_time)
+    pieces, _ = C.bench_interleaved({"predict_votes": votes_fn, "certify": certify_fn, "noise_regeneration": noise_fn,
+                                     "load_member": load_fn}, dev, warmup=1, repeat=repeat, min_time_s=min_time)
+    res.update(pieces)
+    raw_name = min(variants, key=lambda v: res[v]["best_s"])
+    raw_s = res[raw_name]["best_s"]
+    evals = m * k_draws * n
+    for name in ("pipeline", "predict_votes", *variants):
+        res[name].update(C.achieved(flops, res[name]["best_s"], c_ref))
+        res[name]["model_evaluations_per_second"] = evals / res[name]["best_s"]
+        res[name]["certified_samples_per_second"] = n / res[name]["best_s"]
+    for name in ("certify", "noise_regeneration", "load_member"):
+        res[name]["fraction_of_pipeline_time"] = res[name]["best_s"] / res["pipeline"]["best_s"]
+
+    pr = C.paired_ratio(res[raw_name], res["pipeline"])
+    ratio = pr["median_of_rounds"]
+    result["workload"] = {
+        "dataset": "mnist_embedded test split", "models": m, "samples": n, "draws": k_draws,
+        "model_evaluations": evals, "architecture": ARCH, "weights": "untrained, seeds 0..M-1",
+        "sigma": 0.25, "batch_size": BATCH, "model_chunk": MODEL_CHUNK,
+        "certify": {"bound": "clopper_pearson", "aggregation": "hard", "alpha": 0.001, "selection": "split", "n0": 5},
+        "flops_per_model_forward": f_model, "flops_total": flops, "raw_reference": raw_name, "repeat": repeat,
+        "min_timed_s_per_measurement": min_time,
+        "extrapolated": False,
+    }
+    result["results"] = res
+    result["summary"] = {"ratio_pipeline_over_raw": ratio, "ratio_of_best_runs": pr["of_best"],
+                         "note": "ratio = throughput of the pipeline / of the raw forward = t_raw / t_pipeline, "
+                                 "median over interleaved rounds",
+                         "ratio_predict_votes_over_raw": raw_s / res["predict_votes"]["best_s"],
+                         "target": TARGET, "target_met": ratio >= 0.75,
+                         "pipeline_fraction_of_ceiling": res["pipeline"]["fraction_of_ceiling"],
+                         "raw_fraction_of_ceiling": res[raw_name]["fraction_of_ceiling"]}
+    path = C.write_json(result, args.out or C.default_out(NAME, dev))
+
+    rows = []
+    for name in ("pipeline", "predict_votes", *variants, "certify", "noise_regeneration", "load_member"):
+        r = res[name]
+        rows.append({"part": name, "best_s": r["best_s"], "median_s": r["median_s"],
+                     "evals/s": r.get("model_evaluations_per_second"), "GFLOP/s": r.get("gflops"),
+                     "frac_ceiling": r.get("fraction_of_ceiling"),
+                     "share_of_pipeline": r.get("fraction_of_pipeline_time"),
+                     "vs_raw": ratio if name == "pipeline" else (raw_s / r["best_s"] if name == "predict_votes" else None),
+                     "peak_MiB": r["peak_memory_mib"]})
+    C.print_table(rows, ["part", "best_s", "median_s", "evals/s", "GFLOP/s", "frac_ceiling", "share_of_pipeline",
+                         "vs_raw", "peak_MiB"],
+                  title=f"{NAME} on {dev.type}: M={m}, N={n}, K={k_draws}; target {TARGET}")
+    print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The certifier attacks end to end on a tiny task: poison -> noisy ensemble -> votes -> certificates.
+
+A fixed seed and a margin far above the run-to-run spread: on this task the abstain rate on triggered
+inputs is ~0 without the attack and well above 0.5 with it.
+"""
+from __future__ import annotations
+
+import torch
+
+from certssb.core import attacks, certify, ensemble, noise, votes
+
+
+def _task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """3 classes of 8x8 images: a bright horizontal bar in row 1, 3 or 5, on faint noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = 0.1 * torch.rand(n, 1, 8, 8, generator=g)
+    x[torch.arange(n), 0, 1 + 2 * y, 1:6] = 0.9
+    return x, y
+
+
+def _triggered_abstain_rate(attack: str) -> float:
+    x, y = _task(300, 0)
+    xt, yt = _task(90, 1)
+    kw = {"badnets_size": 2}
+    res = attacks.poison(x, y, attack=attack, poison_rate=0.3, target=0, delta=1.0, num_classes=3, seed=0,
+                         trigger="badnets", **kw)
+    plan = noise.make_noise_plan(seed=0, num_models=12, sigma=0.1, num_draws=1, n_train=res.x.shape[0],
+                                 input_shape=(1, 8, 8))
+    cfg = ensemble.TrainConfig(architecture="mlp", epochs=8, batch_size=32, lr=3e-3)
+    trained, _ = ensemble.train_ensemble(res.x, res.y, torch.full((res.x.shape[0],), 0.1), plan, cfg, num_classes=3,
+                                         data_fingerprint=attack, device="cpu")
+    model = {"architecture": "mlp", "in_shape": [1, 8, 8], "num_classes": 3, "params": trained.params,
+             "model_indices": torch.tensor(trained.indices)}
+    trig = attacks.make_triggered_test(xt, yt, trigger="badnets", delta=1.0, target=None, **kw)
+    v = votes.predict_votes(model, trig["x"], torch.full((len(yt),), 0.1), plan, "triggered", device=torch.device("cpu"))
+    certs = certify.certify(v["votes"].numpy(), v["probs"].numpy(), 0.1, labels=trig["y"].numpy(), num_classes=3, n0=2)
+    return float(certs["abstained"].mean())
+
+
+def test_abstain_attack_raises_the_abstain_rate_on_triggered_inputs():
+    clean_rate = _triggered_abstain_rate("none")
+    attacked_rate = _triggered_abstain_rate("abstain")
+    assert clean_rate < 0.2
+    assert attacked_rate > clean_rate + 0.3

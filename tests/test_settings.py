@@ -1,0 +1,31 @@
+"""Configuration environments: paper-scale envs and command-line overrides change single keys only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from certssb.params import validate_data_engineering, validate_evaluation
+from certssb.settings import CONFIG_LOADER_ARGS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("env", ["paper_mnist", "paper_cifar10"])
+def test_paper_environments_merge_softly_and_are_valid(env):
+    loader = OmegaConfigLoader(str(ROOT / "conf"), env=env, **{k: v for k, v in CONFIG_LOADER_ARGS.items()
+                                                               if k not in ("default_run_env",)})
+    params = loader["parameters"]
+    assert params["noise"]["num_models"] == 1000
+    assert params["noise"]["num_draws"] == 1  # untouched keys of the same block survive
+    assert params["attack"]["name"] == "onepixel"
+    validate_data_engineering(params)
+    validate_evaluation(params)
+
+
+def test_runtime_params_override_single_keys(tmp_path):
+    loader = OmegaConfigLoader(str(ROOT / "conf"), runtime_params={"attack": {"trigger": "badnets"}},
+                               **CONFIG_LOADER_ARGS)
+    attack = loader["parameters"]["attack"]
+    assert attack["trigger"] == "badnets" and attack["name"] == "onepixel"
