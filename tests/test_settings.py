@@ -24,6 +24,12 @@ def test_paper_environments_merge_softly_and_are_valid(env):
     validate_evaluation(params)
 
 
+def test_binary_environment():
+    loader = OmegaConfigLoader(str(ROOT / "conf"), env="mnist_1v0", **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
+    assert loader["parameters"]["data"]["classes"] == [1, 0]
+    assert loader["parameters"]["data"]["dataset"] == "mnist_embedded"
+
+
 def test_runtime_params_override_single_keys(tmp_path):
     loader = OmegaConfigLoader(str(ROOT / "conf"), runtime_params={"attack": {"trigger": "badnets"}},
                                **CONFIG_LOADER_ARGS)
