@@ -200,6 +200,20 @@ def _select(counts: np.ndarray, prob_sums: np.ndarray, aggregation: str) -> np.n
     return best
 
 
+def _per_sample(name: str, value, n: int, votes_shape) -> np.ndarray:
+    """A scalar or (N,) array of finite, positive per-sample values (sigma, sigma_floor) as float64 (N,)."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise ConfigError(
+            f"mismatched shapes: votes {votes_shape} and {name} {arr.shape}; {name} must be a scalar or (N,)"
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        fail(name, "array with non-positive or non-finite values", "every value must be finite and > 0")
+    return arr
+
+
 def certify(
     votes,
     probs,
@@ -263,28 +277,11 @@ def certify(
         raise ConfigError(
             f"mismatched shapes: votes {votes.shape} and labels {labels.shape}; labels must be (N,)"
         )
-    sigma_arr = np.asarray(sigma, dtype=np.float64)
-    if sigma_arr.ndim == 0:
-        sigma_arr = np.full(n, float(sigma_arr))
-    if sigma_arr.shape != (n,):
-        raise ConfigError(
-            f"mismatched shapes: votes {votes.shape} and sigma {sigma_arr.shape}; sigma must be (N,)"
-        )
-    if not np.all(np.isfinite(sigma_arr)) or np.any(sigma_arr <= 0):
-        fail("sigma", "array with non-positive or non-finite values", "every sigma must be finite and > 0")
+    sigma_arr = _per_sample("sigma", sigma, n, votes.shape)
     if sigma_floor is None:
         floor_arr = sigma_arr
     else:
-        floor_arr = np.asarray(sigma_floor, dtype=np.float64)
-        if floor_arr.ndim == 0:
-            floor_arr = np.full(n, float(floor_arr))
-        if floor_arr.shape != (n,):
-            raise ConfigError(
-                f"mismatched shapes: votes {votes.shape} and sigma_floor {floor_arr.shape}; "
-                "sigma_floor must be a scalar or (N,)"
-            )
-        if not np.all(np.isfinite(floor_arr)) or np.any(floor_arr <= 0):
-            fail("sigma_floor", "array with non-positive or non-finite values", "must be finite and > 0")
+        floor_arr = _per_sample("sigma_floor", sigma_floor, n, votes.shape)
         if np.any(floor_arr > sigma_arr * (1 + 1e-12)):
             fail("sigma_floor", "array exceeding sigma", "the floor is the smallest sigma involved: <= sigma")
     _check_votes_range(votes, num_classes)
