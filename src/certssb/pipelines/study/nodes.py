@@ -109,7 +109,7 @@ def study_figure(curves: pd.DataFrame, attacks: list[str], sigmas: list[float]) 
             ax = axes[i, j]
             cell = cert[(cert["attack"] == a) & np.isclose(cert["sigma"], sg)]
             for (method, split), g in cell.groupby(["method", "split"]):
-                ax.step(g["radius"], g["certified_accuracy"], where="post", color=reporting.STYLE.get(method),
+                ax.plot(g["radius"], g["certified_accuracy"], marker="o", ms=2.5, color=reporting.STYLE.get(method),
                         ls="-" if split == "clean" else "--", label=f"{method} {split}")
             ax.set_title(f"{a}, σ={sg:g}", fontsize=9)
             ax.grid(alpha=0.3)
