@@ -202,7 +202,7 @@ def bench_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *
                       keep_outputs: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Time several functions in rounds (A, B, C, A, B, C, ...) so that slow drifts of the machine's
     speed hit all of them alike. ``warmup`` untimed calls each first; then ``repeat`` rounds (more while
-    any function has less than ``min_time_s`` timed). Returns per-name summaries (with the peak CUDA
+    no function has yet ``min_time_s`` timed). Returns per-name summaries (with the peak CUDA
     memory) and, with ``keep_outputs``, each function's last result."""
     for fn in fns.values():
         for _ in range(warmup):
@@ -212,7 +212,7 @@ def bench_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *
     peaks: dict[str, float | None] = {k: None for k in fns}
     outs: dict[str, Any] = {}
     rounds = 0
-    while rounds < repeat or min(sum(v) for v in times.values()) < min_time_s:
+    while rounds < repeat or max(sum(v) for v in times.values()) < min_time_s:
         for k, fn in fns.items():
             reset_peak_memory(device)
             t, out, f = time_call(fn, device)
@@ -287,6 +287,27 @@ def hardware_ceiling(device: torch.device, quick: bool = False) -> dict[str, Any
     return out
 
 
+def finish_ceiling(ceiling: dict[str, Any], device: torch.device, quick: bool = False) -> float:
+    """Measure the fp32 2048^2 ceiling again at the end of the run; the reference is the larger of the
+    two (the machine may have been slowed by others during one of them). Returns the reference."""
+    ceiling["fp32_2048_at_end"] = matmul_gflops(device, 2048, torch.float32, repeat=3 if quick else 7)
+    ceiling["reference"] = "max(fp32_2048, fp32_2048_at_end)"
+    ceiling["reference_gflops"] = max(ceiling["fp32_2048"]["gflops_best"], ceiling["fp32_2048_at_end"]["gflops_best"])
+    return ceiling["reference_gflops"]
+
+
+def set_fractions(obj: Any, ceiling_gflops: float) -> None:
+    """(Re)compute ``fraction_of_ceiling`` next to every ``gflops`` entry in a nested dict/list."""
+    if isinstance(obj, dict):
+        if "gflops" in obj:
+            obj["fraction_of_ceiling"] = obj["gflops"] / ceiling_gflops
+        for v in obj.values():
+            set_fractions(v, ceiling_gflops)
+    elif isinstance(obj, list):
+        for v in obj:
+            set_fractions(v, ceiling_gflops)
+
+
 def achieved(flops: float, seconds: float, ceiling_gflops: float) -> dict[str, float]:
     """Achieved GFLOP/s and its fraction of the measured fp32 2048^2 matmul ceiling."""
     gflops = flops / seconds / 1e9
@@ -329,8 +350,28 @@ def write_json(result: dict[str, Any], path: str | Path) -> Path:
     env["loadavg_1_5_15_at_end"] = _loadavg()
     env["waited_for_quiet_s"] = quiet_waited_s()
     env["quiet_threshold_cores"] = QUIET_THRESHOLD_CORES
+    flagged = sorted(set(_contended(result.get("results"), "results")))
+    env["contended_measurements"] = flagged
+    if flagged:
+        print(f"WARNING: other processes used >= {QUIET_THRESHOLD_CORES} cores during the best run of "
+              f"{len(flagged)} measurement(s) ({', '.join(flagged)}): rerun on a quiet machine")
     path.write_text(json.dumps(result, indent=2, default=_jsonable) + "\n")
     return path
+
+
+def _contended(obj: Any, path: str) -> list[str]:
+    """Paths of measurements whose best run saw other processes use >= the quiet threshold."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        f = obj.get("foreign_cores_in_best_run")
+        if f is not None and f >= QUIET_THRESHOLD_CORES:
+            out.append(path)
+        for k, v in obj.items():
+            out += _contended(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _contended(v, f"{path}[{i}]")
+    return out
 
 
 def _jsonable(obj: Any) -> Any:
@@ -362,4 +403,5 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
 
 def print_ceiling(ceiling: dict[str, Any]) -> None:
     parts = [f"{k}: {v['gflops_best']:.1f} GFLOP/s" for k, v in ceiling.items() if isinstance(v, dict)]
-    print("matmul ceiling (best of repetitions): " + ", ".join(parts))
+    print("matmul ceiling (best of repetitions): " + ", ".join(parts)
+          + f"; reference {ceiling['reference_gflops']:.1f} GFLOP/s")

@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--models", type=int, default=None, help="M (default 20, quick 8)")
     p.add_argument("--samples", type=int, default=None, help="N test samples (default 500, quick 200)")
     p.add_argument("--draws", type=int, default=1, help="K input-noise draws per model (default 1)")
+    p.add_argument("--diag-batch", type=int, default=128,
+                   help="also time the raw loop with this batch size (diagnostic, not the reference; 0: off)")
     p.add_argument("--data-root", default=str(C.DEFAULT_DATA_ROOT))
     args = p.parse_args(argv)
     dev = C.setup(args)
@@ -69,7 +71,6 @@ def main(argv: list[str] | None = None) -> dict:
     ceiling = C.hardware_ceiling(dev, quick=args.quick)
     result["ceiling"] = ceiling
     c_ref = ceiling["reference_gflops"]
-    C.print_ceiling(ceiling)
 
     data = prepare_dataset("mnist_embedded", root=args.data_root)
     x, labels, c = data["x_test"][:n].contiguous(), data["y_test"][:n].contiguous(), data["num_classes"]
@@ -115,6 +116,12 @@ def main(argv: list[str] | None = None) -> dict:
             for b in range(0, noisy[j].shape[0], BATCH):
                 nets[j](noisy[j][b : b + BATCH])
 
+    @torch.no_grad()
+    def raw_loop_small_batch() -> None:  # diagnostic only: a cache-sized batch on CPU
+        for j in range(m):
+            for b in range(0, noisy[j].shape[0], args.diag_batch):
+                nets[j](noisy[j][b : b + args.diag_batch])
+
     variants = {"raw_loop": raw_loop}
     if dev.type == "cuda":
         template = ensemble.member_module(ARCH, in_shape, c)
@@ -146,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     flops = f_model * m
 
     # the pipeline and the raw forward(s) in interleaved rounds, then the pieces
-    res, _ = C.bench_interleaved({"pipeline": pipeline_fn, **variants}, dev, warmup=1, repeat=repeat,
+    diag = {"diagnostic_raw_loop_small_batch": raw_loop_small_batch} if args.diag_batch else {}
+    res, _ = C.bench_interleaved({"pipeline": pipeline_fn, **variants, **diag}, dev, warmup=1, repeat=repeat,
                                  min_time_s=min_time)
     pieces, _ = C.bench_interleaved({"predict_votes": votes_fn, "certify": certify_fn, "noise_regeneration": noise_fn,
                                      "load_member": load_fn}, dev, warmup=1, repeat=repeat, min_time_s=min_time)
@@ -154,13 +162,21 @@ def main(argv: list[str] | None = None) -> dict:
     raw_name = min(variants, key=lambda v: res[v]["best_s"])
     raw_s = res[raw_name]["best_s"]
     evals = m * k_draws * n
-    for name in ("pipeline", "predict_votes", *variants):
+    for name in ("pipeline", "predict_votes", *variants, *diag):
         res[name].update(C.achieved(flops, res[name]["best_s"], c_ref))
         res[name]["model_evaluations_per_second"] = evals / res[name]["best_s"]
         res[name]["certified_samples_per_second"] = n / res[name]["best_s"]
     for name in ("certify", "noise_regeneration", "load_member"):
         res[name]["fraction_of_pipeline_time"] = res[name]["best_s"] / res["pipeline"]["best_s"]
 
+    if diag:
+        res["diagnostic_raw_loop_small_batch"].update({
+            "batch_size": args.diag_batch,
+            "speedup_over_raw_reference": C.paired_ratio(res[raw_name], res["diagnostic_raw_loop_small_batch"])["median_of_rounds"],
+            "note": f"not the reference: the raw loop with batch {args.diag_batch} instead of {BATCH}"})
+    c_ref = C.finish_ceiling(ceiling, dev, quick=args.quick)
+    C.set_fractions(res, c_ref)
+    C.print_ceiling(ceiling)
     pr = C.paired_ratio(res[raw_name], res["pipeline"])
     ratio = pr["median_of_rounds"]
     result["workload"] = {
@@ -183,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     path = C.write_json(result, args.out or C.default_out(NAME, dev))
 
     rows = []
-    for name in ("pipeline", "predict_votes", *variants, "certify", "noise_regeneration", "load_member"):
+    for name in ("pipeline", "predict_votes", *variants, *diag, "certify", "noise_regeneration", "load_member"):
         r = res[name]
         rows.append({"part": name, "best_s": r["best_s"], "median_s": r["median_s"],
                      "evals/s": r.get("model_evaluations_per_second"), "GFLOP/s": r.get("gflops"),
@@ -191,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
                      "share_of_pipeline": r.get("fraction_of_pipeline_time"),
                      "vs_raw": ratio if name == "pipeline" else (raw_s / r["best_s"] if name == "predict_votes" else None),
                      "peak_MiB": r["peak_memory_mib"]})
+    for row in rows:
+        row["part"] = row["part"].replace("diagnostic_raw_loop_small_batch", f"raw_loop b{args.diag_batch} (diag)")
     C.print_table(rows, ["part", "best_s", "median_s", "evals/s", "GFLOP/s", "frac_ceiling", "share_of_pipeline",
                          "vs_raw", "peak_MiB"],
                   title=f"{NAME} on {dev.type}: M={m}, N={n}, K={k_draws}; target {TARGET}")

@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> dict:
     ceiling = C.hardware_ceiling(dev, quick=args.quick)
     result["ceiling"] = ceiling
     c_ref = ceiling["reference_gflops"]
-    C.print_ceiling(ceiling)
 
     data = prepare_dataset("mnist_embedded", root=args.data_root,
                            max_train=n_samples if n_samples < 4000 else None)
@@ -150,6 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
               flush=True)
 
     result["results"] = rows
+    c_ref = C.finish_ceiling(ceiling, dev, quick=args.quick)
+    C.set_fractions(rows, c_ref)
+    C.print_ceiling(ceiling)
     m_top = max(sizes)
     result["summary"] = {
         f"speedup_at_M{m_top}": rows[-1]["speedup_vectorised_over_sequential"],
