@@ -68,6 +68,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     shutil.copytree(ROOT / "conf", dest / "conf", ignore=shutil.ignore_patterns("local"))
     (dest / "conf" / "local").mkdir()
     (dest / "src").mkdir()  # bootstrap_project wants the source dir; the package is installed
+    # an absolute tracking URI per project: MLflow caches its store per URI string, so the relative
+    # sqlite:///mlflow.db of conf/base would keep pointing at the first test's database
+    (dest / "conf" / "local" / "mlflow.yml").write_text(
+        f"server:\n  mlflow_tracking_uri: sqlite:///{dest / 'mlflow.db'}\n  mlflow_registry_uri: null\n"
+        "  credentials: null\n"
+    )
     shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
     for sub in ("01_raw", "02_intermediate", "03_primary", "05_model_input", "06_models", "07_model_output",
                 "08_reporting"):

@@ -13,8 +13,9 @@ that one wide step -- training M independent models -- on a local Ray instance o
   driver or worker never loses finished shards and a rerun trains only what is missing.
 
 Model k depends only on (plan, k, data, sigma, config) -- its seeds come from the plan -- so the result
-equals the ``sequential`` backend: bit-identical on CPU with the ``sequential`` local backend, equal up to
-floating-point order with ``vectorised``.
+equals the ``sequential`` backend: bit-identical on CPU with the ``sequential`` local backend when the
+driver and the workers use the same number of torch threads (the float order of a convolution depends
+on it), equal up to floating-point order otherwise and with ``vectorised``.
 
 Ray is an optional extra (``pip install -e ".[ray]"``); this module imports it lazily, so the rest of
 ``certssb`` works without it.
