@@ -290,6 +290,9 @@ def train_ensemble(
             todo.append(idx)
     if done:
         log.info("resuming: %d of %d models restored from %s", sum(len(d.indices) for d in done), m, ckpt)
+    if backend == "vectorised" and dev.type == "cpu":
+        log.warning("backend 'vectorised' on CPU is about 0.5x as fast as 'sequential' (benchmarks/"
+                    "ensemble_training.py); it pays off on GPUs")
     if backend == "ray":
         from .ray_backend import train_shards_ray
 

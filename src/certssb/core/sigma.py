@@ -18,10 +18,13 @@ gradient is the prefactor :math:`\tfrac12(\Phi^{-1}\psi_A - \Phi^{-1}\psi_B) \ge
 never decreases.
 
 All samples are optimised at once: sigma is a vector, the samples are processed in batches of
-``batch_size`` (each batch runs its own K steps), and there is no per-sample Python loop.
+``batch_size`` (each batch runs its own K steps), and there is no per-sample Python loop. On CPU a
+batch of 64 samples (256 images a step with 4 draws) is twice as fast as 1000, whose activations fall
+out of the cache; on GPUs use large batches. The noise stream, hence sigma, depends on ``batch_size``.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,7 +46,7 @@ class SigmaConfig:
     sigma_min: float = 0.25
     sigma_max: float = 0.5
     psi_clamp: tuple[float, float] = (0.02, 0.98)
-    batch_size: int = 1000
+    batch_size: int = 64
 
     def __post_init__(self) -> None:
         number("sigma_opt.steps", self.steps, low=0, integer=True)
@@ -107,7 +110,7 @@ def optimise_sigma(
             f"sigma_0 = {sigma0} lies outside the bounds [{cfg.sigma_min}, {cfg.sigma_max}] of 'sigma_opt'"
         )
     device = next(model.parameters()).device
-    model = model.eval()
+    model = copy.deepcopy(model).eval()  # never change the caller's model (flags, memory format)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     for p in model.parameters():

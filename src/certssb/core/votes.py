@@ -37,10 +37,14 @@ def predict_votes(
     *,
     device: torch.device,
     model_chunk: int = 10,
-    batch_size: int = 4096,
+    batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Votes (M, N) and mean probabilities (M, N, C) of every model of ``model`` on ``x`` (N, C, H, W)."""
+    """Votes (M, N) and mean probabilities (M, N, C) of every model of ``model`` on ``x`` (N, C, H, W).
+
+    ``batch_size`` (images per forward): ``None`` -> 256 on CPU (cache-sized; 3x faster than 4096 for the
+    small CNN on 2 cores) and 4096 on CUDA.
+    """
     positive("evaluation.model_chunk", model_chunk, integer=True)
     check_input_shape(model["architecture"], model["in_shape"], x.shape[1:], f"the {split} test set")
     n, c = x.shape[0], model["num_classes"]
@@ -57,7 +61,14 @@ def predict_votes(
     x_dev = x.to(device)
     s_dev = sigma.to(device).view(1, n, 1, 1, 1)
     vectorised = device.type == "cuda"
+    if batch_size is None:
+        batch_size = 4096 if vectorised else 256
+    positive("batch_size", batch_size, integer=True)
     template = member_module(model["architecture"], model["in_shape"], c) if vectorised else None
+    # CPU: one module, each member's weights copied in (rebuilding it per member cost ~8 % of the time)
+    net = None if vectorised else load_member(model["architecture"], model["in_shape"], c, model["params"], 0, device)
+    if net is not None:
+        net = net.to(memory_format=torch.channels_last)
     per_batch = max(1, batch_size // k_draws)
     for start in range(0, m, model_chunk):
         chunk = list(range(start, min(start + model_chunk, m)))
@@ -75,8 +86,8 @@ def predict_votes(
         else:
             outs = []
             for j_local, j in enumerate(chunk):
-                net = load_member(model["architecture"], model["in_shape"], c, model["params"], j, device)
-                net = net.to(memory_format=torch.channels_last)
+                for name, p in net.named_parameters():
+                    p.copy_(model["params"][name][j])
                 flat = inputs[j_local].flatten(0, 1).contiguous(memory_format=torch.channels_last)
                 outs.append(torch.cat([net(flat[b : b + batch_size]) for b in range(0, flat.shape[0], batch_size)])
                             .view(k_draws, n, c))
