@@ -229,12 +229,21 @@ def bench_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *
     return {k: {**summarise(times[k], foreign[k]), "peak_memory_mib": peaks[k]} for k in fns}, outs
 
 
-def paired_ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> dict[str, float]:
+def paired_ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> dict[str, Any]:
     """Ratio of two interleaved measurements' times: of their best runs, and the median of the per-round
-    ratios (robust to drifts that last longer than one round)."""
+    ratios over the rounds in which neither run was contended (robust to drifts that last longer than
+    one round). With no clean round, the median falls back to the ratio of the best runs."""
     a, b = numerator["runs_s"], denominator["runs_s"]
-    per_round = [x / y for x, y in zip(a, b)]
-    return {"of_best": numerator["best_s"] / denominator["best_s"], "median_of_rounds": statistics.median(per_round)}
+    fa = numerator.get("foreign_cores_per_run") or [None] * len(a)
+    fb = denominator.get("foreign_cores_per_run") or [None] * len(b)
+
+    def clean(f: float | None) -> bool:
+        return f is None or f < QUIET_THRESHOLD_CORES
+
+    of_best = numerator["best_s"] / denominator["best_s"]
+    per_round = [x / y for x, y, p, q in zip(a, b, fa, fb) if clean(p) and clean(q)]
+    return {"of_best": of_best, "median_of_rounds": statistics.median(per_round) if per_round else of_best,
+            "clean_rounds": len(per_round), "rounds": min(len(a), len(b))}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -285,6 +294,19 @@ def hardware_ceiling(device: torch.device, quick: bool = False) -> dict[str, Any
     out["reference"] = "fp32_2048"
     out["reference_gflops"] = out["fp32_2048"]["gflops_best"]
     return out
+
+
+def start_result(name: str, target: str, args: argparse.Namespace, device: torch.device
+                 ) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The result skeleton every benchmark starts from, with the matmul ceiling measured now.
+
+    Returns ``(result, ceiling, reference GFLOP/s)``.
+    """
+    result: dict[str, Any] = {"benchmark": name, "target": target, "quick": bool(args.quick),
+                              "environment": environment(device)}
+    ceiling = hardware_ceiling(device, quick=args.quick)
+    result["ceiling"] = ceiling
+    return result, ceiling, ceiling["reference_gflops"]
 
 
 def finish_ceiling(ceiling: dict[str, Any], device: torch.device, quick: bool = False) -> float:

@@ -88,11 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     repeat = args.repeat or 3
     torch.manual_seed(0)
 
-    result: dict = {"benchmark": NAME, "target": TARGET, "quick": bool(args.quick),
-                    "environment": C.environment(dev)}
-    ceiling = C.hardware_ceiling(dev, quick=args.quick)
-    result["ceiling"] = ceiling
-    c_ref = ceiling["reference_gflops"]
+    result, ceiling, c_ref = C.start_result(NAME, TARGET, args, dev)
 
     data = prepare_dataset("mnist_embedded", root=args.data_root,
                            max_train=n_samples if n_samples < 4000 else None)
@@ -143,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         sp = C.paired_ratio(res["sequential"], res["vectorised"])
         row["speedup_vectorised_over_sequential"] = sp["median_of_rounds"]
         row["speedup_vectorised_over_sequential_of_best"] = sp["of_best"]
+        row["clean_rounds"] = f"{sp['clean_rounds']}/{sp['rounds']}"
         rows.append(row)
         print(f"  M={m}: sequential {row['sequential']['best_s']:.3f} s, vectorised "
               f"{row['vectorised']['best_s']:.3f} s, vectorised/sequential speed {sp['median_of_rounds']:.3f}",

@@ -115,6 +115,8 @@ def validate_evaluation(p: dict[str, Any]) -> None:
         )
     sorted_radii("evaluation.radii", e["radii"])
     positive("evaluation.model_chunk", e["model_chunk"], integer=True)
+    number("evaluation.storage_order_seed", e["storage_order_seed"], low=0, integer=True)
+    number("evaluation.degenerate_margin", e["degenerate_margin"], low=0, high=1)
 
 
 def validate_parameters(params: dict[str, Any], pipelines: set[str] | None = None) -> None:

@@ -16,6 +16,10 @@ pytestmark = pytest.mark.slow
         ({"evaluation": {"radii": [0.5, 0.25]}}, "evaluation.radii"),
         ({"evaluation": {"radii": [-0.25, 0.5]}}, "evaluation.radii"),
         ({"evaluation": {"aggregation": "soft"}}, "evaluation.aggregation"),  # CP needs hard votes
+        ({"evaluation": {"n0": 4}}, "evaluation.n0"),  # leaves no estimation model of the 4
+        ({"evaluation": {"storage_order_seed": -1}}, "evaluation.storage_order_seed"),
+        ({"evaluation": {"degenerate_margin": 2.0}}, "evaluation.degenerate_margin"),
+        ({"evaluation": {"selection": "best"}}, "evaluation.selection"),
     ],
 )
 def test_bad_evaluation_parameters(project, params, name):
