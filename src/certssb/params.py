@@ -115,6 +115,11 @@ def validate_evaluation(p: dict[str, Any]) -> None:
         )
     sorted_radii("evaluation.radii", e["radii"])
     positive("evaluation.model_chunk", e["model_chunk"], integer=True)
+    choice("evaluation.backend", e.get("backend", "local"), ("local", "ray"))
+    if e.get("backend") == "ray":
+        from certssb.core import ray_backend
+
+        ray_backend.check_options(_get(p, "ensemble").get("ray", {}), _get(p, "noise.num_models"))
     number("evaluation.storage_order_seed", e["storage_order_seed"], low=0, integer=True)
     number("evaluation.degenerate_margin", e["degenerate_margin"], low=0, high=1)
 

@@ -192,3 +192,16 @@ def test_own_local_instance_is_shut_down_and_bad_address_fails_fast(tmp_path):
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
                          cwd=tmp_path)
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+
+
+def test_votes_on_ray_equal_the_local_votes(data, reference):
+    from certssb.core.ray_backend import predict_votes_ray
+    from certssb.core.votes import predict_votes
+
+    x, _, sigma, plan = data
+    model = {"architecture": CFG.architecture, "in_shape": list(x.shape[1:]), "num_classes": 3,
+             "params": reference.params, "model_indices": torch.tensor(reference.indices)}
+    local = predict_votes(model, x[:20], sigma[:20], plan, "clean", device=torch.device("cpu"), model_chunk=2)
+    remote = predict_votes_ray(model, x[:20], sigma[:20], plan, "clean", options={"num_shards": 2}, model_chunk=1)
+    assert torch.equal(local["votes"], remote["votes"])
+    torch.testing.assert_close(local["probs"], remote["probs"], rtol=1e-5, atol=1e-6)

@@ -388,3 +388,66 @@ def train_shards_ray(
             raise ConfigError(msg)
         raise ShardError(msg)
     return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Certification of large ensembles: the votes of shards of models as Ray tasks
+
+
+def _votes_shard(
+    model: dict[str, Any], x: torch.Tensor, sigma: torch.Tensor, plan: dict[str, Any], split: str,
+    model_chunk: int, settings: dict[str, Any],
+) -> dict[str, torch.Tensor]:
+    """Body of the Ray task: ``votes.predict_votes`` on a sub-ensemble, on the worker's device."""
+    from .votes import predict_votes
+
+    torch.set_num_threads(max(1, int(settings["num_cpus_per_shard"])))
+    use_cuda = settings["num_gpus_per_shard"] > 0 and torch.cuda.is_available()
+    device = torch.device("cuda" if use_cuda else "cpu")
+    return predict_votes(model, x, sigma, plan, split, device=device, model_chunk=model_chunk)
+
+
+@functools.lru_cache(maxsize=1)
+def _remote_votes_shard() -> Any:
+    return _import_ray().remote(_votes_shard)
+
+
+def predict_votes_ray(
+    model: dict[str, Any], x: torch.Tensor, sigma: torch.Tensor, plan: dict[str, Any], split: str, *,
+    options: dict[str, Any] | None, model_chunk: int = 10, progress: Callable[[int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """``votes.predict_votes`` with the models split into ``num_shards`` shards run as Ray tasks.
+
+    Each shard streams its models in chunks of ``model_chunk`` as the local path does; the votes and
+    probabilities are concatenated in model order, so the result equals the local one (up to the float
+    order of a different thread count). Failed shards are retried ``max_retries`` times.
+    """
+    m = len(model["model_indices"])
+    opts = check_options(options, m)
+    chunks = ensemble.chunks_of(m, model_chunk)
+    shards = make_shards(chunks, opts["num_shards"])
+    ray = _import_ray()
+    started = connect(opts)
+    try:
+        _check_resources(ray, opts, started and opts["address"] is None)
+        x_ref, s_ref, p_ref = (ray.put(v) for v in (x.detach().cpu(), torch.as_tensor(sigma).detach().cpu(), plan))
+        task = _remote_votes_shard().options(
+            num_cpus=opts["num_cpus_per_shard"], num_gpus=opts["num_gpus_per_shard"],
+            max_retries=opts["max_retries"], retry_exceptions=True,
+        )
+        settings = {"num_cpus_per_shard": opts["num_cpus_per_shard"], "num_gpus_per_shard": opts["num_gpus_per_shard"]}
+        refs = []
+        for shard in shards:
+            idx = _models(shard)
+            sub = {**model, "params": {k: v[idx] for k, v in model["params"].items()},
+                   "model_indices": torch.as_tensor(model["model_indices"])[idx]}
+            refs.append(task.remote(sub, x_ref, s_ref, p_ref, split, model_chunk, settings))
+        parts = []
+        for shard, ref in zip(shards, refs):
+            parts.append(ray.get(ref))
+            if progress:
+                progress(len(_models(shard)))
+    finally:
+        if started:
+            ray.shutdown()
+    return {"votes": torch.cat([p["votes"] for p in parts]), "probs": torch.cat([p["probs"] for p in parts])}

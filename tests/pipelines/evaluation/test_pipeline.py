@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
         ({"evaluation": {"storage_order_seed": -1}}, "evaluation.storage_order_seed"),
         ({"evaluation": {"degenerate_margin": 2.0}}, "evaluation.degenerate_margin"),
         ({"evaluation": {"selection": "best"}}, "evaluation.selection"),
+        ({"evaluation": {"backend": "spark"}}, "evaluation.backend"),
     ],
 )
 def test_bad_evaluation_parameters(project, params, name):

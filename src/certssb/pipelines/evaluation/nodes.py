@@ -46,10 +46,18 @@ def compute_votes(
     chunk = parameters["evaluation"]["model_chunk"]
     m = len(ensemble["model_indices"])
     out: dict[str, Any] = {"method": ensemble["method"], "ensemble": ensemble["fingerprint"], "sigma": sigma["fingerprint"]}
+    on_ray = parameters["evaluation"].get("backend", "local") == "ray"
     with progress_bar(2 * m, f"{ensemble['method']}: votes (models x test sets)") as bar:
         for split, data in (("clean", clean_test), ("triggered", triggered_test)):
-            out[split] = predict_votes(ensemble, data["x"], sigma[split], noise_plan, split, device=dev,
-                                       model_chunk=chunk, progress=bar.update)
+            if on_ray:  # shards of models as Ray tasks, with the ensemble.ray options
+                from certssb.core.ray_backend import predict_votes_ray
+
+                out[split] = predict_votes_ray(ensemble, data["x"], sigma[split], noise_plan, split,
+                                               options=parameters["ensemble"].get("ray"), model_chunk=chunk,
+                                               progress=bar.update)
+            else:
+                out[split] = predict_votes(ensemble, data["x"], sigma[split], noise_plan, split, device=dev,
+                                           model_chunk=chunk, progress=bar.update)
     return out
 
 
