@@ -141,16 +141,17 @@ def quiet_waited_s() -> float:
     return round(_quiet_state["waited_s"], 2)
 
 
-def wait_for_quiet(window_s: float = 0.5) -> None:
+def wait_for_quiet(window_s: float = 0.5, ticks: Callable[[], tuple[int, int] | None] | None = None) -> None:
     """Sleep in ``window_s`` steps until other processes use < ``QUIET_THRESHOLD_CORES`` cores, or the
-    script's remaining waiting budget is spent."""
+    script's remaining waiting budget is spent. ``ticks`` counts what is "own" (default: this process)."""
+    ticks = ticks or _cpu_ticks
     while _quiet_state["waited_s"] < _quiet_state["budget_s"]:
-        a = _cpu_ticks()
+        a = ticks()
         t0 = time.perf_counter()
         time.sleep(window_s)
         dt = time.perf_counter() - t0
         _quiet_state["waited_s"] += dt
-        load = _foreign_cores(a, _cpu_ticks(), dt, min_wall_s=0.0)
+        load = _foreign_cores(a, ticks(), dt, min_wall_s=0.0)
         if load is None or load < QUIET_THRESHOLD_CORES:
             return
 

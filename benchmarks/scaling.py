@@ -94,16 +94,7 @@ def tree_ticks() -> tuple[int, int] | None:
 
 def wait_for_quiet_tree(window_s: float = 0.5) -> None:
     """``C.wait_for_quiet`` with this process tree (Ray included) counted as "own"; same shared budget."""
-    st = C._quiet_state
-    while st["waited_s"] < st["budget_s"]:
-        a = tree_ticks()
-        t0 = time.perf_counter()
-        time.sleep(window_s)
-        dt = time.perf_counter() - t0
-        st["waited_s"] += dt
-        load = C._foreign_cores(a, tree_ticks(), dt, min_wall_s=0.0)
-        if load is None or load < C.QUIET_THRESHOLD_CORES:
-            return
+    C.wait_for_quiet(window_s, ticks=tree_ticks)
 
 
 def tree_cores(seconds: float) -> tuple[float | None, float | None]:
