@@ -127,10 +127,20 @@ def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, 
         pt = net(triggered_test["x"].to(dev)).argmax(1).cpu().numpy()
     out = {"clean_accuracy": metrics.clean_accuracy(pc, clean_test["y"].numpy()),
            "triggered_accuracy": metrics.clean_accuracy(pt, triggered_test["y"].numpy())}
-    tgt = triggered_test["target_y"].numpy()
-    out["attack_success_rate"] = metrics.attack_success_rate(pt, tgt) if (tgt >= 0).all() and len(tgt) else None
+    out["attack_success_rate"] = _attack_success_rate(pt, triggered_test)
     log.info("undefended model: %s", out)
     return out
+
+
+def _attack_success_rate(pred: np.ndarray, triggered_test: dict[str, Any]) -> float | None:
+    """ASR on the triggered set; None for attacks without a target class (the certifier attacks)."""
+    tgt = triggered_test["target_y"].numpy()
+    return metrics.attack_success_rate(pred, tgt) if len(tgt) and (tgt >= 0).all() else None
+
+
+def _curve(table: pd.DataFrame, split: str, region: str) -> np.ndarray:
+    """Certified accuracy at each radius of one (split, region) of the table, in radius order."""
+    return table[(table.split == split) & (table.region == region)]["certified_accuracy"].to_numpy()
 
 
 def _member_accuracy(votes: dict[str, Any], data: dict[str, Any]) -> np.ndarray:
@@ -165,7 +175,7 @@ def compute_metrics(
         m[f"{pre}abstain_rate"] = metrics.abstain_rate(certs)
         m[f"{pre}mean_radius"] = metrics.mean_radius(certs)
         m[f"{pre}mean_conservative_radius"] = metrics.mean_radius(certs, radius_column="conservative_radius")
-        for r, v in zip(radii, metrics.certified_accuracy(certs, radii)["certified_accuracy"]):
+        for r, v in zip(radii, _curve(table, split, "certified")):
             m[f"{'cert_acc' if split == 'clean' else 'cert_acc_trig'}_r{r:.2f}"] = float(v)
         acc = _member_accuracy(votes[split], data)
         m[f"{pre}member_accuracy_min"] = float(acc.min())
@@ -179,11 +189,8 @@ def compute_metrics(
                             int(flags.sum()), m["degenerate_members"])
             m["clean_accuracy"] = m["accuracy"]
         else:
-            tgt = data["target_y"].numpy()
-            m["attack_success_rate"] = (metrics.attack_success_rate(pred, tgt) if (tgt >= 0).all() and len(tgt) else None)
-    clean_ca = table[(table.split == "clean") & (table.region == "certified")]["certified_accuracy"].to_numpy()
-    trig_ca = table[(table.split == "triggered") & (table.region == "certified")]["certified_accuracy"].to_numpy()
-    for r, d in zip(radii, clean_ca - trig_ca):
+            m["attack_success_rate"] = _attack_success_rate(pred, data)
+    for r, d in zip(radii, _curve(table, "clean", "certified") - _curve(table, "triggered", "certified")):
         m[f"cert_acc_drop_pp_r{r:.2f}"] = float(100 * d)
     norm = float(poison_summary["joint_norm"])
     m["attack_joint_norm"] = norm
@@ -197,9 +204,8 @@ def compute_metrics(
     m["undefended_clean_accuracy"] = undefended_metrics["clean_accuracy"]
     m["undefended_attack_success_rate"] = undefended_metrics["attack_success_rate"]
     for split in SPLITS:
-        upd = certificates_updated[certificates_updated["split"] == split]
         pre = "" if split == "clean" else "trig_"
-        for r, v in zip(radii, metrics.certified_accuracy(upd, radii)["certified_accuracy"]):
+        for r, v in zip(radii, _curve(table, split, "storage_updated")):
             m[f"cert_acc_{pre}updated_r{r:.2f}"] = float(v)
     log.info("%s: clean accuracy %.3f, ASR %s, cert acc @0.5 %.3f (triggered %.3f), abstain %.3f", method,
              m["clean_accuracy"], m["attack_success_rate"], m.get("cert_acc_r0.50", float("nan")),
