@@ -1,4 +1,4 @@
-"""Project pipelines: data_engineering, modelling, evaluation (and the default: all three)."""
+"""Project pipelines: data_engineering, modelling, evaluation (the default: all three) and study."""
 from __future__ import annotations
 
 from kedro.pipeline import Pipeline
@@ -13,5 +13,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "evaluation": evaluation.create_pipeline(),
     }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
-    pipelines["study"] = study.create_pipeline()  # not part of the default run (~30 min)
+    # not part of the default run: one namespaced instance of the three pipelines per grid cell (~30 min);
+    # the grid is read from conf/ now, see certssb.pipelines.study.grid
+    pipelines["study"] = study.create_pipeline() + pipelines["data_engineering"].only_nodes("download")
     return pipelines

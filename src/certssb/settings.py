@@ -1,7 +1,10 @@
 """Project settings (Kedro 1.7)."""
 from certssb.hooks import MlflowArtifactsHook, ValidateParametersHook
+from certssb.params import validate_parameters
+from certssb.pipelines.study.grid import StudyCellParameters
 
-HOOKS = (ValidateParametersHook(), MlflowArtifactsHook())
+HOOKS = (ValidateParametersHook(), StudyCellParameters(lambda p, _: validate_parameters(p, {"__default__"})),
+         MlflowArtifactsHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

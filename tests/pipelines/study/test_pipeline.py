@@ -1,30 +1,64 @@
-"""The study grid on tiny parameters: one row per cell, one MLflow run per (method, attack, sigma)."""
+"""The study as generated pipelines: one namespaced instance per grid cell, catalogued and logged like a run."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from certssb.pipelines.study import grid as study_grid
+from certssb.pipelines.study.pipeline import create_pipeline
+
 pytestmark = pytest.mark.slow
+
+GRID = "study:\n  attacks: [onepixel, abstain]\n  sigmas: [0.25, 0.5]\n"
+
+
+def test_cells_are_namespaced_instances_of_the_three_pipelines():
+    grid = study_grid.cells({"attacks": ["onepixel", "abstain"], "sigmas": [0.25, 0.5]})
+    assert [c.name for c in grid] == ["onepixel_s025", "onepixel_s050", "abstain_s025", "abstain_s050"]
+    pipe = create_pipeline(grid)
+    namespaces = {n.namespace.split(".")[1] for n in pipe.nodes if n.namespace}
+    assert namespaces == {c.name for c in grid}
+    # every cell reads its own parameters and shares only the raw dataset
+    free = pipe.inputs()
+    assert "raw_dataset" in free
+    assert not {i for i in free if i.startswith("params:") and not i.startswith(("params:study_cell.", "params:study"))}
+    assert "params:study_cell.abstain_s050.noise" in free
+    assert "study.abstain_s050.cert_ssb.ensemble" in pipe.all_outputs()
+
+
+def test_cell_parameters_apply_quick_then_the_cell():
+    base = {"attack": {"name": "onepixel", "poison_rate": 0.02, "trigger": "onepixel"}, "noise": {"sigma": 0.25,
+            "num_models": 50}, "study": {"quick": True, "quick_overrides": {"noise": {"num_models": 20}},
+            "certifier_attack_rate": 0.01, "certifier_trigger": "badnets"}}
+    p = study_grid.cell_parameters(base, study_grid.Cell("abstain", 0.5))
+    assert p["noise"] == {"sigma": 0.5, "num_models": 20}
+    assert p["attack"] == {"name": "abstain", "poison_rate": 0.01, "trigger": "badnets"}
+    assert base["noise"]["num_models"] == 50  # the run's parameters are not modified
+    with pytest.raises(Exception, match=r"study\.sigmas"):
+        study_grid.cells({"attacks": ["onepixel"], "sigmas": [0.25, 0.251]})
 
 
 def test_study_grid_runs_and_logs_each_cell(project):
-    grid = {"study": {"attacks": ["onepixel", "abstain"], "sigmas": [0.25, 0.5], "quick": False}}
-    project.run(["study"], params=grid)
+    (project.path / "conf" / "local" / "parameters_study.yml").write_text(GRID)
+    project.run(["study"])
     summary = pd.read_csv(project.latest("data/08_reporting/study/study_summary.csv"))
     assert len(summary) == 2 * 2 * 2
     assert set(summary["attack"]) == {"onepixel", "abstain"} and set(summary["sigma"]) == {0.25, 0.5}
-    assert (summary.loc[summary.attack == "abstain", "poison_rate"] == 0.01).all()
-    assert (summary["storage_clean_overlapping_pairs_after"] == 0).all()
     assert project.latest("data/08_reporting/study/study_figure.png").exists()
+    # each cell's artifacts are catalogued and versioned under its namespace
+    assert project.versions("data/03_primary/study/abstain_s050/poisoned_train.pt")
+    poison = pd.read_csv(project.latest("data/08_reporting/study/abstain_s050/poison_report.csv"))
+    assert len(poison) == 3  # certifier attack rate 0.01 of the 300 tiny training images
     client = MlflowClient()
     exp = client.get_experiment_by_name("certssb")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`certssb.attack` = 'abstain'")
     assert len(runs) == 4  # 2 methods x 2 sigmas
-    assert {r.data.tags["certssb.sigma"] for r in runs} == {"0.25", "0.5"}
 
 
 def test_study_refuses_a_bad_grid_before_running(project):
-    with pytest.raises(Exception, match=r"study\.attacks"):
-        project.run(["study"], params={"study": {"attacks": ["onepixel", "trojan"]}})
+    (project.path / "conf" / "local" / "parameters_study.yml").write_text(
+        "study:\n  attacks: [onepixel, trojan]\n  sigmas: [0.25]\n")
+    with pytest.raises(Exception, match=r"attack\.name"):
+        project.run(["study"])
     assert project.versions("data/08_reporting/study/study_summary.csv") == []

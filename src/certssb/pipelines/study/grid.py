@@ -1,0 +1,136 @@
+"""The study grid: its cells (attack x sigma_0), their names and their parameters.
+
+The grid is read when the pipelines are registered (``pipeline_registry``), so that every cell is its own
+namespaced instance of the three pipelines -- catalogued, versioned, visible in ``kedro viz`` and logged by
+the same hooks as a default run. Because of that the grid itself (``study.attacks``, ``study.sigmas``) comes
+from the configuration files (``conf/base`` and ``conf/local``, or the environment in ``KEDRO_ENV``), not
+from ``--params``; every other study parameter (``study.quick``, the certifier-attack rate, ...) may still be
+overridden at run time, because a cell's parameters are computed when the run starts
+(:class:`StudyCellParameters`).
+
+A cell's parameters are the run's parameters, then ``study.quick_overrides`` if ``study.quick``, then the
+cell's attack and sigma_0 (and, for a certifier attack, ``study.certifier_attack_rate`` and
+``study.certifier_trigger``). Pipelines read them as ``params:study_cell.<cell>.<block>``.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from certssb.core.validation import ConfigError
+
+CELL_PARAMS = "study_cell"
+CERTIFIER_ATTACKS = ("abstain", "radius_collapse")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (attack, sigma_0) cell of the grid; ``name`` is its namespace below ``study``."""
+
+    attack: str
+    sigma: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.attack}_s{round(self.sigma * 100):03d}"
+
+
+def cells(study: dict[str, Any]) -> list[Cell]:
+    """The cells of ``study.attacks`` x ``study.sigmas``, attacks outermost."""
+    attacks, sigmas = study.get("attacks"), study.get("sigmas")
+    if not isinstance(attacks, list) or not attacks or not all(isinstance(a, str) for a in attacks):
+        raise ConfigError(f"parameter 'study.attacks' = {attacks!r} is invalid: a non-empty list of attack names")
+    if (not isinstance(sigmas, list) or not sigmas
+            or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in sigmas)):
+        raise ConfigError(f"parameter 'study.sigmas' = {sigmas!r} is invalid: a non-empty list of sigmas > 0")
+    out = [Cell(a, float(s)) for a in attacks for s in sigmas]
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"parameter 'study.sigmas' = {sigmas!r} is invalid: two sigmas round to the same "
+                          "cell name (sigma x 100 must differ)")
+    return out
+
+
+def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def cell_parameters(parameters: dict[str, Any], cell: Cell) -> dict[str, Any]:
+    """The whole parameter tree of one cell (see the module docstring)."""
+    s = parameters["study"]
+    p = _deep_update(parameters, s.get("quick_overrides") or {}) if s.get("quick") else copy.deepcopy(parameters)
+    p["attack"]["name"] = cell.attack
+    if cell.attack in CERTIFIER_ATTACKS:
+        p["attack"]["poison_rate"] = s["certifier_attack_rate"]
+        p["attack"]["trigger"] = s["certifier_trigger"]
+    p["noise"]["sigma"] = cell.sigma
+    return p
+
+
+def flat_params(prefix: str, tree: dict[str, Any]) -> dict[str, Any]:
+    """``{"params:<prefix>.<path>": value}`` for every block and nested key, as Kedro feeds parameters."""
+    out: dict[str, Any] = {f"params:{prefix}": tree}
+
+    def walk(path: str, value: Any) -> None:
+        out[f"params:{path}"] = value
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{path}.{k}", v)
+
+    for key, value in tree.items():
+        walk(f"{prefix}.{key}", value)
+    return out
+
+
+def configured_study(project_path: str | Path | None = None) -> dict[str, Any]:
+    """The ``study`` block as the configuration files give it (base, then local or ``KEDRO_ENV``)."""
+    from kedro.framework.project import settings
+
+    root = Path(project_path) if project_path is not None else Path.cwd()
+    conf = root / settings.CONF_SOURCE
+    if not conf.is_dir():
+        return {}
+    args = dict(settings.CONFIG_LOADER_ARGS)
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf), env=os.environ.get("KEDRO_ENV"), **args)
+    try:
+        return dict(loader["parameters"].get("study") or {})
+    except Exception:  # noqa: BLE001 - no parameters (e.g. a bare checkout): no study cells to register
+        return {}
+
+
+class StudyCellParameters:
+    """Kedro hook: before a run that contains study cells, feed each cell's parameters into the catalog as
+    ``params:study_cell.<cell>.<path>`` (computed from the run's parameters, so ``--params study.quick=true``
+    applies), and validate every cell before the first node runs."""
+
+    def __init__(self, validate: Any = None) -> None:
+        self._validate = validate  # callable(params, pipelines) raising ConfigError; None: no check
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        prefix = f"params:{CELL_PARAMS}."
+        wanted = {i[len(prefix):].split(".", 1)[0] for i in pipeline.inputs() if i.startswith(prefix)}
+        if not wanted:
+            return
+        parameters = catalog.load("parameters")
+        grid = {c.name: c for c in cells(parameters["study"])}
+        missing = sorted(wanted - set(grid))
+        if missing:
+            raise ConfigError(
+                f"parameter 'study.attacks'/'study.sigmas' give cells {sorted(grid)}, but the registered study "
+                f"pipeline has cells {missing}: the grid is read from conf/ when pipelines are registered, "
+                "so set it in a configuration environment rather than with --params")
+        for name in sorted(wanted):
+            p = cell_parameters(parameters, grid[name])
+            if self._validate is not None:
+                self._validate(p, {"study_cell"})
+            for key, value in flat_params(f"{CELL_PARAMS}.{name}", p).items():
+                catalog[key] = value
