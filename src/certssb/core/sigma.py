@@ -151,3 +151,44 @@ def optimise_sigma(
         if progress:
             progress(b)
     return {"sigma": sig_hist[-1].clone(), "anchor": anchors, "sigma_history": sig_hist, "radius_history": rad_hist}
+
+
+def sigma_config(block: dict, sigma0: float) -> SigmaConfig:
+    """The ``sigma_opt`` parameter block as a :class:`SigmaConfig`: sigma in
+    ``[sigma0 - max_decrease, sigma0 + max_increase]`` (the lower end must stay > 0)."""
+    positive("noise.sigma", sigma0)
+    number("sigma_opt.max_decrease", block["max_decrease"], low=0)
+    number("sigma_opt.max_increase", block["max_increase"], low=0)
+    lo = sigma0 - block["max_decrease"]
+    if lo <= 0:
+        raise ConfigError(
+            f"parameter 'sigma_opt.max_decrease' = {block['max_decrease']} is invalid: sigma_0 - max_decrease "
+            f"= {lo:.4g} must stay > 0"
+        )
+    keys = ("steps", "draws", "lr", "gradient", "batch_size")
+    return SigmaConfig(**{k: block[k] for k in keys}, sigma_min=lo, sigma_max=sigma0 + block["max_increase"],
+                       psi_clamp=tuple(block["psi_clamp"]))
+
+
+def optimise_splits(
+    model: torch.nn.Module,
+    sets: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
+    sigma0: float,
+    cfg: SigmaConfig,
+    *,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """:func:`optimise_sigma` on each named set ``{split: (x, anchor or None)}`` with seed ``seed + i``.
+
+    Returns the sigma per split and, per split, a history record (anchor, final sigma, the objective's radius
+    estimate before and after) for the report.
+    """
+    sigmas, history = {}, []
+    for i, (split, (x, anchor)) in enumerate(sets.items()):
+        res = optimise_sigma(model, x, anchor, sigma0, cfg, seed=seed + i, progress=progress)
+        sigmas[split] = res["sigma"]
+        history.append({"split": split, "anchor": res["anchor"], "sigma": res["sigma"],
+                        "radius_estimate_initial": res["radius_history"][0],
+                        "radius_estimate_final": res["radius_history"][-1]})
+    return sigmas, history
