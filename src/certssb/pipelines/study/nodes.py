@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 
@@ -66,13 +66,14 @@ def _run_cell(p: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
             for k in ("trim", "align", "overlapping_pairs_before", "overlapping_pairs_after"):
                 row[f"storage_{split}_{k}"] = storage[split][k]
         rows.append(row)
-        tables_for_fig = table.assign(attack=p["attack"]["name"], sigma=p["noise"]["sigma"])
-        row["_table"] = tables_for_fig
+        row["_table"] = table.assign(attack=p["attack"]["name"], sigma=p["noise"]["sigma"])
+        row["_certs"] = certs.assign(attack=p["attack"]["name"], cell_sigma=p["noise"]["sigma"])
+        row["_ceiling"] = metrics.get("radius_ceiling_sigma_units")
     ev.log_mlflow_runs(p, *per_method, name_suffix=f"-{p['attack']['name']}-s{p['noise']['sigma']:g}")
     return rows
 
 
-def run_study(parameters: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, plt.Figure]:
+def run_study(parameters: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, Figure]:
     """Run the grid; return the summary (one row per cell), the certified-accuracy curves and a figure."""
     s = parameters["study"]
     for m in s["methods"]:
@@ -94,29 +95,66 @@ def run_study(parameters: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, p
         log.info("study cell %d/%d (%s, sigma=%g) done in %.0f s (total %.0f s)", i, len(cells), attack, sigma,
                  time.perf_counter() - tc, time.perf_counter() - t0)
     curves = pd.concat([r.pop("_table") for r in rows], ignore_index=True)
+    certs = pd.concat([r.pop("_certs") for r in rows], ignore_index=True)
+    ceilings = {(r["attack"], r["sigma"], r["method"]): r.pop("_ceiling") for r in rows}
     summary = pd.DataFrame(rows)
     summary["study_seconds_total"] = time.perf_counter() - t0
-    return summary, curves, study_figure(curves, s["attacks"], s["sigmas"])
+    return summary, curves, study_figure(certs, s["attacks"], s["sigmas"], ceilings=ceilings, parameters=p0)
 
 
-def study_figure(curves: pd.DataFrame, attacks: list[str], sigmas: list[float]) -> plt.Figure:
-    """Certified accuracy vs radius: one panel per (attack, sigma), methods in colour, triggered dashed."""
-    fig, axes = plt.subplots(len(attacks), len(sigmas), figsize=(3.2 * len(sigmas), 2.4 * len(attacks)),
-                             sharey=True, squeeze=False)
-    cert = curves[curves["region"] == "certified"]
+def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *,
+                 ceilings: dict[tuple[str, float, str], float | None] | None = None,
+                 parameters: dict[str, Any] | None = None) -> Figure:
+    """Certified accuracy vs radius, exact step curves from the certificates: one panel per (attack, σ₀),
+    methods in colour, clean solid / triggered dotted, Cert-SSB as published dashed (clean only).
+
+    ``certs`` is the certificate tables of every cell with ``attack`` and ``cell_sigma`` (σ₀) columns.
+    """
+    fig = Figure(figsize=(3.6 * len(sigmas), 2.9 * len(attacks) + 0.6))
+    axes = fig.subplots(len(attacks), len(sigmas), sharey=True, squeeze=False)
+    ceilings = ceilings or {}
     for i, a in enumerate(attacks):
         for j, sg in enumerate(sigmas):
             ax = axes[i, j]
-            cell = cert[(cert["attack"] == a) & np.isclose(cert["sigma"], sg)]
-            for (method, split), g in cell.groupby(["method", "split"]):
-                ax.plot(g["radius"], g["certified_accuracy"], marker="o", ms=2.5, color=reporting.STYLE.get(method),
-                        ls="-" if split == "clean" else "--", label=f"{method} {split}")
-            ax.set_title(f"{a}, σ={sg:g}", fontsize=9)
+            cell = certs[(certs["attack"] == a) & np.isclose(certs["cell_sigma"], sg)]
+            drawn: list[tuple[Any, str, str, str, reporting.StepCurve]] = []
+            for method in dict.fromkeys(cell["method"]):
+                name = reporting.method_label(method)
+                for split in ("clean", "triggered"):
+                    g = cell[(cell["method"] == method) & (cell["split"] == split)]
+                    if len(g) == 0:
+                        continue
+                    drawn.append((method, "-" if split == "clean" else ":", f"{name}, {split}", "radius",
+                                  reporting.step_curve(g)))
+                    if split == "clean" and "radius_published" in g.columns and method == "cert_ssb" and \
+                            not np.allclose(g["radius_published"], g["radius"]):
+                        drawn.append((method, "--", "Cert-SSB as published, clean", "published",
+                                      reporting.step_curve(g, "radius_published")))
+            largest = max([c.max_radius for *_, c in drawn] + [0.0])
+            x_max = 1.12 * largest if largest > 0 else 1.0
+            for method, ls, label, _kind, curve in drawn:
+                x, y = curve.xy(x_max)
+                ax.plot(x, y, drawstyle="steps-post", ls=ls, lw=1.5, color=reporting.COLOURS.get(method),
+                        label=label)
+            for method in dict.fromkeys(cell["method"]):
+                c = ceilings.get((a, sg, method))
+                g = cell[cell["method"] == method]
+                col = "sigma_min" if "sigma_min" in g.columns else "sigma"
+                if c is not None and c * float(g[col].max()) <= x_max:
+                    ax.axvline(c * float(g[col].max()), color=reporting.COLOURS.get(method, "k"), ls="-.", lw=0.8)
+            ax.set_xlim(0, x_max)
+            ax.set_ylim(0, 1.02)
+            ax.set_title(f"attack {a}, σ₀ = {sg:g}", fontsize=9)
             ax.grid(alpha=0.3)
             if i == len(attacks) - 1:
-                ax.set_xlabel("radius")
+                ax.set_xlabel("radius r (ℓ2)")
             if j == 0:
-                ax.set_ylabel("certified acc.")
-    axes[0, 0].legend(fontsize=6)
+                ax.set_ylabel("certified accuracy")
+            if i == 0 and j == 0:
+                ax.legend(fontsize=6, loc="upper right")
+    title = "certified accuracy vs radius (exact); dash-dot: ceiling of the bound"
+    if parameters is not None:
+        title = reporting.run_title(title, {**parameters, "noise": {**parameters.get("noise", {}), "sigma": None}})
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
