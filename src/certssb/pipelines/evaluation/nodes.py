@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 import torch
@@ -213,23 +213,41 @@ def compute_metrics(
     return table, m
 
 
-def make_plots(certified_accuracy: pd.DataFrame, certificates: pd.DataFrame, certificates_updated: pd.DataFrame,
-               sigma: dict[str, Any], metrics_: dict[str, Any]) -> tuple[plt.Figure, plt.Figure, plt.Figure]:
-    """Certified accuracy vs radius (clean and triggered), sigma histogram, radius before/after the update."""
+def _ceiling(metrics_: dict[str, Any]) -> float | None:
+    c = metrics_.get("radius_ceiling_sigma_units")
+    return None if c is None else float(c)
+
+
+def make_plots(certificates: pd.DataFrame, certificates_updated: pd.DataFrame, sigma: dict[str, Any],
+               metrics_: dict[str, Any], parameters: dict[str, Any]) -> tuple[Figure, Figure, Figure]:
+    """Certified accuracy vs radius (exact step curves, clean | triggered), σ histogram, radius before/after
+    the storage update (clean and triggered inputs share one memory)."""
     method = metrics_["method"]
-    ca = reporting.certified_accuracy_figure(certified_accuracy, f"{method}: certified accuracy",
-                                             metrics_["attack_joint_norm"])
-    hist = reporting.sigma_histogram(sigma, f"{method}: σ per sample")
-    clean = certificates["split"] == "clean"
-    ba = reporting.radius_before_after(certificates[clean], certificates_updated[clean],
-                                       f"{method}: storage update (clean test set)")
+    sigma0 = parameters["noise"]["sigma"]
+    name = reporting.method_label(method, sigma0)
+    ca = reporting.certified_accuracy_figure(
+        certificates, updated=certificates_updated, sigma0=sigma0, ceiling=_ceiling(metrics_),
+        attack_norm=metrics_.get("attack_joint_norm"),
+        title=reporting.run_title(f"{name}: certified accuracy", parameters))
+    hist = reporting.sigma_histogram(sigma, f"{name}: σ per sample")
+    ba = reporting.radius_before_after(certificates, certificates_updated,
+                                       f"{name}: storage update (clean and triggered test sets)")
     return ca, hist, ba
 
 
-def compare_methods(*tables: pd.DataFrame) -> tuple[pd.DataFrame, plt.Figure]:
-    """Both methods side by side: one table and one figure."""
+def compare_methods(parameters: dict[str, Any], *per_method: Any) -> tuple[pd.DataFrame, Figure]:
+    """Both methods side by side: one table and one figure of the exact certified-accuracy curves.
+
+    ``per_method`` is (certified_accuracy, certificates, metrics) for each method in turn.
+    """
+    tables, certs, metrics_ = per_method[0::3], per_method[1::3], per_method[2::3]
     table = pd.concat(tables, ignore_index=True)
-    fig = reporting.certified_accuracy_figure(table[table.region == "certified"], "certified accuracy: uniform σ vs Cert-SSB")
+    sigma0 = parameters["noise"]["sigma"]
+    fig = reporting.certified_accuracy_figure(
+        pd.concat(certs, ignore_index=True), sigma0=sigma0,
+        ceiling={m["method"]: _ceiling(m) for m in metrics_ if _ceiling(m) is not None},
+        attack_norm=metrics_[0].get("attack_joint_norm") if metrics_ else None,
+        title=reporting.run_title("certified accuracy: uniform σ vs Cert-SSB", parameters))
     return table, fig
 
 
@@ -273,8 +291,6 @@ def log_mlflow_runs(parameters: dict[str, Any], *per_method: Any, name_suffix: s
                                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})
             mlflow.log_text(table.to_csv(index=False), "certified_accuracy.csv")
             mlflow.log_dict(metrics_, "metrics.json")
-            fig = reporting.certified_accuracy_figure(table, f"{method}: certified accuracy", metrics_["attack_joint_norm"])
-            mlflow.log_figure(fig, "certified_accuracy.png")
-            plt.close(fig)
+            # the figures (exact step curves from the certificates) reach MLflow via MlflowArtifactsHook
             runs[method] = run.info.run_id
     return {"parent_run_id": parent.info.run_id if parent else None, "runs": runs}

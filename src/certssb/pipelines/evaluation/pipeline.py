@@ -28,7 +28,7 @@ def method_pipeline() -> Pipeline:
                  ["certificates", "certificates_updated", "votes", "clean_test", "triggered_test", "sigma",
                   "poison_summary", "undefended_metrics", "parameters"],
                  ["certified_accuracy", "metrics"], name="metrics"),
-            node(make_plots, ["certified_accuracy", "certificates", "certificates_updated", "sigma", "metrics"],
+            node(make_plots, ["certificates", "certificates_updated", "sigma", "metrics", "parameters"],
                  ["plot_certified_accuracy", "plot_sigma_histogram", "plot_radius_storage_update"], name="plots"),
         ]
     )
@@ -44,7 +44,9 @@ def create_pipeline(**kwargs) -> Pipeline:
         for m in METHODS
     ]
     compare = pipeline([
-        node(compare_methods, [f"{m}.certified_accuracy" for m in METHODS], ["certified_accuracy", "comparison_plot"],
+        node(compare_methods, ["parameters"] + [f"{m}.{x}" for m in METHODS
+                                               for x in ("certified_accuracy", "certificates", "metrics")],
+             ["certified_accuracy", "comparison_plot"],
              name="compare_methods"),
         node(log_mlflow_runs, ["parameters"] + [x for m in METHODS for x in (f"{m}.metrics", f"{m}.certified_accuracy")],
              "mlflow_runs", name="log_mlflow_runs"),

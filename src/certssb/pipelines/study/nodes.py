@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 from certssb import reporting
 
@@ -12,12 +12,12 @@ from .grid import Cell
 
 
 def summarise(study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: tuple[str, ...]
-              ) -> tuple[pd.DataFrame, pd.DataFrame, plt.Figure]:
+              ) -> tuple[pd.DataFrame, pd.DataFrame, Figure]:
     """One summary row per (cell, method) with its scalar metrics; the curves of every cell; one figure.
 
     ``per_cell`` holds, for each cell and method in turn, (metrics, certified_accuracy, certificates).
     """
-    rows, curves, certs = [], [], []
+    rows, curves, certs, ceilings = [], [], [], {}
     it = iter(per_cell)
     for cell in grid:
         for method in methods:
@@ -26,8 +26,9 @@ def summarise(study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: 
             rows.append({**label, **{k: v for k, v in metrics.items()
                                      if isinstance(v, (int, float)) and not isinstance(v, bool)}})
             curves.append(table.assign(attack=cell.attack, sigma=cell.sigma))
-            certs.append(cert.assign(attack=cell.attack, sigma0=cell.sigma, method=method))
+            certs.append(cert.assign(attack=cell.attack, cell_sigma=cell.sigma, method=method))
+            ceilings[(cell.attack, cell.sigma, method)] = metrics.get("radius_ceiling_sigma_units")
     summary = pd.DataFrame(rows)
-    fig = reporting.study_figure(pd.concat(certs, ignore_index=True), [c.attack for c in grid],
-                                 [c.sigma for c in grid], quick=bool(study.get("quick")))
+    fig = reporting.study_figure(pd.concat(certs, ignore_index=True), list(dict.fromkeys(c.attack for c in grid)),
+                                 list(dict.fromkeys(c.sigma for c in grid)), ceilings=ceilings)
     return summary, pd.concat(curves, ignore_index=True), fig
