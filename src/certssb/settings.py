@@ -2,8 +2,9 @@
 from certssb.hooks import MlflowArtifactsHook, ValidateParametersHook
 from certssb.params import validate_parameters
 from certssb.pipelines.study.grid import StudyCellParameters
+from certssb.tracking_uri import ResolveTrackingUriHook
 
-HOOKS = (ValidateParametersHook(), StudyCellParameters(lambda p, _: validate_parameters(p, {"__default__"})),
+HOOKS = (ResolveTrackingUriHook(), ValidateParametersHook(), StudyCellParameters(lambda p, _: validate_parameters(p, {"__default__"})),
          MlflowArtifactsHook())
 
 CONFIG_LOADER_ARGS = {
