@@ -113,6 +113,12 @@ def validate_evaluation(p: dict[str, Any]) -> None:
             "parameter 'evaluation.aggregation' = 'soft' is invalid with bound 'clopper_pearson': the "
             "Clopper-Pearson bound needs hard votes; use aggregation 'hard' or bound 'hoeffding'"
         )
+    if e["bound"] == "clopper_pearson" and _get(p, "noise.num_draws") > 1:
+        raise ConfigError(
+            f"parameter 'noise.num_draws' = {p['noise']['num_draws']} is invalid with evaluation.bound "
+            "'clopper_pearson': K > 1 input draws per model give vote fractions, not one vote per model, "
+            "so the Clopper-Pearson bound does not apply; use noise.num_draws = 1 or evaluation.bound 'hoeffding'"
+        )
     sorted_radii("evaluation.radii", e["radii"])
     positive("evaluation.model_chunk", e["model_chunk"], integer=True)
     choice("evaluation.backend", e.get("backend", "local"), ("local", "ray"))
