@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from certssb import reporting
-from certssb.core.attacks import CERTIFIER_ATTACKS
+from certssb.core.poisoning import ATTACKS
 from certssb.core.validation import ConfigError, choice
 from certssb.params import METHODS, validate_parameters
 from certssb.pipelines.data_engineering import nodes as de
@@ -78,7 +78,7 @@ def run_study(parameters: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, p
     for m in s["methods"]:
         choice("study.methods[]", m, METHODS)
     for a in s["attacks"]:
-        choice("study.attacks[]", a, ("none", "onepixel", "fourpixel", "blending", "badnets", "blend", *CERTIFIER_ATTACKS))
+        choice("study.attacks[]", a, ATTACKS)
     if not s["sigmas"] or any(not isinstance(v, (int, float)) or v <= 0 for v in s["sigmas"]):
         raise ConfigError(f"parameter 'study.sigmas' = {s['sigmas']!r} is invalid: a non-empty list of sigmas > 0")
     cells = [(a, sg) for a in s["attacks"] for sg in s["sigmas"]]
