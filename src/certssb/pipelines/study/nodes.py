@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from certssb import reporting
-from certssb.core.poisoning import ATTACKS
+from certssb.core.poisoning import ATTACKS, CERTIFIER_ATTACKS
 from certssb.core.validation import ConfigError, choice
 from certssb.params import METHODS, validate_parameters
 from certssb.pipelines.data_engineering import nodes as de
