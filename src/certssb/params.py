@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from certssb.core import attacks, certify, data, ensemble, models, sigma
+from certssb.core import certify, data, ensemble, models, poisoning, sigma, storage, triggers
 from certssb.core.validation import ConfigError, choice, number, positive, sorted_radii
 
 METHODS = ("uniform", "cert_ssb")
@@ -33,8 +33,14 @@ def validate_data_engineering(p: dict[str, Any]) -> None:
     if d["dataset"] == "local" and not d.get("local_path"):
         raise ConfigError("parameter 'data.local_path' = None is invalid: dataset 'local' needs the path of an .npz")
     a = _get(p, "attack")
-    choice("attack.name", a["name"], attacks.ATTACKS)
-    choice("attack.trigger", a["trigger"], attacks.TRIGGERS)
+    choice("attack.name", a["name"], poisoning.ATTACKS)
+    choice("attack.trigger", a["trigger"], triggers.TRIGGERS)
+    choice("attack.label_mode", a.get("label_mode", "dirty"), poisoning.LABEL_MODES)
+    if a.get("label_mode", "dirty") != "dirty" and a["name"] in poisoning.CERTIFIER_ATTACKS:
+        raise ConfigError(
+            f"parameter 'attack.label_mode' = {a['label_mode']!r} is invalid with attack.name {a['name']!r}: "
+            "the certifier attacks append relabelled copies; only label_mode 'dirty' applies"
+        )
     number("attack.poison_rate", a["poison_rate"], low=0, high=1)
     num_classes = len(d["classes"]) if d.get("classes") else (None if d["dataset"] == "local" else 10)
     if num_classes is not None and a["name"] != "none":
@@ -113,6 +119,12 @@ def validate_evaluation(p: dict[str, Any]) -> None:
             "parameter 'evaluation.aggregation' = 'soft' is invalid with bound 'clopper_pearson': the "
             "Clopper-Pearson bound needs hard votes; use aggregation 'hard' or bound 'hoeffding'"
         )
+    if e["bound"] == "clopper_pearson" and _get(p, "noise.num_draws") > 1:
+        raise ConfigError(
+            f"parameter 'noise.num_draws' = {p['noise']['num_draws']} is invalid with evaluation.bound "
+            "'clopper_pearson': K > 1 input draws per model give vote fractions, not one vote per model, "
+            "so the Clopper-Pearson bound does not apply; use noise.num_draws = 1 or evaluation.bound 'hoeffding'"
+        )
     sorted_radii("evaluation.radii", e["radii"])
     positive("evaluation.model_chunk", e["model_chunk"], integer=True)
     choice("evaluation.backend", e.get("backend", "local"), ("local", "ray"))
@@ -121,6 +133,7 @@ def validate_evaluation(p: dict[str, Any]) -> None:
 
         ray_backend.check_options(_get(p, "ensemble").get("ray", {}), _get(p, "noise.num_models"))
     number("evaluation.storage_order_seed", e["storage_order_seed"], low=0, integer=True)
+    choice("evaluation.storage_rule", e.get("storage_rule", "trim"), storage.RULES)
     number("evaluation.degenerate_margin", e["degenerate_margin"], low=0, high=1)
 
 

@@ -1,4 +1,5 @@
-"""Tests for certssb.core.attacks: triggers, realised norms, poisoning and certifier attacks."""
+"""Tests for certssb.core.triggers and certssb.core.poisoning: triggers, realised norms, poisoning (dirty
+and clean label) and certifier attacks."""
 from __future__ import annotations
 
 import math
@@ -6,18 +7,22 @@ import math
 import pytest
 import torch
 
-from certssb.core.attacks import (
-    ADDITIVE_TRIGGERS,
+from certssb.core.poisoning import (
     ATTACKS,
     CERTIFIER_ATTACKS,
-    TRIGGERS,
+    LABEL_MODES,
     PoisonResult,
-    apply_trigger,
     attack_trigger,
     class_mean_scores,
     make_triggered_test,
     poison,
     poison_count,
+)
+from certssb.core.triggers import (
+    ADDITIVE_TRIGGERS,
+    TRIGGER_FUNCTIONS,
+    TRIGGERS,
+    apply_trigger,
     trigger_perturbation,
 )
 from certssb.core.validation import ConfigError
@@ -44,7 +49,9 @@ def _nonzero_pixels(p: torch.Tensor) -> set[tuple[int, int, int]]:
 
 
 def test_name_tuples():
-    assert TRIGGERS == ("onepixel", "fourpixel", "blending", "badnets", "blend")
+    assert TRIGGERS == ("onepixel", "fourpixel", "blending", "badnets", "blended_injection")
+    assert tuple(TRIGGER_FUNCTIONS) == TRIGGERS and all(callable(f) for f in TRIGGER_FUNCTIONS.values())
+    assert LABEL_MODES == ("dirty", "clean")
     assert CERTIFIER_ATTACKS == ("abstain", "radius_collapse")
     assert ATTACKS == ("none",) + TRIGGERS + CERTIFIER_ATTACKS
 
@@ -102,7 +109,7 @@ def test_blending_pattern_norm_and_seed():
     assert not torch.equal(a, c)
     assert (a != 0).float().mean() > 0.99  # dense, Gaussian pattern
     assert trigger_perturbation("badnets", MNIST, 1.0) is None
-    assert trigger_perturbation("blend", MNIST, 1.0) is None
+    assert trigger_perturbation("blended_injection", MNIST, 1.0) is None
 
 
 @pytest.mark.parametrize("shape", [MNIST, CIFAR])
@@ -150,17 +157,17 @@ def test_badnets_square_and_norm():
         apply_trigger(x, "badnets", 1.0, badnets_size=28)
 
 
-def test_blend_mixes_with_fixed_pattern():
+def test_blended_injection_mixes_with_fixed_pattern():
     x = torch.rand((4, *CIFAR), generator=torch.Generator().manual_seed(3))
-    a1, n1 = apply_trigger(x, "blend", 1.0, blend_alpha=0.25, pattern_seed=5)
-    a2, _ = apply_trigger(x, "blend", 1.0, blend_alpha=0.25, pattern_seed=5)
-    a3, _ = apply_trigger(x, "blend", 1.0, blend_alpha=0.25, pattern_seed=6)
+    a1, n1 = apply_trigger(x, "blended_injection", 1.0, blend_alpha=0.25, pattern_seed=5)
+    a2, _ = apply_trigger(x, "blended_injection", 1.0, blend_alpha=0.25, pattern_seed=5)
+    a3, _ = apply_trigger(x, "blended_injection", 1.0, blend_alpha=0.25, pattern_seed=6)
     assert torch.equal(a1, a2) and not torch.equal(a1, a3)
     pattern = (a1 - 0.75 * x) / 0.25  # the same image for every sample, in [0, 1]
     assert torch.allclose(pattern, pattern[0].expand_as(pattern), atol=1e-5)
     assert pattern.min() >= -1e-5 and pattern.max() <= 1 + 1e-5
     assert torch.allclose(n1, (a1 - x).flatten(1).norm(dim=1), atol=1e-6)
-    same, zero = apply_trigger(x, "blend", 1.0, blend_alpha=0.0)
+    same, zero = apply_trigger(x, "blended_injection", 1.0, blend_alpha=0.0)
     assert torch.equal(same, x) and torch.equal(zero, torch.zeros(4))
 
 
@@ -171,7 +178,7 @@ def test_apply_trigger_bad_options():
     with pytest.raises(ConfigError, match="attack.delta"):
         apply_trigger(x, "onepixel", -1.0)
     with pytest.raises(ConfigError, match="attack.blend_alpha"):
-        apply_trigger(x, "blend", 1.0, blend_alpha=1.5)
+        apply_trigger(x, "blended_injection", 1.0, blend_alpha=1.5)
     with pytest.raises(ConfigError, match="attack.colour"):
         apply_trigger(x, "onepixel", 1.0, colour=1)
 
@@ -379,3 +386,44 @@ def test_zero_poison_message_names_n_and_smallest_rate():
     assert "attack.poison_rate" in msg and "poisons zero samples" in msg
     assert "N = 200" in msg and "0.0025" in msg
     assert poison_count(0.0025, 200) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# label modes, label changes, insertions: what lies inside the certified threat model
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dirty_label_backdoor_changes_labels_and_lies_outside_the_threat_model():
+    x, y = _data()
+    res = poison(x, y, attack="onepixel", poison_rate=0.1, target=0, delta=0.5, num_classes=10, seed=0)
+    assert res.label_mode == "dirty" and res.inserted == 0
+    assert res.label_changes == 20 == int((res.y != y).sum())  # every touched point was non-target
+    assert not res.in_threat_model
+
+
+def test_clean_label_backdoor_keeps_labels_and_lies_inside_the_threat_model():
+    x, y = _data()
+    res = poison(x, y, attack="fourpixel", poison_rate=0.1, target=3, delta=0.5, num_classes=10, seed=0,
+                 label_mode="clean")
+    assert torch.equal(res.y, y)  # no label changed
+    assert (y[res.indices] == 3).all() and res.indices.numel() == 20  # target-class points only
+    assert res.label_changes == 0 and res.inserted == 0 and res.in_threat_model
+    changed = (res.x != x).flatten(1).any(1)
+    assert set(torch.nonzero(changed).flatten().tolist()) <= set(res.indices.tolist())
+    torch.testing.assert_close(res.norms, (res.x[res.indices] - x[res.indices]).flatten(1).norm(dim=1))
+    # more points than the target class has
+    with pytest.raises(ConfigError, match="attack.poison_rate"):
+        poison(x, y, attack="onepixel", poison_rate=0.2, target=3, delta=0.5, num_classes=10, seed=0,
+               label_mode="clean")
+
+
+def test_certifier_attacks_insert_and_refuse_clean_label():
+    x, y = _data()
+    res = poison(x, y, attack="abstain", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0)
+    assert res.inserted == 10 and res.label_changes == 10 and not res.in_threat_model
+    with pytest.raises(ConfigError, match="attack.label_mode"):
+        poison(x, y, attack="abstain", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0,
+               label_mode="clean")
+    with pytest.raises(ConfigError, match="attack.label_mode"):
+        poison(x, y, attack="onepixel", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0,
+               label_mode="mixed")

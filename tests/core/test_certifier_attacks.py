@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from certssb.core import attacks, certify, ensemble, noise, votes
+from certssb.core import certify, ensemble, noise, poisoning, votes
 
 
 def _task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,8 +23,10 @@ def _triggered_abstain_rate(attack: str) -> float:
     x, y = _task(300, 0)
     xt, yt = _task(90, 1)
     kw = {"badnets_size": 2}
-    res = attacks.poison(x, y, attack=attack, poison_rate=0.3, target=0, delta=1.0, num_classes=3, seed=0,
+    res = poisoning.poison(x, y, attack=attack, poison_rate=0.3, target=0, delta=1.0, num_classes=3, seed=0,
                          trigger="badnets", **kw)
+    if attack != "none":  # appended, relabelled copies: outside the certified threat model
+        assert res.inserted == 90 and res.label_changes == 90 and not res.in_threat_model
     plan = noise.make_noise_plan(seed=0, num_models=12, sigma=0.1, num_draws=1, n_train=res.x.shape[0],
                                  input_shape=(1, 8, 8))
     cfg = ensemble.TrainConfig(architecture="mlp", epochs=8, batch_size=32, lr=3e-3)
@@ -32,7 +34,7 @@ def _triggered_abstain_rate(attack: str) -> float:
                                          data_fingerprint=attack, device="cpu")
     model = {"architecture": "mlp", "in_shape": [1, 8, 8], "num_classes": 3, "params": trained.params,
              "model_indices": torch.tensor(trained.indices)}
-    trig = attacks.make_triggered_test(xt, yt, trigger="badnets", delta=1.0, target=None, **kw)
+    trig = poisoning.make_triggered_test(xt, yt, trigger="badnets", delta=1.0, target=None, **kw)
     v = votes.predict_votes(model, trig["x"], torch.full((len(yt),), 0.1), plan, "triggered", device=torch.device("cpu"))
     certs = certify.certify(v["votes"].numpy(), v["probs"].numpy(), 0.1, labels=trig["y"].numpy(), num_classes=3, n0=2)
     return float(certs["abstained"].mean())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import binomtest, norm
 
@@ -123,8 +124,11 @@ def test_certify_split_clopper_pearson_hand_made():
     assert df["abstained"].tolist() == [False, True, True]
     assert df.loc[1, "prediction"] == -1 and df.loc[1, "radius"] == 0.0 and not df.loc[1, "correct"]
     assert df.loc[2, "radius"] == 0.0
-    assert list(df.columns) == ["sample_id", "label", "prediction", "p_lower_a", "p_upper_b", "sigma",
-                                "radius", "abstained", "correct", "conservative_radius", "n_estimation"]
+    assert list(df.columns) == ["sample_id", "label", "prediction", "p_lower_a", "p_upper_b", "r1", "sigma",
+                                "sigma_min", "radius", "radius_published", "abstained", "correct",
+                                "n_estimation"]
+    assert df.loc[0, "r1"] == pytest.approx(norm.ppf(p0))
+    np.testing.assert_array_equal(df["radius"], df["radius_published"])  # uniform sigma: the same
     assert (df["n_estimation"] == 20).all()
 
 
@@ -183,15 +187,52 @@ def test_abstain_on_even_split_for_every_bound():
         assert bool(df.loc[0, "abstained"]) and df.loc[0, "prediction"] == -1 and df.loc[0, "radius"] == 0
 
 
-def test_sigma_floor_gives_conservative_radius():
+def test_sigma_min_gives_the_sound_radius_and_sigma_the_published_one():
     votes = np.zeros((30, 2), dtype=np.int64)
     df = certify(votes, one_hot_probs(votes, 2), np.array([0.5, 0.3]), labels=np.array([0, 0]),
-                 num_classes=2, sigma_floor=np.array([0.25, 0.3]))
-    np.testing.assert_allclose(df["conservative_radius"], df["radius"] * np.array([0.5, 1.0]))
+                 num_classes=2, sigma_min=np.array([0.25, 0.3]))
+    np.testing.assert_allclose(df["radius"], df["r1"] * np.array([0.25, 0.3]), rtol=1e-14)
+    np.testing.assert_allclose(df["radius_published"], df["r1"] * np.array([0.5, 0.3]), rtol=1e-14)
+    np.testing.assert_allclose(df["radius"], df["radius_published"] * np.array([0.5, 1.0]))
+    np.testing.assert_array_equal(df["sigma_min"], [0.25, 0.3])
+    assert (df["radius"] <= df["radius_published"]).all()
     df2 = certify(votes, one_hot_probs(votes, 2), 0.5, labels=np.array([0, 0]), num_classes=2)
-    np.testing.assert_array_equal(df2["conservative_radius"], df2["radius"])
-    with pytest.raises(ConfigError, match="sigma_floor"):
-        certify(votes, one_hot_probs(votes, 2), 0.2, labels=np.array([0, 0]), num_classes=2, sigma_floor=0.3)
+    np.testing.assert_array_equal(df2["radius"], df2["radius_published"])
+    np.testing.assert_array_equal(df2["sigma_min"], df2["sigma"])
+    with pytest.raises(ConfigError, match="sigma_min"):
+        certify(votes, one_hot_probs(votes, 2), 0.2, labels=np.array([0, 0]), num_classes=2, sigma_min=0.3)
+
+
+def test_fractions_and_int_votes_give_the_same_certificate():
+    """One-hot fractions (K = 1) and the old (M, N) int votes are the same input."""
+    rng = np.random.default_rng(0)
+    votes = rng.choice(3, size=(40, 6), p=[0.8, 0.15, 0.05])
+    fractions = np.eye(3)[votes]
+    for kw in ({}, {"bound": "hoeffding"}, {"bound": "hoeffding", "selection": "same"}):
+        a = certify(votes, one_hot_probs(votes, 3), 0.5, labels=np.zeros(6, int), num_classes=3, **kw)
+        b = certify(fractions, one_hot_probs(votes, 3), 0.5, labels=np.zeros(6, int), num_classes=3, **kw)
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_k_draw_fractions_refused_by_clopper_pearson_and_bounded_by_hoeffding():
+    m, k = 30, 4
+    fractions = np.zeros((m, 1, 2))
+    fractions[:, 0, 0] = 3 / k  # every model: 3 of its 4 draws vote 0
+    fractions[:, 0, 1] = 1 / k
+    probs = fractions.astype(np.float32)
+    with pytest.raises(ConfigError, match=r"noise\.num_draws.*hoeffding"):
+        certify(fractions, probs, 0.5, labels=np.array([0]), num_classes=2)
+    df = certify(fractions, probs, 0.5, labels=np.array([0]), num_classes=2, bound="hoeffding", n0=5)
+    h = hoeffding_margin(25, 0.0005)
+    assert df.loc[0, "p_lower_a"] == pytest.approx(0.75 - h)  # the mean fraction, not 1 (the mode's vote)
+    assert df.loc[0, "p_upper_b"] == pytest.approx(0.25 + h)
+    with pytest.raises(ConfigError, match="votes"):
+        certify(fractions * 2, probs, 0.5, labels=np.array([0]), num_classes=2, bound="hoeffding")
+
+
+def test_smoothed_prediction_of_fractions():
+    f = np.array([[[0.6, 0.4]], [[0.0, 1.0]], [[0.6, 0.4]]])  # summed: 1.2 vs 1.8
+    assert smoothed_prediction(f, 2).tolist() == [1]
 
 
 def test_smoothed_prediction_majority_ties_to_smaller_index():

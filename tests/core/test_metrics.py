@@ -13,9 +13,10 @@ from certssb.core.metrics import (
     clean_accuracy,
     degenerate_members,
     fraction_certified_against,
-    largest_radius_below,
     mean_radius,
+    radius_key,
     smallest_radius_covering,
+    weighted_attack_norm,
 )
 from certssb.core.validation import ConfigError
 
@@ -25,7 +26,8 @@ def table() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "radius": [0.6, 0.3, 1.0, 0.0, 0.25],
-            "conservative_radius": [0.3, 0.3, 0.5, 0.0, 0.1],
+            "radius_published": [1.2, 0.3, 1.0, 0.0, 0.5],
+            "r1": [1.2, 0.6, 2.0, 0.0, 0.5],
             "correct": [True, True, False, False, True],
             "abstained": [False, False, False, True, False],
         }
@@ -39,8 +41,9 @@ def test_hand_made_table():
     np.testing.assert_allclose(out["certified_ratio"], [4 / 5, 4 / 5, 2 / 5, 1 / 5, 0])
     np.testing.assert_allclose(out["conditional_accuracy"][:4], [3 / 4, 3 / 4, 1 / 2, 0])
     assert np.isnan(out["conditional_accuracy"].iloc[4])
-    cons = certified_accuracy(table(), [0.0, 0.25, 0.5], radius_column="conservative_radius")
-    np.testing.assert_allclose(cons["certified_accuracy"], [3 / 5, 2 / 5, 0])
+    pub = certified_accuracy(table(), [0.0, 0.25, 0.5, 1.0], radius_column="radius_published")
+    np.testing.assert_allclose(pub["certified_accuracy"], [3 / 5, 3 / 5, 2 / 5, 1 / 5])
+    assert mean_radius(table(), radius_column="radius_published") == pytest.approx((1.2 + 0.3 + 1.0 + 0.5) / 5)
     assert abstain_rate(table()) == pytest.approx(0.2)
     assert mean_radius(table()) == pytest.approx((0.6 + 0.3 + 1.0 + 0.25) / 5)
 
@@ -84,13 +87,15 @@ def test_missing_columns_and_empty():
 def test_clean_accuracy_and_attack_success_rate():
     assert clean_accuracy([0, 1, 2, -1], [0, 1, 1, 3]) == pytest.approx(0.5)
     assert attack_success_rate([0, 0, 3, 0], 0) == pytest.approx(0.75)
-    # with true labels the target-class inputs are excluded
-    assert attack_success_rate([0, 0, 3, 0], 0, labels=[0, 1, 2, 3]) == pytest.approx(2 / 3)
     assert attack_success_rate(np.array([1, 2]), np.array([1, 1])) == pytest.approx(0.5)
     with pytest.raises(ConfigError, match="mismatched shapes"):
         clean_accuracy([0, 1], [0])
-    with pytest.raises(ConfigError, match="no non-target"):
-        attack_success_rate([0, 0], 0, labels=[0, 0])
+
+
+def test_radius_key_has_no_dots():
+    assert [radius_key(r) for r in (0.0, 0.25, 0.5, 1.0, 2.0, 1.25)] == ["r000", "r025", "r050", "r100", "r200", "r125"]
+    with pytest.raises(ConfigError, match="radius"):
+        radius_key(-0.5)
 
 
 def test_attack_norm_helpers():
@@ -98,20 +103,37 @@ def test_attack_norm_helpers():
     assert smallest_radius_covering(0.3, radii) == 0.5
     assert smallest_radius_covering(0.5, radii) == 1.0  # strict: r > norm
     assert smallest_radius_covering(1.0, radii) is None
-    assert largest_radius_below(0.3, radii) == 0.25
-    assert largest_radius_below(0.5, radii) == 0.5
-    assert largest_radius_below(0.1, [0.25, 0.5]) is None
-    t = table()
-    assert fraction_certified_against(t, 0.3) == pytest.approx(1 / 5)  # only r=0.6 (0.3 is not > 0.3)
-    assert fraction_certified_against(t, 0.0) == pytest.approx(3 / 5)
-    # the covering grid row lower-bounds the exact fraction, the row below upper-bounds it
-    for norm_ in [0.1, 0.3, 0.55]:
-        exact = fraction_certified_against(t, norm_)
-        tab = certified_accuracy(t, radii).set_index("radius")["certified_accuracy"]
-        up, lo = largest_radius_below(norm_, radii), smallest_radius_covering(norm_, radii)
-        assert tab[lo] <= exact <= tab[up]
     with pytest.raises(ConfigError, match="'norm'"):
         smallest_radius_covering(-1.0, radii)
+
+
+def test_weighted_attack_norm_closed_form():
+    train_n, train_s = np.array([0.3, 0.4]), np.array([0.25, 0.5])
+    test_n, test_s = np.array([0.0, 1.0, 0.5]), np.array([0.5, 0.25, 1.0])
+    got = weighted_attack_norm(train_n, train_s, test_n, test_s)
+    base = (0.3 / 0.25) ** 2 + (0.4 / 0.5) ** 2
+    np.testing.assert_allclose(got, np.sqrt(base + (test_n / test_s) ** 2), rtol=1e-14)
+    # uniform sigma: the plain joint l2 norm divided by sigma
+    u = weighted_attack_norm(train_n, 0.5, test_n, 0.5)
+    np.testing.assert_allclose(u, np.sqrt(0.3 ** 2 + 0.4 ** 2 + test_n ** 2) / 0.5, rtol=1e-14)
+    # no training perturbation, no trigger: 0
+    np.testing.assert_array_equal(weighted_attack_norm([], [], np.zeros(2), 0.3), [0.0, 0.0])
+    # never larger than the l2 norm over sigma_min (the ball inside the ellipsoid)
+    l2 = np.sqrt((train_n ** 2).sum() + test_n ** 2)
+    assert np.all(got <= l2 / np.minimum(train_s.min(), test_s) + 1e-12)
+    with pytest.raises(ConfigError, match="train_sigma"):
+        weighted_attack_norm(train_n, [0.25, 0.0], test_n, test_s)
+    with pytest.raises(ConfigError, match="mismatched shapes"):
+        weighted_attack_norm(train_n, train_s, test_n, test_s[:2])
+
+
+def test_fraction_certified_against_compares_r1_with_the_weighted_norm():
+    t = table()  # r1 = 1.2, 0.6, 2.0 (wrong), 0 (abstained), 0.5
+    assert fraction_certified_against(t, 0.6) == pytest.approx(1 / 5)  # only r1 = 1.2 (0.6 is not > 0.6)
+    assert fraction_certified_against(t, 0.0) == pytest.approx(3 / 5)
+    assert fraction_certified_against(t, [0.0, 1.0, 0.0, 0.0, 0.49]) == pytest.approx(2 / 5)
+    with pytest.raises(ConfigError, match="mismatched shapes"):
+        fraction_certified_against(t, [0.1, 0.2])
 
 
 def test_degenerate_members():

@@ -36,11 +36,14 @@ def test_three_pipelines_end_to_end(project):
         assert np.all((ca >= 0) & (ca <= 1))
 
     certs = pd.read_csv(project.latest("data/07_model_output/cert_ssb/certificates.csv"))
-    assert {"sample_id", "label", "prediction", "p_lower_a", "p_upper_b", "sigma", "radius", "abstained",
-            "conservative_radius"} <= set(certs.columns)
-    assert (certs["conservative_radius"] <= certs["radius"] + 1e-9).all()
+    assert {"sample_id", "label", "prediction", "p_lower_a", "p_upper_b", "r1", "sigma", "sigma_min", "radius",
+            "radius_published", "abstained"} <= set(certs.columns)
+    assert (certs["radius"] <= 0.25 * certs["r1"] + 1e-9).all()  # sigma_0 = 0.25 is the smallest sigma
+    assert (certs["radius"] <= certs["radius_published"] + 1e-9).all()
+    uni = pd.read_csv(project.latest("data/07_model_output/uniform/certificates.csv"))
+    np.testing.assert_allclose(uni["radius"], uni["radius_published"])
     report = json.loads(project.latest("data/08_reporting/cert_ssb/storage_report.json").read_text())
-    assert report["clean"]["overlapping_pairs_after"] == 0
+    assert report["all"]["overlapping_pairs_after"] == 0 and report["rule"] == "trim"
     for name in ("certified_accuracy", "sigma_histogram", "radius_storage_update"):
         assert project.latest(f"data/08_reporting/cert_ssb/{name}.png").stat().st_size > 1000
 
@@ -54,7 +57,12 @@ def test_three_pipelines_end_to_end(project):
     m = runs[0].data.metrics
     metrics = json.loads(project.latest("data/08_reporting/cert_ssb/metrics.json").read_text())
     for r in RADII:
-        assert m[f"cert_acc_r{r:.2f}"] == pytest.approx(metrics[f"cert_acc_r{r:.2f}"])
+        key = f"r{round(r * 100):03d}"
+        assert m[f"cert_acc_{key}"] == pytest.approx(metrics[f"cert_acc_{key}"])
+        assert metrics[f"cert_acc_published_{key}"] >= metrics[f"cert_acc_{key}"] - 1e-12
+    # the default attack relabels: outside the certified threat model, no "certified against" fraction
+    assert metrics["attack_in_threat_model"] is False and "fraction_certified_against_attack" not in metrics
+    assert metrics["attack_label_changes"] > 0
     assert "clean_accuracy" in m and "abstain_rate" in m
     assert runs[0].data.params["attack"] == "onepixel" and runs[0].data.params["M"] == "4"
     assert runs[0].data.tags.get("mlflow.parentRunId")  # nested under the kedro-mlflow run

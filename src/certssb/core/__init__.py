@@ -4,7 +4,8 @@ One module per idea:
 
 - ``validation`` -- parameter checks with one clear error (:class:`ConfigError`).
 - ``data``       -- datasets as ``(N, C, H, W)`` float tensors in [0, 1]; embedded MNIST; downloaders.
-- ``attacks``    -- backdoor triggers and poisoning, certifier attacks (Lorenz et al.).
+- ``triggers``   -- backdoor triggers (a name -> function registry) and their realised norms.
+- ``poisoning``  -- backdoor poisoning (dirty / clean label), certifier attacks (Lorenz et al.).
 - ``noise``      -- the reproducible Gaussian noise plan (seed, model index, sample index).
 - ``models``     -- base classifiers by name.
 - ``sigma``      -- Cert-SSB's sample-specific sigma by stochastic gradient ascent.

@@ -1,34 +1,60 @@
-"""Certification of the smoothed classifier from the ensemble's votes (ALGORITHMS.md §2-§3).
+"""Certification of the smoothed classifier from the ensemble's votes (ALGORITHMS.md §0, §2-§3).
 
-Setting. Model ``k`` (k = 1..M) is trained on ``D + E_k`` and predicts ``x + eps_k``; the pairs
-``(E_k, eps_k)`` are i.i.d. across ``k``, so the M per-model outcomes for one test sample are i.i.d.
-draws: a categorical vote (``votes[k, i]``) or a probability vector in the simplex (``probs[k, i]``).
-The number of Monte-Carlo samples behind every bound is therefore the number of *models* used for
-estimation, never ``M * K`` (the K input draws inside one model are not independent of its ``E_k``).
+Threat model (the one this library certifies; README "What is certified")
+-------------------------------------------------------------------------
+An attacker perturbs the *features* of training points and of the test input, with **labels unchanged**
+and **no point inserted or removed**: ``Delta = (delta_1, ..., delta_n, delta_x)``. Dirty-label poisoning
+(relabelled points) and appended copies (the certifier attacks) lie outside this model; the library
+reports their feature norm and label-change / insertion counts and never calls them "certified against".
 
-Certificate (Cohen et al. 2019; joint form of RAB / Wang et al. 2020). If with probability
-``>= 1 - alpha``
+Certificate (Neyman-Pearson for Gaussian smoothing with a FIXED covariance
+``Sigma = diag(sigma_1^2 I, ..., sigma_n^2 I, sigma_x^2 I)``; Cohen et al. 2019, joint form of RAB /
+Wang et al. 2020). If with probability ``>= 1 - alpha``
 
     p_A >= p_lower_a   and   max_{c != A} p_c <= p_upper_b,   p_lower_a > p_upper_b,
 
-then the smoothed prediction ``A`` is constant for every joint perturbation (training-set backdoor
-plus test trigger) with ``||Delta||_2 < R``,
+then the smoothed prediction ``A`` is constant for every Delta with
 
-    R = sigma / 2 * (Phi^-1(p_lower_a) - Phi^-1(p_upper_b)).
+    ||Delta||_Sigma = sqrt(sum_i ||delta_i||^2 / sigma_i^2 + ||delta_x||^2 / sigma_x^2) < R1,
+    R1 = 1/2 (Phi^-1(p_lower_a) - Phi^-1(p_upper_b))      (column ``r1``, in sigma units).
+
+The largest l2 ball inside that ellipsoid has radius ``sigma_min * R1`` with ``sigma_min`` the smallest
+sigma over the test input and every training point the attacker may touch. Hence the columns:
+
+* ``radius = sigma_min * r1`` -- the HEADLINE, sound under the threat model above. For uniform sigma
+  ``sigma_min = sigma`` and ``radius = sigma * R1`` (RAB). For Cert-SSB it is sound **only if sigma is
+  fixed before poisoning** -- an assumption the method does not enforce: Cert-SSB computes sigma from
+  the (poisoned) training data and from x itself, so Sigma moves with the attack and Neyman-Pearson no
+  longer applies (Sukenik et al., ICML 2022).
+* ``radius_published = sigma_x * r1`` -- the radius Cert-SSB publishes (paper and released code). It is
+  NOT a poisoning certificate when some training sigma_i < sigma_x: a base learner that reads one
+  training point with small sigma_i flips inside it (tests/core/test_soundness.py). Equal to ``radius``
+  for uniform sigma.
+
+Monte-Carlo samples. Model ``k`` (k = 1..M) is trained on ``D + E_k`` and predicts ``x + eps_k``; the pairs
+``(E_k, eps_k)`` are i.i.d. across ``k``, so the M per-model outcomes for one test sample are i.i.d. draws.
+With K > 1 input draws per model the K outcomes share ``E_k``: they are not K independent votes, and the
+mode of the K argmaxes is not a single-draw vote (certifying it with the single-draw radius is unsound).
+The per-model outcome is therefore the *fraction* ``votes[k, i, c]`` in [0, 1] of the K draws whose
+argmax is ``c`` (one-hot when K = 1); its mean is an unbiased estimate of the single-draw probability
+``p_c``. The number of samples behind every bound is the number of estimation *models*, never ``M * K``.
 
 Bounds (``bound``):
 
-* ``clopper_pearson`` (hard votes only): ``p_lower_a`` is the exact one-sided Clopper-Pearson lower
-  bound at level ``alpha`` on the top class's vote probability, ``p_upper_b = 1 - p_lower_a``, so
-  ``R = sigma * Phi^-1(p_lower_a)``; abstain when ``p_lower_a <= 1/2``. One bound, so the whole
-  certificate holds with probability ``>= 1 - alpha`` and ``alpha_split`` plays no role.
-* ``hoeffding`` (paper fidelity, RAB / Cert-SSB): per-model values in [0, 1] (one-hot hard votes or
-  softmax vectors), ``p_lower_a = mean_A - h``, ``p_upper_b = max_{c != A} mean_c + h`` with
-  ``h = sqrt(ln(1/alpha') / (2 n))``. ``alpha_split="bonferroni"`` uses ``alpha' = alpha / 2`` for each
-  of the two bounds (whole certificate ``>= 1 - alpha``); ``"per_bound"`` uses ``alpha' = alpha`` for
-  each, as the released code does (``>= 1 - 2 alpha`` in total). Caveat: ``max_c mean_c + h`` bounds the
-  empirical runner-up's probability; for more than two classes a bound valid simultaneously for every
-  ``c != A`` would need a further union bound over the classes (neither RAB nor Cert-SSB applies it).
+* ``clopper_pearson`` (hard votes, **K = 1 only**): ``p_lower_a`` is the exact one-sided Clopper-Pearson
+  lower bound at level ``alpha`` on the top class's vote count, ``p_upper_b = 1 - p_lower_a``, so
+  ``R1 = Phi^-1(p_lower_a)``; abstain when ``p_lower_a <= 1/2``. Needs one vote per model; fractional
+  votes (K > 1) are refused with a ConfigError naming ``noise.num_draws``.
+* ``hoeffding`` (RAB / Cert-SSB): per-model values in [0, 1] -- the vote fractions (hard aggregation) or
+  the softmax averaged over the K draws (soft) -- with ``p_lower_a = mean_A - h``,
+  ``p_upper_b = max_{c != A} mean_c + h``, ``h = sqrt(ln(1/alpha') / (2 n))`` and ``n`` the **actual**
+  number of estimation models. ``alpha_split="bonferroni"`` uses ``alpha' = alpha / 2`` for each of the
+  two bounds (whole certificate ``>= 1 - alpha``); ``"per_bound"`` uses ``alpha' = alpha`` for each, as
+  the released code does (``>= 1 - 2 alpha``). Caveat: ``max_c mean_c + h`` bounds the empirical
+  runner-up; for more than two classes a bound valid for every ``c != A`` at once would need a further
+  union bound over the classes (neither RAB nor Cert-SSB applies it). Peer bug: Cert-SSB's released
+  evaluation hard-codes ``N = 1000`` in the Hoeffding margin, so its radii are overstated whenever the
+  actual number of models differs from 1000 (fewer models -> too small a margin).
 
 Top-class selection (``selection``):
 
@@ -38,14 +64,9 @@ Top-class selection (``selection``):
   Cert-SSB released code does; strictly, selecting the class on the estimation sample invalidates the
   level-``alpha`` guarantee (a small optimistic bias when the top two classes are close).
 
-Selection score: hard aggregation ranks classes by vote counts (ties -> larger summed probability ->
-smaller index); soft aggregation ranks by summed probability (ties -> larger count -> smaller index),
-so that ``A`` is the argmax of the quantity that is then bounded.
-
-Sample-specific sigma: ``sigma[i]`` is the sigma of sample i's own input noise. ``sigma_floor`` (the
-smallest sigma involved: training sigmas and the sample's own) gives ``conservative_radius``, the same
-formula with ``sigma_floor``; input-dependent-sigma certificates are not sound in general (Sukenik et
-al., ICML 2022), so reports show both.
+Selection score: hard aggregation ranks classes by summed vote fractions (ties -> larger summed
+probability -> smaller index); soft aggregation ranks by summed probability (ties -> larger summed
+fraction -> smaller index), so that ``A`` is the argmax of the quantity that is then bounded.
 """
 from __future__ import annotations
 
@@ -74,13 +95,17 @@ CERT_COLUMNS = (
     "prediction",
     "p_lower_a",
     "p_upper_b",
+    "r1",
     "sigma",
+    "sigma_min",
     "radius",
+    "radius_published",
     "abstained",
     "correct",
-    "conservative_radius",
     "n_estimation",
 )
+"""Columns of the certificate table, in order (see the module docstring for ``radius`` vs
+``radius_published``)."""
 
 
 def _alpha(alpha: float) -> float:
@@ -154,16 +179,43 @@ def radius_ceiling(n: int, alpha: float, bound: str, alpha_split: str = "bonferr
     return float(radius(1.0, 1.0 - h, h))
 
 
-def smoothed_prediction(votes, num_classes: int) -> np.ndarray:
-    """Plain majority vote of the M models per sample, no abstention; ties go to the smaller class
-    index. ``votes`` (M, N) int -> (N,) int64. For clean accuracy and attack success rate."""
+def vote_fractions(votes, num_classes: int) -> np.ndarray:
+    """Per-model vote fractions (M, N, C) float64 from either form of the votes artifact.
+
+    * (M, N) integer class indices (one vote per model; K = 1 or an artifact written before K > 1 was
+      handled) -> one-hot fractions;
+    * (M, N, C) fractions in [0, 1] summing to 1 over C (``votes.predict_votes``) -> returned as float64.
+    """
     number("num_classes", num_classes, low=1, integer=True)
-    votes = np.asarray(votes)
-    if votes.ndim != 2:
-        fail("votes", f"array of shape {votes.shape}", "must be a 2-D (M models, N samples) array")
-    _check_votes_range(votes, num_classes)
-    counts = _counts(votes, num_classes)
-    return counts.argmax(axis=1).astype(np.int64)  # argmax returns the first (smallest) maximum
+    v = np.asarray(votes)
+    if v.ndim == 2:
+        if v.dtype.kind not in "iu":
+            fail("votes", f"(M, N) array of dtype {v.dtype}", "2-D votes must be integer class indices")
+        _check_votes_range(v, num_classes)
+        return np.eye(num_classes, dtype=np.float64)[v.astype(np.int64)]
+    if v.ndim != 3 or v.shape[2] != num_classes:
+        fail("votes", f"array of shape {v.shape}",
+             f"must be (M models, N samples) class indices or (M, N, {num_classes}) vote fractions")
+    f = v.astype(np.float64)
+    if f.size and (not np.all(np.isfinite(f)) or f.min() < 0 or f.max() > 1
+                   or not np.allclose(f.sum(axis=2), 1.0, atol=1e-5)):
+        fail("votes", "fractions outside [0, 1] or not summing to 1 over the classes",
+             "per-model vote fractions must lie in [0, 1] and sum to 1 over the classes")
+    return f
+
+
+def one_vote_per_model(fractions: np.ndarray) -> bool:
+    """True when every per-model fraction is one-hot (exactly 0 or 1): K = 1 input draw per model."""
+    f = np.asarray(fractions)
+    return bool(np.all((f == 0.0) | (f == 1.0)))
+
+
+def smoothed_prediction(votes, num_classes: int) -> np.ndarray:
+    """Plain majority of the M models per sample (the class with the largest summed vote fraction), no
+    abstention; ties go to the smaller class index. ``votes``: (M, N) int or (M, N, C) fractions -> (N,)
+    int64. For clean accuracy and attack success rate."""
+    f = vote_fractions(votes, num_classes)
+    return f.sum(axis=0).argmax(axis=1).astype(np.int64)  # argmax returns the first (smallest) maximum
 
 
 def _check_votes_range(votes: np.ndarray, num_classes: int) -> None:
@@ -175,19 +227,12 @@ def _check_votes_range(votes: np.ndarray, num_classes: int) -> None:
         )
 
 
-def _counts(votes: np.ndarray, num_classes: int) -> np.ndarray:
-    """(M, N) votes -> (N, C) int64 counts, without a Python loop over samples."""
-    m, n = votes.shape
-    flat = (np.arange(n)[None, :] * num_classes + votes.astype(np.int64)).ravel()
-    return np.bincount(flat, minlength=n * num_classes).reshape(n, num_classes).astype(np.int64)
-
-
-def _select(counts: np.ndarray, prob_sums: np.ndarray, aggregation: str) -> np.ndarray:
+def _select(primary_hard: np.ndarray, prob_sums: np.ndarray, aggregation: str) -> np.ndarray:
     """Top class per sample by a lexicographic key: (primary, secondary, -index)."""
     if aggregation == "hard":
-        primary, secondary = counts.astype(np.float64), prob_sums
+        primary, secondary = primary_hard, prob_sums
     else:
-        primary, secondary = prob_sums, counts.astype(np.float64)
+        primary, secondary = prob_sums, primary_hard
     n, c = primary.shape
     best = np.zeros(n, dtype=np.int64)
     # Scan classes in index order; a later class wins only when strictly better -> smaller index on ties.
@@ -201,7 +246,7 @@ def _select(counts: np.ndarray, prob_sums: np.ndarray, aggregation: str) -> np.n
 
 
 def _per_sample(name: str, value, n: int, votes_shape) -> np.ndarray:
-    """A scalar or (N,) array of finite, positive per-sample values (sigma, sigma_floor) as float64 (N,)."""
+    """A scalar or (N,) array of finite, positive per-sample values (sigma, sigma_min) as float64 (N,)."""
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
@@ -227,26 +272,34 @@ def certify(
     selection: str = "split",
     n0: int = 5,
     alpha_split: str = "bonferroni",
-    sigma_floor=None,
+    sigma_min=None,
 ) -> pd.DataFrame:
     """Certify every test sample from the ensemble's votes.
 
     Args:
-        votes: (M, N) int -- model k's hard vote for sample i.
-        probs: (M, N, C) float -- model k's softmax for sample i (averaged over its input draws).
-        sigma: (N,) or scalar -- the sigma of each sample's input noise (the radius scale).
+        votes: (M, N, C) float -- model k's fraction of its K input draws whose argmax is class c
+            (one-hot when K = 1), as ``votes.predict_votes`` returns; (M, N) int class indices (one vote
+            per model) are accepted too.
+        probs: (M, N, C) float -- model k's softmax for sample i (averaged over its K input draws).
+        sigma: (N,) or scalar -- sigma_x, the sigma of each sample's own input noise.
         labels: (N,) int -- true labels (for ``correct``).
         num_classes: C.
         bound, aggregation, alpha, selection, n0, alpha_split: see the module docstring. ``n0`` is the
             number of selection models for ``selection="split"`` (``1 <= n0 < M``: at least one to
             select, at least one to estimate); ignored for ``"same"``.
-        sigma_floor: None, scalar or (N,) -- smallest sigma involved per sample; gives
-            ``conservative_radius`` (``= radius`` when None). Must not exceed ``sigma``.
+        sigma_min: None, scalar or (N,) -- the smallest sigma involved per sample,
+            ``min(sigma_x, min_i sigma_i)`` over the test input and every training point; None means
+            ``sigma`` (uniform sigma). Must not exceed ``sigma``.
 
     Returns:
-        One row per sample: sample_id, label, prediction (-1 = abstain), p_lower_a, p_upper_b, sigma,
-        radius (0 if abstained), abstained, correct (prediction == label), conservative_radius,
-        n_estimation.
+        One row per sample with the columns ``CERT_COLUMNS``: sample_id, label, prediction (-1 =
+        abstain), p_lower_a, p_upper_b, r1 (R1 in sigma units, 0 if abstained), sigma, sigma_min,
+        radius (= sigma_min * r1, the sound headline), radius_published (= sigma * r1, Cert-SSB as
+        published), abstained, correct (prediction == label), n_estimation.
+
+    Raises:
+        ConfigError for a bad parameter or shape, and for ``bound="clopper_pearson"`` with fractional
+        votes (K > 1 input draws: ``noise.num_draws`` must be 1, or use bound ``hoeffding``).
     """
     choice("evaluation.bound", bound, BOUNDS)
     choice("evaluation.aggregation", aggregation, AGGREGATIONS)
@@ -262,29 +315,38 @@ def certify(
             "averaged soft votes is not a valid confidence bound; use bound 'hoeffding' for soft votes",
         )
 
-    votes = np.asarray(votes)
+    raw = np.asarray(votes)
+    if raw.ndim not in (2, 3):
+        raise ConfigError(f"mismatched shapes: votes {raw.shape} must be (M, N) or (M, N, C)")
+    fractions = vote_fractions(raw, num_classes)
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
-    if votes.ndim != 2:
-        raise ConfigError(f"mismatched shapes: votes {votes.shape} must be (M, N)")
-    m, n = votes.shape
+    m, n = fractions.shape[:2]
     if probs.shape != (m, n, num_classes):
         raise ConfigError(
-            f"mismatched shapes: votes {votes.shape} and probs {probs.shape}; "
+            f"mismatched shapes: votes {raw.shape} and probs {probs.shape}; "
             f"probs must be (M, N, num_classes) = {(m, n, num_classes)}"
         )
     if labels.shape != (n,):
         raise ConfigError(
-            f"mismatched shapes: votes {votes.shape} and labels {labels.shape}; labels must be (N,)"
+            f"mismatched shapes: votes {raw.shape} and labels {labels.shape}; labels must be (N,)"
         )
-    sigma_arr = _per_sample("sigma", sigma, n, votes.shape)
-    if sigma_floor is None:
-        floor_arr = sigma_arr
+    if bound == "clopper_pearson" and not one_vote_per_model(fractions):
+        fail(
+            "noise.num_draws",
+            "> 1 (the votes are fractions of K input draws per model)",
+            "bound 'clopper_pearson' needs one vote per model (noise.num_draws = 1): the K draws of one "
+            "model share its training noise, so neither their mode nor their count is a binomial sample; "
+            "use evaluation.bound 'hoeffding' (it bounds the per-model fractions) or noise.num_draws 1",
+        )
+    sigma_arr = _per_sample("sigma", sigma, n, raw.shape)
+    if sigma_min is None:
+        min_arr = sigma_arr
     else:
-        floor_arr = _per_sample("sigma_floor", sigma_floor, n, votes.shape)
-        if np.any(floor_arr > sigma_arr * (1 + 1e-12)):
-            fail("sigma_floor", "array exceeding sigma", "the floor is the smallest sigma involved: <= sigma")
-    _check_votes_range(votes, num_classes)
+        min_arr = _per_sample("sigma_min", sigma_min, n, raw.shape)
+        if np.any(min_arr > sigma_arr * (1 + 1e-12)):
+            fail("sigma_min", "array exceeding sigma",
+                 "sigma_min is the smallest sigma involved (test input included): <= sigma")
 
     if selection == "split":
         number("evaluation.n0", n0, low=0, integer=True)
@@ -295,29 +357,25 @@ def certify(
                 f"selection 'split' needs 1 <= n0 <= M - 1 = {m - 1} with M = {m} models (at least one model "
                 "to select the top class and one to estimate it); use selection 'same' to use all models",
             )
-        sel_votes, sel_probs = votes[:n0], probs[:n0]
-        est_votes, est_probs = votes[n0:], probs[n0:]
+        sel_f, sel_probs = fractions[:n0], probs[:n0]
+        est_f, est_probs = fractions[n0:], probs[n0:]
     else:
         number("evaluation.n0", n0, low=0, integer=True)  # unused with 'same'
         if m < 1:
             raise ConfigError("mismatched shapes: votes has no models (M = 0)")
-        sel_votes, sel_probs = votes, probs
-        est_votes, est_probs = votes, probs
-    n_est = est_votes.shape[0]
+        sel_f, sel_probs = fractions, probs
+        est_f, est_probs = fractions, probs
+    n_est = est_f.shape[0]
 
-    top = _select(_counts(sel_votes, num_classes), sel_probs.sum(axis=0), aggregation)
+    top = _select(sel_f.sum(axis=0), sel_probs.sum(axis=0), aggregation)
     idx = np.arange(n)
-    est_counts = _counts(est_votes, num_classes)
 
     if bound == "clopper_pearson":
-        k_a = est_counts[idx, top]
+        k_a = np.rint(est_f[:, idx, top].sum(axis=0)).astype(np.int64)  # one-hot: exact integer counts
         p_low = clopper_pearson_lower(k_a, n_est, alpha)
         p_up = 1.0 - p_low
     else:
-        if aggregation == "hard":
-            means = est_counts.astype(np.float64) / n_est
-        else:
-            means = est_probs.mean(axis=0)
+        means = est_f.mean(axis=0) if aggregation == "hard" else est_probs.mean(axis=0)
         p_a = means[idx, top]
         others = means.copy()
         others[idx, top] = -np.inf
@@ -327,8 +385,7 @@ def certify(
         p_up = p_b + h
 
     abstained = ~(p_low > p_up)
-    rad = np.where(abstained, 0.0, radius(sigma_arr, p_low, p_up))
-    cons = np.where(abstained, 0.0, radius(floor_arr, p_low, p_up))
+    r1 = np.where(abstained, 0.0, radius(1.0, p_low, p_up))
     pred = np.where(abstained, ABSTAIN, top).astype(np.int64)
     return pd.DataFrame(
         {
@@ -337,11 +394,13 @@ def certify(
             "prediction": pred,
             "p_lower_a": p_low.astype(np.float64),
             "p_upper_b": p_up.astype(np.float64),
+            "r1": r1,
             "sigma": sigma_arr,
-            "radius": rad,
+            "sigma_min": min_arr,
+            "radius": min_arr * r1,
+            "radius_published": sigma_arr * r1,
             "abstained": abstained.astype(bool),
             "correct": (pred == labels.astype(np.int64)),
-            "conservative_radius": cons,
             "n_estimation": np.full(n, n_est, dtype=np.int64),
         },
         columns=list(CERT_COLUMNS),

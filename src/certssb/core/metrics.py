@@ -1,16 +1,25 @@
 """Metrics on certificates and predictions.
 
 Certified accuracy at radius r (Cohen et al.): the fraction of ALL certified rows that are predicted
-correctly, not abstained, and have certified radius ``>= r``. A certificate of radius R covers every
-joint perturbation with ``||Delta|| < R``, so the row at grid radius r counts samples robust to every
-perturbation of norm ``< r``.
+correctly, not abstained, and have certified radius ``>= r``. It reads the sound ``radius`` column by
+default (``radius_column="radius_published"`` gives Cert-SSB as published, not a poisoning certificate).
 
-Reading a realised attack of norm ``||Delta||`` against the table: a certificate covers the attack iff
-``R > ||Delta||``. :func:`fraction_certified_against` counts exactly that. On the grid, the row at
-:func:`smallest_radius_covering` (the smallest grid r with ``r > ||Delta||``) is a conservative lower
-bound of it (every counted sample has ``R >= r > ||Delta||``); the row at :func:`largest_radius_below`
-(the largest grid r with ``r <= ||Delta||``) is only an upper bound (it may count samples with
-``r <= R <= ||Delta||``, which the certificate does not cover).
+Certified against a realised attack (ALGORITHMS.md §0). Only a **label-preserving feature** attack (no
+point relabelled, none inserted or removed) lies inside the certified threat model. For such an attack
+with training perturbations ``delta_i`` and test perturbation ``delta_x`` the certificate of sample j
+covers it iff ``r1_j > ||Delta||_Sigma,j`` with
+
+    ||Delta||_Sigma,j = sqrt(sum_i ||delta_i||^2 / sigma_i^2 + ||delta_xj||^2 / sigma_xj^2)
+
+(:func:`weighted_attack_norm`, :func:`fraction_certified_against`). This is sound for a fixed Sigma and
+tighter than comparing ``radius = sigma_min * r1`` with the plain l2 norm when the attack touches points
+with a large sigma. Dirty-label and inserting attacks lie outside the model: report their feature norm
+and label-change / insertion counts, never a "certified against" fraction.
+
+On a radius grid, :func:`smallest_radius_covering` (the smallest grid r with ``r > ||Delta||``) gives a
+conservative reading of the certified-accuracy table for an l2 norm.
+
+Metric key names carry no dots: :func:`radius_key` (0.5 -> ``"r050"``).
 """
 from __future__ import annotations
 
@@ -22,6 +31,12 @@ import pandas as pd
 from certssb.core.validation import ConfigError, fail, number, sorted_radii
 
 _CERT_NEEDS = ("correct", "abstained")
+
+
+def radius_key(r: float) -> str:
+    """Key suffix of a grid radius without dots: 0.5 -> ``"r050"``, 1.0 -> ``"r100"``, 0.25 -> ``"r025"``."""
+    number("radius", r, low=0)
+    return f"r{round(r * 100):03d}"
 
 
 def _grid(radii) -> list[float]:
@@ -59,7 +74,7 @@ def certified_accuracy(
     * ``certified_ratio`` = #(not abstained, radius >= r) / #rows;
     * ``conditional_accuracy`` = certified_accuracy / certified_ratio (NaN when the ratio is 0).
 
-    ``radius_column="conservative_radius"`` gives the table for the conservative certificates.
+    ``radius_column="radius_published"`` gives Cert-SSB's published radius (not a poisoning certificate).
     """
     grid = _grid(radii)
     _check_certs(certs, radius_column)
@@ -98,23 +113,11 @@ def clean_accuracy(pred, labels) -> float:
     return float(np.mean(p == y))
 
 
-def attack_success_rate(pred, target_labels, *, labels=None) -> float:
-    """Fraction of triggered non-target inputs predicted as the target.
-
-    ``pred``: predictions on triggered inputs; ``target_labels``: the target class (scalar or per
-    sample). Pass the inputs' true ``labels`` to exclude inputs whose true class is the target (they
-    would count as successes without any attack); without ``labels`` the caller guarantees the set is
-    non-target only.
-    """
+def attack_success_rate(pred, target_labels) -> float:
+    """Fraction of triggered inputs predicted as the target. ``pred``: predictions on triggered inputs;
+    ``target_labels``: the target class (scalar or per sample). The caller passes non-target inputs only
+    (the triggered test set drops target-class images)."""
     p, t = _pair(pred, target_labels, "pred", "target_labels")
-    if labels is not None:
-        _, y = _pair(p, labels, "pred", "labels")
-        keep = y != t
-        if not keep.any():
-            raise ConfigError(
-                "attack_success_rate: every input's true label is the target; no non-target inputs"
-            )
-        p, t = p[keep], t[keep]
     return float(np.mean(p == t))
 
 
@@ -131,33 +134,63 @@ def mean_radius(certs: pd.DataFrame, *, radius_column: str = "radius") -> float:
     return float(np.mean(rad))
 
 
-def fraction_certified_against(certs: pd.DataFrame, norm: float, *, radius_column: str = "radius") -> float:
-    """Fraction of ALL rows that are correct, not abstained, and have radius ``> norm``: the samples whose
-    certificate covers a realised attack of joint norm ``||Delta|| = norm``."""
-    number("norm", norm, low=0)
-    _check_certs(certs, radius_column)
-    _, correct, rad = _masks(certs, radius_column)
-    return float(np.mean(correct & (rad > norm)))
+def weighted_attack_norm(train_norms, train_sigma, test_norms, test_sigma) -> np.ndarray:
+    """Per test sample j, the Sigma-weighted norm of a realised label-preserving feature attack:
+
+        ||Delta||_Sigma,j = sqrt(sum_i train_norms_i^2 / train_sigma_i^2 + test_norms_j^2 / test_sigma_j^2).
+
+    Args:
+        train_norms: (n,) realised l2 norms ``||delta_i||`` of the touched training points (may be empty).
+        train_sigma: scalar or (n,) the training sigma of each touched point.
+        test_norms: (N,) realised l2 norms ``||delta_xj||`` of the test-time trigger (0 for no trigger).
+        test_sigma: scalar or (N,) sigma_xj of each test sample (its own input-noise sigma).
+
+    Returns (N,) float64, in sigma units: compare with the certificate's ``r1``.
+    """
+    tn = np.asarray(train_norms, dtype=np.float64).reshape(-1)
+    ts = np.asarray(train_sigma, dtype=np.float64)
+    ts = np.full(tn.shape, float(ts)) if ts.ndim == 0 else ts.reshape(-1)
+    xn = np.asarray(test_norms, dtype=np.float64).reshape(-1)
+    xs = np.asarray(test_sigma, dtype=np.float64)
+    xs = np.full(xn.shape, float(xs)) if xs.ndim == 0 else xs.reshape(-1)
+    if ts.shape != tn.shape:
+        raise ConfigError(f"mismatched shapes: train_norms {tn.shape} and train_sigma {ts.shape}")
+    if xs.shape != xn.shape:
+        raise ConfigError(f"mismatched shapes: test_norms {xn.shape} and test_sigma {xs.shape}")
+    for name, v in (("train_norms", tn), ("test_norms", xn)):
+        if v.size and (not np.all(np.isfinite(v)) or v.min() < 0):
+            fail(name, "array with negative or non-finite values", "realised norms are finite and >= 0")
+    for name, v in (("train_sigma", ts), ("test_sigma", xs)):
+        if v.size and (not np.all(np.isfinite(v)) or v.min() <= 0):
+            fail(name, "array with non-positive or non-finite values", "sigma must be finite and > 0")
+    train_part = float(np.sum((tn / ts) ** 2))
+    return np.sqrt(train_part + (xn / xs) ** 2)
+
+
+def fraction_certified_against(certs: pd.DataFrame, weighted_norm) -> float:
+    """Fraction of the rows of ``certs`` that are correct, not abstained and have ``r1 > weighted_norm``
+    (scalar or one value per row, from :func:`weighted_attack_norm`): the samples whose certificate
+    covers the realised label-preserving feature attack, ``||Delta||_Sigma < R1``. Pass the certificate
+    rows of the clean test samples that have a triggered version, in the order of ``weighted_norm``.
+    Only meaningful for attacks inside the threat model (no relabelled or inserted point)."""
+    _check_certs(certs, "r1")
+    w = np.asarray(weighted_norm, dtype=np.float64)
+    w = np.full(len(certs), float(w)) if w.ndim == 0 else w.reshape(-1)
+    if w.shape != (len(certs),):
+        raise ConfigError(f"mismatched shapes: {len(certs)} certificate rows and weighted_norm {w.shape}")
+    if not np.all(np.isfinite(w)) or w.min() < 0:
+        fail("weighted_norm", "array with negative or non-finite values", "norms are finite and >= 0")
+    _, correct, r1 = _masks(certs, "r1")
+    return float(np.mean(correct & (r1 > w)))
 
 
 def smallest_radius_covering(norm: float, radii: Sequence[float]) -> float | None:
     """Smallest grid radius r with ``r > norm`` (strictly), or None when no grid radius exceeds it.
-    Certified accuracy at that r lower-bounds :func:`fraction_certified_against` at ``norm``."""
+    Certified accuracy at that r counts only samples whose certificate covers an l2 attack of ``norm``."""
     number("norm", norm, low=0)
     grid = _grid(radii)
     above = [r for r in grid if r > norm]
     return above[0] if above else None
-
-
-def largest_radius_below(norm: float, radii: Sequence[float]) -> float | None:
-    """Largest grid radius r with ``r <= norm``, or None when every grid radius exceeds ``norm``.
-    Certified accuracy at that r UPPER-bounds the fraction covering the attack (a certificate with
-    ``r <= R <= norm`` is counted but does not cover it); use :func:`smallest_radius_covering` for the
-    claim "certified against this attack"."""
-    number("norm", norm, low=0)
-    grid = _grid(radii)
-    below = [r for r in grid if r <= norm]
-    return below[-1] if below else None
 
 
 def degenerate_members(member_accuracy, class_prior, margin: float = 0.05) -> np.ndarray:

@@ -13,9 +13,12 @@ with :math:`\psi_B = \max_{c \ne A}\psi_c` and :math:`\psi` clamped to ``psi_cla
 with fresh noise each step.
 
 ``gradient="reparam"`` (default) differentiates through the model via :math:`x + \sigma\varepsilon`;
-``gradient="prefactor"`` reproduces the released code, where the model output is detached and the
-gradient is the prefactor :math:`\tfrac12(\Phi^{-1}\psi_A - \Phi^{-1}\psi_B) \ge 0` under the ReLU, so sigma
-never decreases.
+``gradient="prefactor"`` follows the released code's idea -- the model output is detached, so the
+gradient is the prefactor :math:`\tfrac12(\Phi^{-1}\psi_A - \Phi^{-1}\psi_B)` under the ReLU and sigma never
+decreases -- but does NOT exactly reproduce it: here the gap is anchored at class A (a sample whose
+anchor is not the top class has a negative gap, the ReLU is 0 and its sigma stays put), while the released
+gap has no anchor: it is :math:`|\Phi^{-1}\psi_{(1)} - \Phi^{-1}\psi_{(2)}|` of the two largest classes, which
+is never negative, so in the released code sigma grows at every step for every sample.
 
 All samples are optimised at once: sigma is a vector, the samples are processed in batches of
 ``batch_size`` (each batch runs its own K steps), and there is no per-sample Python loop. On CPU a

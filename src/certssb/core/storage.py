@@ -9,18 +9,32 @@ certificate ``(x, c, R)``:
 2. ``C`` empty -> stored unchanged (action ``"none"``).
 3. Else ``r* = min_{j in C} (d_j - R_j)``, ``j*`` its argmin:
    - ``r* >= 0`` -> ``"trim"``: ``R <- r*`` (the ball touches, never overlaps, every conflicting ball);
-   - ``r* < 0`` (``x`` lies inside ball ``j*``) -> ``"align"``: ``c <- c_{j*}``, ``R <- R_{j*} - d_{j*}``
-     (the new ball is contained in ball ``j*``).
+   - ``r* < 0`` (``x`` lies inside ball ``j*``), by ``rule``:
+     * ``rule="trim"`` (default, sound) -> ``"zeroed"``: ``x`` keeps its own label ``c`` with ``R <- 0``.
+       Nothing is claimed around ``x`` and no label is changed, so the stored certificates are a subset
+       of the sound ones the smoothed classifier produced (radii only shrink).
+     * ``rule="paper"`` -> ``"align"``: ``c <- c_{j*}``, ``R <- R_{j*} - d_{j*}`` (the new ball is
+       contained in ball ``j*``). This is the figure's "Trim Region + Align Label" and is **unsound under
+       poisoning**: the relabel depends on ball ``j*``'s Monte-Carlo radius and on the processing order,
+       so a memory rebuilt from another Monte-Carlo run or order can revert it, and the aligned label is
+       not what the smoothed classifier predicts at ``x``. Align can also *enlarge* a radius
+       (``R_{j*} - d_{j*}`` may exceed the original ``R``).
 4. Append; stored entries never change.
 
-Invariant: no two stored (open) balls with different labels overlap. Trim keeps ``R + R_j <= d_j`` for
-every conflict; align puts the ball inside ball ``j*``, which overlaps no ball of another label.
-Trim only shrinks a radius; align can *enlarge* it (``R_{j*} - d_{j*}`` may exceed the original ``R``
-when ``x`` lies deep inside a large ball) -- the enlarged ball is still inside a stored certified ball.
-Abstained samples (prediction -1) are skipped and never stored. The result depends on the order, which
-is always recorded. This is the memory-based rule of data-dependent smoothing (Alfarra et al.); the exact
-Cert-SSB rule is not published in code. Input-dependent-sigma certificates are not sound in general
-(Sukenik et al., ICML 2022): report the conservative radius too.
+Invariant (both rules): no two stored (open) balls with different labels overlap. Trim keeps
+``R + R_j <= d_j`` for every conflict; a zeroed ball is empty; align puts the ball inside ball ``j*``,
+which overlaps no ball of another label. What trim does not hide: a zeroed sample's centre lies inside
+ball ``j*`` of another label, i.e. the smoothed classifier at ``x`` (with ``x``'s own sigma) disagrees
+with the certificate of ``j*`` (made with ``x_{j*}``'s sigma) at that very point -- the contradiction
+sample-specific sigma creates; align relabels it away, trim keeps it visible (count: action
+``"zeroed"``) and certifies nothing at ``x``.
+
+Abstention convention: abstained samples (prediction -1) are skipped and never stored (action
+``"abstain"``). Alfarra et al.'s code instead stores them as label -1 with ``R = 0``; such an entry is an
+empty ball, so it changes nothing for the invariant (it only trims later balls to stop at the abstained
+point). The result depends on the order, which is always recorded. This is the memory-based rule of
+data-dependent smoothing (Alfarra et al.); the exact Cert-SSB rule is not published in code. The update
+must run on the sound ``radius`` (``certify``), over ONE memory for every input certified together.
 """
 from __future__ import annotations
 
@@ -29,9 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from certssb.core.validation import ConfigError, fail, number
+from certssb.core.validation import ConfigError, choice, fail, number
 
-ACTIONS = ("none", "trim", "align", "abstain")
+ACTIONS = ("none", "trim", "zeroed", "align", "abstain")
+RULES = ("trim", "paper")
 
 
 @dataclass
@@ -48,11 +63,13 @@ class StorageResult:
     action: np.ndarray
     order: np.ndarray
     order_seed: int | None = field(default=None)
+    rule: str = "trim"
 
     def summary(self) -> dict:
-        """Counts of each action plus ``order_seed`` (the seed, or ``"given"``)."""
+        """Counts of each action plus ``order_seed`` (the seed, or ``"given"``) and ``rule``."""
         out: dict = {a: int(np.sum(self.action == a)) for a in ACTIONS}
         out["order_seed"] = "given" if self.order_seed is None else int(self.order_seed)
+        out["rule"] = self.rule
         return out
 
 
@@ -87,17 +104,21 @@ def _distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
 
-def storage_update(x, prediction, radius, *, order=None, seed: int = 0) -> StorageResult:
+def storage_update(x, prediction, radius, *, rule: str = "trim", order=None, seed: int = 0) -> StorageResult:
     """Run the storage-update rule over all samples (see the module docstring).
 
     Args:
         x: (N, ...) test inputs (torch or numpy); flattened to (N, D) and compared in float64.
         prediction: (N,) certified predictions, -1 = abstained (skipped, action ``"abstain"``).
-        radius: (N,) certified radii.
+        radius: (N,) certified radii (the sound ``radius`` column of the certificate table).
+        rule: ``"trim"`` (default, sound: a centre inside another label's ball keeps its label with
+            R = 0, action ``"zeroed"``) or ``"paper"`` (relabel, action ``"align"``; unsound under
+            poisoning). Parameter ``evaluation.storage_rule``.
         order: a permutation of ``0..N-1`` to process in, or None for a permutation drawn from
             ``numpy.random.default_rng(seed)``.
         seed: seed of the random order (ignored when ``order`` is given).
     """
+    choice("evaluation.storage_rule", rule, RULES)
     xm, pred, rad = _check_inputs(x, prediction, radius)
     n = xm.shape[0]
     if order is None:
@@ -134,6 +155,8 @@ def storage_update(x, prediction, radius, *, order=None, seed: int = 0) -> Stora
                 r_star = float(gap[j])
                 if r_star >= 0:
                     r, act = r_star, "trim"
+                elif rule == "trim":
+                    r, act = 0.0, "zeroed"
                 else:
                     c, r, act = int(mem_c[j]), float(mem_r[j] - d[j]), "align"
         mem_x[m] = xm[i]
@@ -147,12 +170,14 @@ def storage_update(x, prediction, radius, *, order=None, seed: int = 0) -> Stora
         action=action.astype(str),
         order=order_arr,
         order_seed=order_seed,
+        rule=rule,
     )
 
 
 def overlapping_pairs(x, prediction, radius, *, tol: float = 1e-9, block: int = 256) -> int:
     """Number of pairs ``i < j`` of non-abstained samples with different predictions whose open balls
-    overlap: ``d_ij < R_i + R_j - tol``. ``tol`` absorbs floating-point rounding of balls that were
+    overlap: ``d_ij < R_i + R_j - tol`` with ``R_i, R_j > 0`` (an open ball of radius 0 is empty and
+    overlaps nothing; a ``"zeroed"`` sample's centre may lie inside another label's ball). ``tol`` absorbs floating-point rounding of balls that were
     trimmed to touch (``R_i = d_ij - R_j`` exactly in real arithmetic). Computed blockwise
     (``block`` rows at a time) so N = 2000 high-dimensional inputs fit in memory."""
     number("tol", tol, low=0)
@@ -167,7 +192,8 @@ def overlapping_pairs(x, prediction, radius, *, tol: float = 1e-9, block: int = 
     for s in range(0, nk, block):
         e = min(s + block, nk)
         d = _distances(xk[s:e], xk)
-        hit = (d < rk[s:e, None] + rk[None, :] - tol) & (ck[s:e, None] != ck[None, :])
+        hit = ((d < rk[s:e, None] + rk[None, :] - tol) & (ck[s:e, None] != ck[None, :])
+               & (rk[s:e, None] > 0) & (rk[None, :] > 0))
         upper = torch.arange(s, e)[:, None] < torch.arange(nk)[None, :]  # i < j
         total += int((hit & upper).sum())
     return total

@@ -4,7 +4,10 @@ For test sample :math:`x_i` with its own :math:`\sigma_i` and model k (trained o
 input draws are :math:`x_i + \sigma_i \zeta_{k,d,i}` with :math:`\zeta` regenerated from the noise plan
 (``noise.test_unit_noise``). Per model and sample we keep
 
-- ``votes[k, i]``: model k's hard vote, the mode of its K argmax predictions (ties: the smaller class);
+- ``votes[k, i, c]``: the fraction of model k's K draws whose argmax is class c, a value in [0, 1]
+  (one-hot when K = 1). Not the mode of the K argmaxes: the K draws share the model's training noise
+  :math:`E_k`, so their mode is not a single-draw vote and the single-draw radius does not apply to it
+  (ALGORITHMS.md §0); the fraction's expectation is the single-draw probability, which Hoeffding bounds;
 - ``probs[k, i]``: its softmax averaged over the K draws.
 
 Since (E_k, zeta_k) are i.i.d. over k, these M per-model outcomes are i.i.d. draws: the bounds in
@@ -40,7 +43,8 @@ def predict_votes(
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Votes (M, N) and mean probabilities (M, N, C) of every model of ``model`` on ``x`` (N, C, H, W).
+    """Vote fractions (M, N, C) and mean probabilities (M, N, C) of every model of ``model`` on ``x``
+    (N, C, H, W), as ``{"votes": ..., "probs": ...}`` (float32; see the module docstring).
 
     ``batch_size`` (images per forward): ``None`` -> 256 on CPU (cache-sized; 3x faster than 4096 for the
     small CNN on 2 cores) and 4096 on CUDA.
@@ -56,7 +60,7 @@ def predict_votes(
     if max(indices) >= plan["num_models"]:
         raise ConfigError("the ensemble has more models than the noise plan: they come from different runs")
     k_draws = plan["num_draws"]
-    votes = torch.empty(m, n, dtype=torch.int64)
+    votes = torch.empty(m, n, c)
     probs = torch.empty(m, n, c)
     x_dev = x.to(device)
     s_dev = sigma.to(device).view(1, n, 1, 1, 1)
@@ -93,8 +97,8 @@ def predict_votes(
                             .view(k_draws, n, c))
             logits = torch.stack(outs)
         p = torch.softmax(logits.float(), dim=-1)  # (m_c, K, N, C)
-        counts = torch.nn.functional.one_hot(p.argmax(-1), c).sum(1)  # (m_c, N, C)
-        votes[chunk] = counts.argmax(-1).cpu()
+        counts = torch.nn.functional.one_hot(p.argmax(-1), c).sum(1)  # (m_c, N, C) argmax counts
+        votes[chunk] = (counts.float() / k_draws).cpu()
         probs[chunk] = p.mean(1).cpu()
         if progress:
             progress(len(chunk))

@@ -37,6 +37,13 @@ def test_runs_offline_and_writes_every_artifact(project):
     assert (trig["target_y"] == 0).all()
     expected_joint = (report["trigger_l2"].pow(2).sum() + summary["test_trigger_norm_max"] ** 2) ** 0.5
     assert summary["joint_norm"] == pytest.approx(expected_joint, rel=1e-6)
+    # dirty-label backdoor (default): labels changed, nothing inserted, outside the certified threat model
+    assert summary["label_mode"] == "dirty" and summary["inserted"] == 0
+    assert summary["label_changes"] == len(report) and summary["in_threat_model"] is False
+    assert summary["threat_model"] == "outside the certified threat model"
+    assert summary["feature_norm"] == pytest.approx(report["trigger_l2"].pow(2).sum() ** 0.5, rel=1e-6)
+    assert summary["train_poisoned_index"] == report["index"].tolist()
+    assert summary["train_poisoned_norms"] == pytest.approx(report["trigger_l2"].tolist())
     # the noise plan holds seeds, not M noisy copies
     assert plan["num_models"] == 4 and plan["train_seeds"].shape == (4,)
     assert plan["poisoned_train"] == poisoned["fingerprint"]

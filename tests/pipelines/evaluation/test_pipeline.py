@@ -21,6 +21,8 @@ pytestmark = pytest.mark.slow
         ({"evaluation": {"degenerate_margin": 2.0}}, "evaluation.degenerate_margin"),
         ({"evaluation": {"selection": "best"}}, "evaluation.selection"),
         ({"evaluation": {"backend": "spark"}}, "evaluation.backend"),
+        ({"evaluation": {"storage_rule": "align"}}, "evaluation.storage_rule"),
+        ({"noise": {"num_draws": 3}}, "noise.num_draws"),  # K > 1 needs bound hoeffding
     ],
 )
 def test_bad_evaluation_parameters(project, params, name):

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from certssb.core import attacks, noise
+from certssb.core import noise, poisoning
 from certssb.core.data import prepare_dataset, stratified_subsample, tensor_fingerprint
 from certssb.core.validation import ConfigError
 
@@ -30,6 +30,9 @@ def _trigger_kwargs(attack: dict[str, Any]) -> dict[str, Any]:
     return {k: attack[k] for k in ("pattern_seed", "badnets_size", "blend_alpha") if k in attack}
 
 
+OUTSIDE = "outside the certified threat model"
+
+
 def poison(
     raw_dataset: dict[str, Any], data: dict[str, Any], attack: dict[str, Any], seed: int
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], pd.DataFrame, dict[str, Any]]:
@@ -37,26 +40,32 @@ def poison(
 
     Returns ``poisoned_train``, ``clean_test`` (a stratified, seeded subset of ``data.certify_size``
     test images), ``triggered_test`` (its non-target images with the test-time trigger), the per-sample
-    ``poison_report`` and the ``poison_summary`` (counts, realised norms, the joint norm ``||Delta||``).
+    ``poison_report`` and the ``poison_summary``: counts, realised norms, the joint l2 norm ``||Delta||``,
+    ``label_mode``, ``label_changes``, ``inserted``, ``feature_norm`` (l2 norm of the training-feature
+    perturbation), ``in_threat_model`` (no label changed and nothing inserted: only then can a certificate
+    cover the attack), and the touched training positions with their realised norms
+    (``train_poisoned_index``, ``train_poisoned_norms``) for the Sigma-weighted norm in evaluation.
     """
     c = raw_dataset["num_classes"]
     name = attack["name"]
-    if name in attacks.TRIGGERS and not 0 <= attack["target"] < c:
+    if name in poisoning.TRIGGERS and not 0 <= attack["target"] < c:
         raise ConfigError(f"parameter 'attack.target' = {attack['target']!r} is invalid: must be a class in [0, {c - 1}]")
     x, y = raw_dataset["x_train"], raw_dataset["y_train"]
-    scores = attacks.class_mean_scores(x, y, c) if name == "radius_collapse" else None
-    res = attacks.poison(
+    scores = poisoning.class_mean_scores(x, y, c) if name == "radius_collapse" else None
+    label_mode = attack.get("label_mode", "dirty")
+    res = poisoning.poison(
         x, y, attack=name, poison_rate=attack["poison_rate"], target=attack["target"], delta=attack["delta"],
-        num_classes=c, seed=seed, trigger=attack["trigger"], scores=scores, **_trigger_kwargs(attack),
+        num_classes=c, seed=seed, trigger=attack["trigger"], scores=scores, label_mode=label_mode,
+        **_trigger_kwargs(attack),
     )
     keep = stratified_subsample(raw_dataset["y_test"], data.get("certify_size"), seed)
     xt, yt = raw_dataset["x_test"][keep], raw_dataset["y_test"][keep]
-    trig = attacks.attack_trigger(name, attack["trigger"])
-    target = attack["target"] if name in attacks.TRIGGERS else None
+    trig = poisoning.attack_trigger(name, attack["trigger"])
+    target = attack["target"] if name in poisoning.TRIGGERS else None
     if trig is None:  # attack "none": the triggered test set uses the configured trigger (no poison)
         trig = attack["trigger"]
         target = attack["target"]
-    triggered = attacks.make_triggered_test(xt, yt, trigger=trig, delta=attack["delta"], target=target,
+    triggered = poisoning.make_triggered_test(xt, yt, trigger=trig, delta=attack["delta"], target=target,
                                             **_trigger_kwargs(attack))
     lineage = {"raw_dataset": raw_dataset["fingerprint"], "attack": dict(attack), "seed": seed}
     poisoned_train = {
@@ -77,15 +86,23 @@ def poison(
         "train_joint_norm": train_norm, "test_trigger_norm_max": test_norm,
         "joint_norm": res.joint_norm(test_norm), "n_clean_test": int(yt.numel()),
         "n_triggered_test": int(triggered["y"].numel()),
+        "label_mode": res.label_mode, "label_changes": res.label_changes, "inserted": int(res.inserted),
+        "feature_norm": train_norm, "in_threat_model": bool(res.in_threat_model),
+        "threat_model": "inside the certified threat model" if res.in_threat_model else OUTSIDE,
+        "train_poisoned_index": [int(v) for v in res.indices.tolist()],
+        "train_poisoned_norms": [float(v) for v in res.norms.tolist()],
     }
-    log.info("attack %s: %d of %d training samples poisoned, joint norm ||Delta|| = %.3f",
-             name, summary["n_poisoned"], summary["n_train"], summary["joint_norm"])
+    log.info("attack %s (%s labels): %d of %d training samples poisoned, feature norm %.3f, joint norm "
+             "||Delta|| = %.3f, %d labels changed, %d inserted: %s", name, res.label_mode, summary["n_poisoned"],
+             summary["n_train"], train_norm, summary["joint_norm"], res.label_changes, res.inserted,
+             summary["threat_model"])
     return poisoned_train, clean_test, triggered_test, pd.DataFrame(res.report()), summary
 
 
 def poison_metrics(poison_summary: dict[str, Any]) -> dict[str, float]:
     """The numeric part of the poison summary, in kedro-mlflow's metrics format."""
-    keys = ("n_poisoned", "train_joint_norm", "test_trigger_norm_max", "joint_norm", "train_trigger_norm_mean")
+    keys = ("n_poisoned", "train_joint_norm", "test_trigger_norm_max", "joint_norm", "train_trigger_norm_mean",
+            "label_changes", "inserted", "in_threat_model")
     return {k: {"value": float(poison_summary[k]), "step": 0} for k in keys}
 
 

@@ -65,17 +65,22 @@ def certify_samples(
     votes: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any],
     parameters: dict[str, Any],
 ) -> pd.DataFrame:
-    """The certificate table of both test sets (one row per sample and split)."""
+    """The certificate table of both test sets (one row per sample and split).
+
+    ``sigma_min`` per sample is ``min(sigma_x, min over ALL training sigma_i)`` (the attacker may touch any
+    training point), so ``radius = sigma_min * r1`` is the sound l2 radius and ``radius_published =
+    sigma_x * r1`` is Cert-SSB as published (certssb.core.certify).
+    """
     _same("votes vs sigma", votes["sigma"], sigma["fingerprint"])
     e = parameters["evaluation"]
-    floor_train = float(sigma["train"].min())
+    min_train = float(sigma["train"].min())
     frames = []
     for split, data in (("clean", clean_test), ("triggered", triggered_test)):
         s = sigma[split].numpy()
         df = certify.certify(
             votes[split]["votes"].numpy(), votes[split]["probs"].numpy(), s, labels=data["y"].numpy(),
             num_classes=data["num_classes"], bound=e["bound"], aggregation=e["aggregation"], alpha=e["alpha"],
-            selection=e["selection"], n0=e["n0"], alpha_split=e["alpha_split"], sigma_floor=np.minimum(s, floor_train),
+            selection=e["selection"], n0=e["n0"], alpha_split=e["alpha_split"], sigma_min=np.minimum(s, min_train),
         )
         df.insert(0, "split", split)
         frames.append(df)
@@ -84,36 +89,58 @@ def certify_samples(
     return out
 
 
+def _acc_by_radius(certs: pd.DataFrame, radii: list[float]) -> dict[str, float]:
+    ca = metrics.certified_accuracy(certs, radii)["certified_accuracy"].round(4).tolist()
+    return {metrics.radius_key(r): v for r, v in zip(radii, ca)}
+
+
 def storage_update(
     certificates: pd.DataFrame, clean_test: dict[str, Any], triggered_test: dict[str, Any], parameters: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Cert-SSB's storage update per test set; the report records the order used and what changed."""
-    seed = parameters["evaluation"]["storage_order_seed"]
-    radii = parameters["evaluation"]["radii"]
-    frames, report = [], {"order_seed": seed, "rule": "memory-based (ALGORITHMS.md §5)"}
-    for split, data in (("clean", clean_test), ("triggered", triggered_test)):
-        before = certificates[certificates["split"] == split].reset_index(drop=True)
-        res = storage.storage_update(data["x"], before["prediction"].to_numpy(), before["radius"].to_numpy(), seed=seed)
-        after = before.copy()
-        after["prediction"], after["radius"], after["action"] = res.prediction, res.radius, res.action
-        after["abstained"] = after["prediction"] == certify.ABSTAIN
-        after["correct"] = after["prediction"] == after["label"]
-        after["conservative_radius"] = np.minimum(after["conservative_radius"], after["radius"])
-        frames.append(after)
-        ca_b = metrics.certified_accuracy(before, radii)
-        ca_a = metrics.certified_accuracy(after, radii)
+    """Cert-SSB's storage update over ONE memory for the clean and triggered inputs, on the sound ``radius``.
+
+    The two test sets are concatenated (clean first), processed in one seeded order
+    (``evaluation.storage_order_seed``) with ``evaluation.storage_rule`` (trim | paper), and split back.
+    The report records the rule, the order and, per split and overall, what changed. The updated table
+    drops ``radius_published`` (the update did not run on it); ``r1`` stays the certificate's own R1.
+    """
+    e = parameters["evaluation"]
+    seed, rule, radii = e["storage_order_seed"], e.get("storage_rule", "trim"), e["radii"]
+    before = certificates.reset_index(drop=True)
+    parts = {split: np.flatnonzero(before["split"].to_numpy() == split) for split in SPLITS}
+    order_rows = np.concatenate([parts[s] for s in SPLITS])  # clean rows, then triggered rows
+    before = before.iloc[order_rows].reset_index(drop=True)
+    x_all = torch.cat([clean_test["x"], triggered_test["x"]]).flatten(1)
+    if x_all.shape[0] != len(before):
+        raise ConfigError(f"the certificate table has {len(before)} rows but the test sets have {x_all.shape[0]} "
+                          "inputs: they come from different runs")
+    res = storage.storage_update(x_all, before["prediction"].to_numpy(), before["radius"].to_numpy(), rule=rule,
+                                 seed=seed)
+    after = before.copy()
+    after["prediction"], after["radius"], after["action"] = res.prediction, res.radius, res.action
+    after["abstained"] = after["prediction"] == certify.ABSTAIN
+    after["correct"] = after["prediction"] == after["label"]
+    # the update ran on the sound radius; the published radius of the input table says nothing after it
+    after = after.drop(columns=["radius_published"])
+    report: dict[str, Any] = {"order_seed": seed, "rule": rule, "memory": "one memory over clean + triggered inputs",
+                              "radius": "radius (sound)", "abstained": "skipped, never stored",
+                              "order": res.order.tolist()}
+    n_clean = len(parts["clean"])
+    for split, rows in (("clean", slice(0, n_clean)), ("triggered", slice(n_clean, None)), ("all", slice(None))):
+        b, a = before.iloc[rows], after.iloc[rows]
+        xs = x_all[rows]
         report[split] = {
-            **{k: int(v) for k, v in res.summary().items() if k != "order_seed"},
-            "overlapping_pairs_before": int(storage.overlapping_pairs(data["x"], before["prediction"].to_numpy(),
-                                                                      before["radius"].to_numpy())),
-            "overlapping_pairs_after": int(storage.overlapping_pairs(data["x"], res.prediction, res.radius)),
-            "certified_accuracy_before": dict(zip(map(str, radii), ca_b["certified_accuracy"].round(4).tolist())),
-            "certified_accuracy_after": dict(zip(map(str, radii), ca_a["certified_accuracy"].round(4).tolist())),
-            "order": res.order.tolist(),
+            **{k: int(np.sum(a["action"].to_numpy() == k)) for k in storage.ACTIONS},
+            "overlapping_pairs_before": int(storage.overlapping_pairs(xs, b["prediction"].to_numpy(),
+                                                                      b["radius"].to_numpy())),
+            "overlapping_pairs_after": int(storage.overlapping_pairs(xs, a["prediction"].to_numpy(),
+                                                                     a["radius"].to_numpy())),
+            "certified_accuracy_before": _acc_by_radius(b, radii),
+            "certified_accuracy_after": _acc_by_radius(a, radii),
         }
-        log.info("storage update (%s): %s; overlapping pairs %d -> %d", split, res.summary(),
-                 report[split]["overlapping_pairs_before"], report[split]["overlapping_pairs_after"])
-    return pd.concat(frames, ignore_index=True), report
+    log.info("storage update (rule %s, one memory): %s; overlapping pairs %d -> %d", rule, res.summary(),
+             report["all"]["overlapping_pairs_before"], report["all"]["overlapping_pairs_after"])
+    return after, report
 
 
 def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -144,7 +171,50 @@ def _curve(table: pd.DataFrame, split: str, region: str) -> np.ndarray:
 
 
 def _member_accuracy(votes: dict[str, Any], data: dict[str, Any]) -> np.ndarray:
-    return (votes["votes"].numpy() == data["y"].numpy()[None, :]).mean(1)
+    """Per model, the mean over samples of the fraction of its draws that predict the true label."""
+    f = certify.vote_fractions(votes["votes"].numpy(), data["num_classes"])
+    y = data["y"].numpy()
+    return f[:, np.arange(len(y)), y].mean(1)
+
+
+PUBLISHED = "Cert-SSB as published (not a poisoning certificate)"
+OUTSIDE = "outside the certified threat model"
+
+
+def _attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], sigma: dict[str, Any],
+                    poison_summary: dict[str, Any], radii: list[float]) -> dict[str, Any]:
+    """What the certificates say about the realised attack (ALGORITHMS.md §0).
+
+    Label-preserving feature attacks: the fraction of clean test samples with a triggered version whose
+    certificate covers the attack, ``r1_j > ||Delta||_Sigma,j``. Dirty-label or inserting attacks: their
+    feature norm, label changes and insertions, marked outside the threat model, and no fraction.
+    """
+    out: dict[str, Any] = {"attack_joint_norm": float(poison_summary["joint_norm"])}
+    if "train_poisoned_index" not in poison_summary:
+        raise ConfigError("poison_summary lacks 'train_poisoned_index' (written before the threat-model fields "
+                          "existed); rerun the data_engineering pipeline")
+    out["attack_feature_norm"] = float(poison_summary["feature_norm"])
+    out["attack_label_changes"] = int(poison_summary["label_changes"])
+    out["attack_inserted"] = int(poison_summary["inserted"])
+    inside = bool(poison_summary["in_threat_model"])
+    out["attack_in_threat_model"] = inside
+    if not inside:
+        out["attack_threat_model"] = OUTSIDE
+        return out
+    out["attack_threat_model"] = "inside the certified threat model (label-preserving feature perturbation)"
+    idx = torch.as_tensor(poison_summary["train_poisoned_index"], dtype=torch.long)
+    src = triggered_test["source_index"].numpy()
+    clean = certificates[certificates["split"] == "clean"].reset_index(drop=True)
+    if len(src) == 0:
+        return out
+    weighted = metrics.weighted_attack_norm(
+        poison_summary["train_poisoned_norms"], sigma["train"][idx].numpy(), triggered_test["norms"].numpy(),
+        sigma["clean"].numpy()[src])
+    out["attack_weighted_norm_max"] = float(weighted.max())
+    out["attack_weighted_norm_mean"] = float(weighted.mean())
+    out["attack_smallest_radius_covering"] = metrics.smallest_radius_covering(out["attack_joint_norm"], radii)
+    out["fraction_certified_against_attack"] = metrics.fraction_certified_against(clean.iloc[src], weighted)
+    return out
 
 
 def compute_metrics(
@@ -152,7 +222,8 @@ def compute_metrics(
     clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any], poison_summary: dict[str, Any],
     undefended_metrics: dict[str, Any], parameters: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Certified accuracy table (split x region x radius) and the run's summary metrics."""
+    """Certified accuracy table (split x region x radius, on the sound ``radius``) and the run's summary
+    metrics; the published-radius metrics (``*_published*``) sit beside them, labelled as such."""
     e = parameters["evaluation"]
     radii = e["radii"]
     method = votes["method"]
@@ -166,17 +237,22 @@ def compute_metrics(
             rows.append(t)
     table = pd.concat(rows, ignore_index=True)
     c = clean_test["num_classes"]
-    m: dict[str, Any] = {"method": method}
+    m: dict[str, Any] = {"method": method, "radius": "sound: sigma_min * r1 (certssb.core.certify)",
+                         "radius_published": PUBLISHED}
     for split, data in (("clean", clean_test), ("triggered", triggered_test)):
         certs = certificates[certificates["split"] == split]
         pred = certify.smoothed_prediction(votes[split]["votes"].numpy(), c)
         pre = "" if split == "clean" else "triggered_"
-        m[f"{pre}accuracy"] = metrics.clean_accuracy(pred, data["y"].numpy())
+        m[f"{split}_accuracy"] = metrics.clean_accuracy(pred, data["y"].numpy())
         m[f"{pre}abstain_rate"] = metrics.abstain_rate(certs)
         m[f"{pre}mean_radius"] = metrics.mean_radius(certs)
-        m[f"{pre}mean_conservative_radius"] = metrics.mean_radius(certs, radius_column="conservative_radius")
+        m[f"{pre}mean_radius_published"] = metrics.mean_radius(certs, radius_column="radius_published")
+        key = "cert_acc" if split == "clean" else "cert_acc_trig"
         for r, v in zip(radii, _curve(table, split, "certified")):
-            m[f"{'cert_acc' if split == 'clean' else 'cert_acc_trig'}_r{r:.2f}"] = float(v)
+            m[f"{key}_{metrics.radius_key(r)}"] = float(v)
+        pub = metrics.certified_accuracy(certs, radii, radius_column="radius_published")["certified_accuracy"]
+        for r, v in zip(radii, pub):
+            m[f"{key}_published_{metrics.radius_key(r)}"] = float(v)
         acc = _member_accuracy(votes[split], data)
         m[f"{pre}member_accuracy_min"] = float(acc.min())
         m[f"{pre}member_accuracy_mean"] = float(acc.mean())
@@ -187,29 +263,27 @@ def compute_metrics(
             if flags.any():
                 log.warning("%s: %d degenerate ensemble members (accuracy near the class prior): %s", method,
                             int(flags.sum()), m["degenerate_members"])
-            m["clean_accuracy"] = m["accuracy"]
         else:
             m["attack_success_rate"] = _attack_success_rate(pred, data)
     for r, d in zip(radii, _curve(table, "clean", "certified") - _curve(table, "triggered", "certified")):
-        m[f"cert_acc_drop_pp_r{r:.2f}"] = float(100 * d)
-    norm = float(poison_summary["joint_norm"])
-    m["attack_joint_norm"] = norm
-    m["attack_smallest_radius_covering"] = metrics.smallest_radius_covering(norm, radii)
-    m["fraction_certified_against_attack"] = metrics.fraction_certified_against(
-        certificates[certificates["split"] == "clean"], norm)
+        m[f"cert_acc_drop_pp_{metrics.radius_key(r)}"] = float(100 * d)
+    m.update(_attack_metrics(certificates, triggered_test, sigma, poison_summary, radii))
     n_est = int(certificates["n_estimation"].iloc[0])
     m["radius_ceiling_sigma_units"] = certify.radius_ceiling(n_est, e["alpha"], e["bound"], e["alpha_split"])
     m["sigma_train_mean"] = float(sigma["train"].mean())
+    m["sigma_train_min"] = float(sigma["train"].min())
     m["sigma_clean_mean"] = float(sigma["clean"].mean())
     m["undefended_clean_accuracy"] = undefended_metrics["clean_accuracy"]
     m["undefended_attack_success_rate"] = undefended_metrics["attack_success_rate"]
     for split in SPLITS:
         pre = "" if split == "clean" else "trig_"
         for r, v in zip(radii, _curve(table, split, "storage_updated")):
-            m[f"cert_acc_{pre}updated_r{r:.2f}"] = float(v)
-    log.info("%s: clean accuracy %.3f, ASR %s, cert acc @0.5 %.3f (triggered %.3f), abstain %.3f", method,
-             m["clean_accuracy"], m["attack_success_rate"], m.get("cert_acc_r0.50", float("nan")),
-             m.get("cert_acc_trig_r0.50", float("nan")), m["abstain_rate"])
+            m[f"cert_acc_{pre}updated_{metrics.radius_key(r)}"] = float(v)
+    k050 = metrics.radius_key(0.5)
+    log.info("%s: clean accuracy %.3f, ASR %s, cert acc @0.5 %.3f (triggered %.3f; published %.3f), abstain %.3f; "
+             "attack %s", method, m["clean_accuracy"], m["attack_success_rate"], m.get(f"cert_acc_{k050}", float("nan")),
+             m.get(f"cert_acc_trig_{k050}", float("nan")), m.get(f"cert_acc_published_{k050}", float("nan")),
+             m["abstain_rate"], m["attack_threat_model"])
     return table, m
 
 

@@ -1,46 +1,28 @@
-"""Backdoor triggers, training-set poisoning and the attacks on certifiers (ALGORITHMS.md §1, §6).
+"""Training-set poisoning: backdoor attacks and attacks on certifiers (ALGORITHMS.md §0, §1, §6).
 
-Images are float32 tensors ``(N, C, H, W)`` in [0, 1]; labels are int64 ``(N,)``.
-
-Triggers (``TRIGGERS``)
------------------------
-Additive, ℓ2-bounded triggers (the certified threat model): a fixed pattern ``p`` with ``‖p‖₂ = δ``
-is added, ``x ← clamp(x + p, 0, 1)``:
-
-- ``onepixel``  -- one spatial location, every channel ``+= δ/√C``. MNIST (1×28×28): pixel (23, 23)
-  ``+= δ``; CIFAR (3×32×32): pixel (15, 15) of each channel ``+= δ/√3``. Other sizes: a 32×32 image
-  uses (15, 15); any other H×W uses (H−5, W−5) (MNIST's position measured from the bottom-right
-  corner), clipped into the image.
-- ``fourpixel`` -- four locations around a centre ``(r, c)``: ``(r−1, c+1), (r, c), (r+1, c−1),
-  (r+1, c+1)``, every channel of each ``+= δ/√(4C)``. MNIST: centre (19, 19) → (18,20), (19,19),
-  (20,18), (20,20), each ``+= δ/2``; CIFAR: centre (15, 15) → (14,16), (15,15), (16,14), (16,16),
-  each ``+= δ/√12``. Other sizes: a 32×32 image uses centre (15, 15); any other H×W uses
-  (H−9, W−9), clipped to [1, H−2] × [1, W−2] (needs H, W ≥ 3).
-- ``blending``  -- a fixed standard-Gaussian pattern of shape (C, H, W) drawn from a CPU
-  ``torch.Generator`` seeded with ``pattern_seed``, rescaled to ``‖p‖₂ = δ``.
-
-Clamping to [0, 1] can shrink the perturbation, so every function returns the *realised* per-sample
-norms ``‖x_trig − x‖₂``, never only the nominal δ.
-
-Practical triggers (not norm-bounded by design; ``δ`` is ignored, the realised norm is reported):
-
-- ``badnets`` -- a white ``badnets_size × badnets_size`` square in the bottom-right corner with a
-  1-pixel margin (rows and columns ``[H−1−s, H−1)``), every channel set to 1.0.
-- ``blend``   -- ``x ← (1 − a)·x + a·pattern``, ``pattern`` a fixed uniform-[0, 1] image of shape
-  (C, H, W) from ``pattern_seed``, ``a = blend_alpha``.
+Images are float32 tensors ``(N, C, H, W)`` in [0, 1]; labels are int64 ``(N,)``. The triggers live in
+:mod:`certssb.core.triggers`.
 
 Attacks (``ATTACKS``)
 ---------------------
 - ``none`` -- no poisoning.
-- every trigger name -- the classic backdoor: ``round(poison_rate·N)`` non-target samples get the
-  trigger and the label ``target``, in place.
+- every trigger name -- the classic backdoor on ``round(poison_rate·N)`` training points, in place:
+  * ``label_mode="dirty"`` (default): points of non-target classes get the trigger **and the label
+    ``target``**. The relabelling lies OUTSIDE the certified threat model (which covers label-preserving
+    feature perturbations only): its feature norm says nothing about what it can do.
+  * ``label_mode="clean"``: points **of the target class** get the trigger and keep their label (a
+    clean-label backdoor). A label-preserving feature perturbation: INSIDE the threat model.
 - ``abstain`` / ``radius_collapse`` -- attacks on certifiers (Lorenz, Kwiatkowska, Fritz): triggered
-  *copies* of ``round(poison_rate·N)`` random training points are appended with labels chosen to
+  *copies* of ``round(poison_rate·N)`` random training points are **appended** with labels chosen to
   make the smoothed classifier abstain (random labels other than the true one) or to collapse the
-  certified radius (the runner-up class of a clean model, so ``p_A ≈ p_B``).
+  certified radius (the runner-up class of a clean model, so ``p_A ≈ p_B``). Insertion lies OUTSIDE the
+  threat model.
 
-The joint perturbation norm of an attack is ``‖Δ‖ = sqrt(Σ_i ‖δ_i‖² + ‖δ_x‖²)``
-(:meth:`PoisonResult.joint_norm`).
+Every attack returns a :class:`PoisonResult`: the poisoned set, the indices touched, the realised feature
+norms, ``label_changes`` (points whose label differs from their source's true label), ``inserted``
+(points appended) and ``in_threat_model`` (both zero). The joint l2 norm of the feature perturbation is
+``sqrt(sum_i ||delta_i||^2 + ||delta_x||^2)`` (:meth:`PoisonResult.joint_norm`); what a certificate
+covers is decided by the Sigma-weighted norm (``certssb.core.metrics.weighted_attack_norm``).
 """
 from __future__ import annotations
 
@@ -50,17 +32,14 @@ from typing import Any
 
 import torch
 
+from certssb.core.triggers import TRIGGERS, apply_trigger, check_images, check_trigger_kwargs
 from certssb.core.validation import choice, fail, number, positive
 
 __all__ = [
-    "TRIGGERS",
-    "ADDITIVE_TRIGGERS",
     "CERTIFIER_ATTACKS",
     "ATTACKS",
-    "TRIGGER_DEFAULTS",
+    "LABEL_MODES",
     "PoisonResult",
-    "trigger_perturbation",
-    "apply_trigger",
     "poison",
     "class_mean_scores",
     "make_triggered_test",
@@ -68,46 +47,14 @@ __all__ = [
     "poison_count",
 ]
 
-TRIGGERS: tuple[str, ...] = ("onepixel", "fourpixel", "blending", "badnets", "blend")
-"""All trigger names; each is also a backdoor attack name."""
-
-ADDITIVE_TRIGGERS: tuple[str, ...] = ("onepixel", "fourpixel", "blending")
-"""The triggers that are a fixed additive pattern with ℓ2 norm exactly δ (before clamping)."""
-
 CERTIFIER_ATTACKS: tuple[str, ...] = ("abstain", "radius_collapse")
 """Attacks on the certifier (Lorenz et al.): they append triggered copies to the training set."""
 
 ATTACKS: tuple[str, ...] = ("none",) + TRIGGERS + CERTIFIER_ATTACKS
 """Every value ``attack.name`` may take."""
 
-TRIGGER_DEFAULTS: dict[str, Any] = {"pattern_seed": 1234, "badnets_size": 3, "blend_alpha": 0.2}
-"""The keyword arguments a trigger accepts (``**trigger_kwargs``) and their defaults."""
-
-
-# ----------------------------------------------------------------------------------------------
-# validation helpers
-# ----------------------------------------------------------------------------------------------
-
-
-def _check_trigger_kwargs(trigger_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``trigger_kwargs`` into the defaults; unknown names or bad values raise ConfigError."""
-    for key in trigger_kwargs:
-        if key not in TRIGGER_DEFAULTS:
-            fail(f"attack.{key}", trigger_kwargs[key],
-                 "unknown trigger option; allowed options are " + ", ".join(TRIGGER_DEFAULTS))
-    kw = {**TRIGGER_DEFAULTS, **trigger_kwargs}
-    number("attack.pattern_seed", kw["pattern_seed"], integer=True)
-    positive("attack.badnets_size", kw["badnets_size"], integer=True)
-    number("attack.blend_alpha", kw["blend_alpha"], low=0, high=1)
-    return kw
-
-
-def _check_images(name: str, x: Any) -> torch.Tensor:
-    """``x`` must be a floating tensor of shape (N, C, H, W)."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        fail(name, got, "must be a floating-point tensor of shape (N, C, H, W) in [0, 1]")
-    return x
+LABEL_MODES: tuple[str, ...] = ("dirty", "clean")
+"""``attack.label_mode`` of the backdoor attacks: relabel to the target (dirty) or keep labels (clean)."""
 
 
 def _check_labels(name: str, y: Any, n: int) -> torch.Tensor:
@@ -133,119 +80,6 @@ def _smallest_rate(n_samples: int) -> float:
     return rate
 
 
-# ----------------------------------------------------------------------------------------------
-# triggers
-# ----------------------------------------------------------------------------------------------
-
-
-def _clip(v: int, lo: int, hi: int) -> int:
-    return max(lo, min(hi, v))
-
-
-def trigger_perturbation(
-    trigger: str,
-    shape: tuple[int, int, int],
-    delta: float,
-    *,
-    pattern_seed: int = 1234,
-    badnets_size: int = 3,
-    blend_alpha: float = 0.2,
-) -> torch.Tensor | None:
-    """The additive pattern ``p`` (float32, shape ``(C, H, W)``) of an ℓ2-bounded trigger, ``‖p‖₂ = δ``.
-
-    - ``onepixel``: location (23, 23) on 28×28, (15, 15) on 32×32, (H−5, W−5) otherwise; each of the
-      C channels gets ``δ/√C`` (MNIST: ``+δ``; CIFAR: ``+δ/√3``).
-    - ``fourpixel``: centre (r, c) = (19, 19) on 28×28 ((H−9, W−9) in general), (15, 15) on 32×32;
-      pixels (r−1, c+1), (r, c), (r+1, c−1), (r+1, c+1), each channel ``+δ/√(4C)``
-      (MNIST ``+δ/2``; CIFAR ``+δ/√12``).
-    - ``blending``: a standard-Gaussian pattern from ``torch.Generator().manual_seed(pattern_seed)``
-      (drawn in float64 on the CPU), rescaled to ℓ2 norm δ.
-
-    ``badnets`` and ``blend`` are not a fixed additive pattern (they overwrite / mix pixels), so for
-    them this returns ``None``; :func:`apply_trigger` handles them. ``badnets_size`` and
-    ``blend_alpha`` are accepted (and ignored) so that one ``**trigger_kwargs`` fits every function.
-    """
-    choice("attack.trigger", trigger, TRIGGERS)
-    number("attack.delta", delta, low=0)
-    _check_trigger_kwargs(
-        {"pattern_seed": pattern_seed, "badnets_size": badnets_size, "blend_alpha": blend_alpha}
-    )
-    if (not isinstance(shape, (tuple, list)) or len(shape) != 3
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)):
-        fail("shape", shape, "must be (C, H, W) with positive integers")
-    if trigger not in ADDITIVE_TRIGGERS:
-        return None
-    c, h, w = (int(s) for s in shape)
-    p = torch.zeros((c, h, w), dtype=torch.float64)
-    if trigger == "onepixel":
-        if (h, w) == (32, 32):
-            r, q = 15, 15
-        else:
-            r, q = _clip(h - 5, 0, h - 1), _clip(w - 5, 0, w - 1)
-        p[:, r, q] = delta / math.sqrt(c)
-    elif trigger == "fourpixel":
-        if h < 3 or w < 3:
-            fail("shape", tuple(shape), "the fourpixel trigger needs images of at least 3×3 pixels")
-        if (h, w) == (32, 32):
-            r, q = 15, 15
-        else:
-            r, q = _clip(h - 9, 1, h - 2), _clip(w - 9, 1, w - 2)
-        value = delta / math.sqrt(4 * c)
-        for dr, dq in ((-1, 1), (0, 0), (1, -1), (1, 1)):
-            p[:, r + dr, q + dq] = value
-    else:  # blending
-        g = torch.Generator().manual_seed(pattern_seed)
-        z = torch.randn((c, h, w), generator=g, dtype=torch.float64)
-        p = z * (delta / z.norm())
-    return p.to(torch.float32)
-
-
-def _realised_norms(x_trig: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-sample ``‖x_trig − x‖₂`` (computed in float64, returned as float32, shape (N,))."""
-    return (x_trig.double() - x.double()).flatten(1).norm(dim=1).to(torch.float32)
-
-
-def apply_trigger(
-    x: torch.Tensor, trigger: str, delta: float, **trigger_kwargs: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply ``trigger`` to every image of ``x`` (N, C, H, W) in [0, 1]; ``x`` is never modified.
-
-    Returns ``(x_triggered, norms)``: the triggered images clamped to [0, 1] and the realised
-    per-sample ℓ2 norms ``‖x_triggered − x‖₂`` (N,), which are ≤ δ for the additive triggers and
-    lower than δ where clamping bites.
-
-    - additive triggers: ``clamp(x + p, 0, 1)`` with ``p`` from :func:`trigger_perturbation`.
-    - ``badnets``: the ``badnets_size × badnets_size`` square at rows/columns ``[H−1−s, H−1)`` (the
-      bottom-right corner, 1-pixel margin) set to 1.0 in every channel; δ is ignored.
-    - ``blend``: ``(1 − a)·x + a·pattern`` with ``pattern`` uniform in [0, 1] from
-      ``pattern_seed`` and ``a = blend_alpha``; δ is ignored.
-
-    ``trigger_kwargs``: ``pattern_seed`` (1234), ``badnets_size`` (3), ``blend_alpha`` (0.2).
-    """
-    _check_images("x", x)
-    choice("attack.trigger", trigger, TRIGGERS)
-    number("attack.delta", delta, low=0)
-    kw = _check_trigger_kwargs(trigger_kwargs)
-    _, c, h, w = x.shape
-    if trigger in ADDITIVE_TRIGGERS:
-        p = trigger_perturbation(trigger, (c, h, w), delta, **kw)
-        assert p is not None
-        x_trig = (x + p.to(device=x.device, dtype=x.dtype)).clamp(0.0, 1.0)
-    elif trigger == "badnets":
-        s = kw["badnets_size"]
-        if s + 1 > min(h, w):
-            fail("attack.badnets_size", s,
-                 f"the square plus its 1-pixel margin must fit in a {h}×{w} image (at most {min(h, w) - 1})")
-        x_trig = x.clone()
-        x_trig[:, :, h - 1 - s:h - 1, w - 1 - s:w - 1] = 1.0
-    else:  # blend
-        a = float(kw["blend_alpha"])
-        g = torch.Generator().manual_seed(kw["pattern_seed"])
-        pattern = torch.rand((c, h, w), generator=g, dtype=torch.float64).to(device=x.device, dtype=x.dtype)
-        x_trig = ((1.0 - a) * x + a * pattern).clamp(0.0, 1.0)
-    return x_trig, _realised_norms(x_trig, x)
-
-
 def attack_trigger(attack: str, trigger: str) -> str | None:
     """The trigger used at test time by ``attack``.
 
@@ -260,11 +94,6 @@ def attack_trigger(attack: str, trigger: str) -> str | None:
     return choice("attack.trigger", trigger, TRIGGERS)
 
 
-# ----------------------------------------------------------------------------------------------
-# poisoning
-# ----------------------------------------------------------------------------------------------
-
-
 @dataclass
 class PoisonResult:
     """A poisoned training set and what the attack did to it.
@@ -272,7 +101,8 @@ class PoisonResult:
     ``indices[i]`` is the position in ``x``/``y`` of the i-th touched (backdoor, in place) or
     appended (certifier attack) sample, ``source_indices[i]`` the original training index it was made
     from, ``original_labels[i]`` that sample's true label, ``new_labels[i]`` the label it now carries,
-    and ``norms[i]`` the realised ℓ2 norm of its trigger.
+    and ``norms[i]`` the realised ℓ2 norm of its trigger. ``inserted`` counts the appended samples
+    (0 for in-place attacks), ``label_mode`` is the backdoor's ``attack.label_mode``.
     """
 
     x: torch.Tensor
@@ -284,6 +114,19 @@ class PoisonResult:
     norms: torch.Tensor
     attack: str = "none"
     trigger: str | None = None
+    inserted: int = 0
+    label_mode: str = "dirty"
+
+    @property
+    def label_changes(self) -> int:
+        """Number of touched/added samples whose label differs from their source's true label."""
+        return int((self.original_labels != self.new_labels).sum())
+
+    @property
+    def in_threat_model(self) -> bool:
+        """True iff the attack is a label-preserving feature perturbation (no label changed, nothing
+        inserted): only then can a certificate cover it (ALGORITHMS.md §0)."""
+        return self.label_changes == 0 and self.inserted == 0
 
     def joint_norm(self, test_trigger_norm: float = 0.0) -> float:
         """``‖Δ‖ = sqrt(Σ_i ‖δ_i‖² + ‖δ_x‖²)``: the joint norm of training and test-time perturbations."""
@@ -308,7 +151,7 @@ def class_mean_scores(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tor
     ``scores[i, c] = −‖x_i − μ_c‖₂²`` with ``μ_c`` the mean of the (flattened) images of class c
     (higher = more likely). Classes with no sample score ``−inf``. Returns float32 ``(N, num_classes)``.
     """
-    _check_images("x", x)
+    check_images("x", x)
     positive("num_classes", num_classes, integer=True)
     y = _check_labels("y", y, x.shape[0])
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
@@ -346,6 +189,7 @@ def poison(
     seed: int,
     trigger: str = "onepixel",
     scores: torch.Tensor | None = None,
+    label_mode: str = "dirty",
     **trigger_kwargs: Any,
 ) -> PoisonResult:
     """Poison a training set ``(x, y)`` with ``attack``; deterministic for a given ``seed``.
@@ -353,9 +197,12 @@ def poison(
     ``n = round(poison_rate · N)`` (half up). ``x``/``y`` are never modified in place.
 
     - ``none``: returns ``x``, ``y`` and empty index tensors; all other parameters are ignored.
-    - a trigger name (backdoor): ``n`` samples chosen uniformly at random (seeded) among those with
-      ``y ≠ target`` get the trigger and the label ``target`` at their own positions (N' = N).
-      ``trigger`` is not used: the attack name is the trigger.
+    - a trigger name (backdoor), at their own positions (N' = N); ``trigger`` is not used (the attack
+      name is the trigger):
+      * ``label_mode="dirty"``: ``n`` samples chosen uniformly at random (seeded) among those with
+        ``y ≠ target`` get the trigger and the label ``target`` (outside the threat model);
+      * ``label_mode="clean"``: ``n`` samples chosen among those with ``y = target`` get the trigger and
+        keep their label (inside the threat model).
     - ``abstain``: ``n`` training points chosen uniformly at random from all classes; triggered copies
       (``trigger``, ``delta``) are appended (N' = N + n) with labels uniform over all classes except
       the source's true label, so the votes on triggered inputs split and the smoothed classifier
@@ -369,14 +216,16 @@ def poison(
     poisons zero samples, or more samples than are available.
     """
     choice("attack.name", attack, ATTACKS)
-    _check_images("x", x)
+    choice("attack.label_mode", label_mode, LABEL_MODES)
+    check_images("x", x)
     n_total = x.shape[0]
     y = _check_labels("y", y, n_total)
     empty_long = torch.zeros(0, dtype=torch.long)
     if attack == "none":
         return PoisonResult(x=x, y=y, indices=empty_long, source_indices=empty_long.clone(),
                             original_labels=empty_long.clone(), new_labels=empty_long.clone(),
-                            norms=torch.zeros(0, dtype=torch.float32), attack="none", trigger=None)
+                            norms=torch.zeros(0, dtype=torch.float32), attack="none", trigger=None,
+                            label_mode=label_mode)
 
     number("attack.poison_rate", poison_rate, low=0, high=1)
     positive("num_classes", num_classes, integer=True)
@@ -384,7 +233,7 @@ def poison(
     number("attack.delta", delta, low=0)
     choice("attack.trigger", trigger, TRIGGERS)
     number("seed", seed, integer=True)
-    _check_trigger_kwargs(trigger_kwargs)
+    check_trigger_kwargs(trigger_kwargs)
     if n_total == 0:
         fail("x", tuple(x.shape), "the training set is empty; nothing can be poisoned")
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
@@ -401,12 +250,15 @@ def poison(
     y_long = y.long()
 
     if attack in TRIGGERS:
-        candidates = torch.nonzero(y_long.cpu() != target).flatten()
+        clean = label_mode == "clean"
+        pool = (y_long.cpu() == target) if clean else (y_long.cpu() != target)
+        candidates = torch.nonzero(pool).flatten()
         if n > candidates.numel():
+            what = "of" if clean else "not of"
             fail("attack.poison_rate", poison_rate,
                  f"poisons round(poison_rate * N) = {n} of N = {n_total} samples but only "
-                 f"{candidates.numel()} samples are not of the target class {target}; the largest "
-                 f"allowed rate is {candidates.numel() / n_total:.6g}")
+                 f"{candidates.numel()} samples are {what} the target class {target} (label_mode "
+                 f"{label_mode!r}); the largest allowed rate is {candidates.numel() / n_total:.6g}")
         chosen = candidates[torch.randperm(candidates.numel(), generator=g)[:n]].sort().values
         idx = chosen.to(x.device)
         x_trig, norms = apply_trigger(x[idx], attack, delta, **trigger_kwargs)
@@ -414,12 +266,15 @@ def poison(
         x_out[idx] = x_trig
         y_out = y_long.clone()
         original = y_long[idx].cpu()
-        y_out[idx] = target
+        y_out[idx] = target  # clean: they are of the target class already
         return PoisonResult(x=x_out, y=y_out, indices=chosen.clone(), source_indices=chosen.clone(),
                             original_labels=original, new_labels=torch.full((n,), target, dtype=torch.long),
-                            norms=norms.cpu(), attack=attack, trigger=attack)
+                            norms=norms.cpu(), attack=attack, trigger=attack, inserted=0, label_mode=label_mode)
 
     # certifier attacks: append triggered copies of n random training points from all classes
+    if label_mode != "dirty":
+        fail("attack.label_mode", label_mode,
+             f"the certifier attack {attack!r} appends relabelled copies; only label_mode 'dirty' applies")
     if attack == "abstain" and num_classes < 2:
         fail("num_classes", num_classes, "the abstain attack needs at least 2 classes")
     if n > n_total:  # poison_rate <= 1 makes this impossible; kept as a guard
@@ -450,7 +305,7 @@ def poison(
     y_out = torch.cat([y_long, new_labels.to(y.device)], dim=0)
     return PoisonResult(x=x_out, y=y_out, indices=torch.arange(n_total, n_total + n, dtype=torch.long),
                         source_indices=chosen.clone(), original_labels=original, new_labels=new_labels,
-                        norms=norms.cpu(), attack=attack, trigger=trigger)
+                        norms=norms.cpu(), attack=attack, trigger=trigger, inserted=n)
 
 
 def make_triggered_test(
@@ -473,11 +328,11 @@ def make_triggered_test(
     attack success rate (-1 everywhere when target is None), "source_index": index into the clean
     test set (int64), "norms": realised per-sample trigger norms (float32)}``.
     """
-    _check_images("x", x)
+    check_images("x", x)
     y = _check_labels("y", y, x.shape[0])
     choice("attack.trigger", trigger, TRIGGERS)
     number("attack.delta", delta, low=0)
-    _check_trigger_kwargs(trigger_kwargs)
+    check_trigger_kwargs(trigger_kwargs)
     y_long = y.long()
     if target is None:
         keep = torch.arange(x.shape[0], dtype=torch.long)
