@@ -38,13 +38,19 @@ must run on the sound ``radius`` (``certify``), over ONE memory for every input 
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
+from certssb.core.metrics import certified_accuracy, radius_key
 from certssb.core.validation import ConfigError, choice, fail, number
 
+log = logging.getLogger(__name__)
+SPLITS = ("clean", "triggered")
 ACTIONS = ("none", "trim", "zeroed", "align", "abstain")
 RULES = ("trim", "paper")
 
@@ -197,3 +203,57 @@ def overlapping_pairs(x, prediction, radius, *, tol: float = 1e-9, block: int = 
         upper = torch.arange(s, e)[:, None] < torch.arange(nk)[None, :]  # i < j
         total += int((hit & upper).sum())
     return total
+
+
+def _acc_by_radius(certs: pd.DataFrame, radii: list[float]) -> dict[str, float]:
+    ca = certified_accuracy(certs, radii)["certified_accuracy"].round(4).tolist()
+    return {radius_key(r): v for r, v in zip(radii, ca)}
+
+
+def update_certificates(
+    certificates: pd.DataFrame, x_clean: torch.Tensor, x_triggered: torch.Tensor, *, rule: str, seed: int,
+    radii: list[float],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Cert-SSB's storage update over ONE memory for the clean and triggered inputs, on the sound ``radius``.
+
+    The two test sets are concatenated (clean first), processed in one seeded order
+    (``seed``, parameter ``evaluation.storage_order_seed``) with ``rule`` (``evaluation.storage_rule``: trim |
+    paper), and split back.
+    The report records the rule, the order and, per split and overall, what changed. The updated table
+    drops ``radius_published`` (the update did not run on it); ``r1`` stays the certificate's own R1.
+    """
+    before = certificates.reset_index(drop=True)
+    parts = {split: np.flatnonzero(before["split"].to_numpy() == split) for split in SPLITS}
+    order_rows = np.concatenate([parts[s] for s in SPLITS])  # clean rows, then triggered rows
+    before = before.iloc[order_rows].reset_index(drop=True)
+    x_all = torch.cat([x_clean, x_triggered]).flatten(1)
+    if x_all.shape[0] != len(before):
+        raise ConfigError(f"the certificate table has {len(before)} rows but the test sets have {x_all.shape[0]} "
+                          "inputs: they come from different runs")
+    res = storage_update(x_all, before["prediction"].to_numpy(), before["radius"].to_numpy(), rule=rule,
+                                 seed=seed)
+    after = before.copy()
+    after["prediction"], after["radius"], after["action"] = res.prediction, res.radius, res.action
+    after["abstained"] = after["prediction"] == -1
+    after["correct"] = after["prediction"] == after["label"]
+    # the update ran on the sound radius; the published radius of the input table says nothing after it
+    after = after.drop(columns=["radius_published"])
+    report: dict[str, Any] = {"order_seed": seed, "rule": rule, "memory": "one memory over clean + triggered inputs",
+                              "radius": "radius (sound)", "abstained": "skipped, never stored",
+                              "order": res.order.tolist()}
+    n_clean = len(parts["clean"])
+    for split, rows in (("clean", slice(0, n_clean)), ("triggered", slice(n_clean, None)), ("all", slice(None))):
+        b, a = before.iloc[rows], after.iloc[rows]
+        xs = x_all[rows]
+        report[split] = {
+            **{k: int(np.sum(a["action"].to_numpy() == k)) for k in ACTIONS},
+            "overlapping_pairs_before": int(overlapping_pairs(xs, b["prediction"].to_numpy(),
+                                                                      b["radius"].to_numpy())),
+            "overlapping_pairs_after": int(overlapping_pairs(xs, a["prediction"].to_numpy(),
+                                                                     a["radius"].to_numpy())),
+            "certified_accuracy_before": _acc_by_radius(b, radii),
+            "certified_accuracy_after": _acc_by_radius(a, radii),
+        }
+    log.info("storage update (rule %s, one memory): %s; overlapping pairs %d -> %d", rule, res.summary(),
+             report["all"]["overlapping_pairs_before"], report["all"]["overlapping_pairs_after"])
+    return after, report

@@ -11,24 +11,28 @@ from .nodes import (
     certify_samples, compare_methods, compute_metrics, compute_votes, evaluate_undefended, log_mlflow_runs,
     make_plots, storage_update,
 )
+from .nodes import RUN_BLOCKS
 
 SHARED_INPUTS = {"clean_test", "triggered_test", "noise_plan", "poison_summary", "undefended_metrics"}
+SHARED_PARAMS = {"params:evaluation", "params:ensemble.ray", "params:device", "params:noise"}
 
 
 def method_pipeline() -> Pipeline:
     return pipeline(
         [
-            node(compute_votes, ["ensemble", "clean_test", "triggered_test", "sigma", "noise_plan", "parameters"],
+            node(compute_votes, ["ensemble", "clean_test", "triggered_test", "sigma", "noise_plan",
+                                 "params:evaluation", "params:ensemble.ray", "params:device"],
                  "votes", name="votes"),
-            node(certify_samples, ["votes", "clean_test", "triggered_test", "sigma", "parameters"], "certificates",
-                 name="certify"),
-            node(storage_update, ["certificates", "clean_test", "triggered_test", "parameters"],
+            node(certify_samples, ["votes", "clean_test", "triggered_test", "sigma", "params:evaluation"],
+                 "certificates", name="certify"),
+            node(storage_update, ["certificates", "clean_test", "triggered_test", "params:evaluation"],
                  ["certificates_updated", "storage_report"], name="storage_update"),
             node(compute_metrics,
                  ["certificates", "certificates_updated", "votes", "clean_test", "triggered_test", "sigma",
-                  "poison_summary", "undefended_metrics", "parameters"],
+                  "poison_summary", "undefended_metrics", "params:evaluation"],
                  ["certified_accuracy", "metrics"], name="metrics"),
-            node(make_plots, ["certificates", "certificates_updated", "sigma", "metrics", "parameters"],
+            node(make_plots, ["certificates", "certificates_updated", "sigma", "metrics", "params:noise",
+                              "params:evaluation"],
                  ["plot_certified_accuracy", "plot_sigma_histogram", "plot_radius_storage_update"], name="plots"),
         ]
     )
@@ -36,19 +40,19 @@ def method_pipeline() -> Pipeline:
 
 def create_pipeline(**kwargs) -> Pipeline:
     shared = pipeline([
-        node(evaluate_undefended, ["undefended_model", "clean_test", "triggered_test", "parameters"],
+        node(evaluate_undefended, ["undefended_model", "clean_test", "triggered_test", "params:device"],
              "undefended_metrics", name="evaluate_undefended"),
     ])
     per_method = [
-        pipeline(method_pipeline(), namespace=m, inputs=SHARED_INPUTS, parameters={"parameters": "parameters"})
+        pipeline(method_pipeline(), namespace=m, inputs=SHARED_INPUTS, parameters=SHARED_PARAMS)
         for m in METHODS
     ]
     compare = pipeline([
-        node(compare_methods, ["parameters"] + [f"{m}.{x}" for m in METHODS
+        node(compare_methods, ["params:noise", "params:evaluation"] + [f"{m}.{x}" for m in METHODS
                                                for x in ("certified_accuracy", "certificates", "metrics")],
              ["certified_accuracy", "comparison_plot"],
              name="compare_methods"),
-        node(log_mlflow_runs, ["parameters"] + [x for m in METHODS for x in (f"{m}.metrics", f"{m}.certified_accuracy")],
+        node(log_mlflow_runs, [f"params:{b}" for b in RUN_BLOCKS] + [x for m in METHODS for x in (f"{m}.metrics", f"{m}.certified_accuracy")],
              "mlflow_runs", name="log_mlflow_runs"),
     ])
     return shared + sum(per_method, Pipeline([])) + compare

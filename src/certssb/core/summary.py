@@ -1,0 +1,157 @@
+"""The run's summary from its certificates: the certified-accuracy table (split x region x radius) and the
+metrics a user compares across runs (ALGORITHMS.md §0, §3).
+
+Every headline number reads the sound ``radius`` (``sigma_min * r1``); Cert-SSB's published radius
+(``sigma_x * r1``) appears beside it under keys containing ``published``, labelled as "not a poisoning
+certificate". What the certificates say about the realised attack depends on the threat model: for a
+label-preserving feature attack, the fraction of clean test samples whose certificate covers it in the
+Sigma-weighted norm (``r1_j > ||Delta||_Sigma,j``); for a dirty-label or inserting attack, its feature norm,
+label changes and insertions, marked "outside the certified threat model", and no fraction.
+
+Metric keys carry no dots (``cert_acc_r050`` for r = 0.50, see :func:`certssb.core.metrics.radius_key`), so
+an MLflow filter such as ``metrics.cert_acc_r050 > 0.5`` works without backticks.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from certssb.core import certify, metrics
+from certssb.core.validation import ConfigError
+
+log = logging.getLogger(__name__)
+SPLITS = ("clean", "triggered")
+
+
+def triggered_asr(pred: np.ndarray, triggered_test: dict[str, Any]) -> float | None:
+    """ASR on the triggered set; None for attacks without a target class (the certifier attacks)."""
+    tgt = triggered_test["target_y"].numpy()
+    return metrics.attack_success_rate(pred, tgt) if len(tgt) and (tgt >= 0).all() else None
+
+
+def _curve(table: pd.DataFrame, split: str, region: str) -> np.ndarray:
+    """Certified accuracy at each radius of one (split, region) of the table, in radius order."""
+    return table[(table.split == split) & (table.region == region)]["certified_accuracy"].to_numpy()
+
+
+def member_accuracy(votes: dict[str, Any], data: dict[str, Any]) -> np.ndarray:
+    """Per model, the mean over samples of the fraction of its draws that predict the true label."""
+    f = certify.vote_fractions(votes["votes"].numpy(), data["num_classes"])
+    y = data["y"].numpy()
+    return f[:, np.arange(len(y)), y].mean(1)
+
+
+PUBLISHED = "Cert-SSB as published (not a poisoning certificate)"
+OUTSIDE = "outside the certified threat model"
+
+
+def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], sigma: dict[str, Any],
+                    poison_summary: dict[str, Any], radii: list[float]) -> dict[str, Any]:
+    """What the certificates say about the realised attack (ALGORITHMS.md §0).
+
+    Label-preserving feature attacks: the fraction of clean test samples with a triggered version whose
+    certificate covers the attack, ``r1_j > ||Delta||_Sigma,j``. Dirty-label or inserting attacks: their
+    feature norm, label changes and insertions, marked outside the threat model, and no fraction.
+    """
+    out: dict[str, Any] = {"attack_joint_norm": float(poison_summary["joint_norm"])}
+    if "train_poisoned_index" not in poison_summary:
+        raise ConfigError("poison_summary lacks 'train_poisoned_index' (written before the threat-model fields "
+                          "existed); rerun the data_engineering pipeline")
+    out["attack_feature_norm"] = float(poison_summary["feature_norm"])
+    out["attack_label_changes"] = int(poison_summary["label_changes"])
+    out["attack_inserted"] = int(poison_summary["inserted"])
+    inside = bool(poison_summary["in_threat_model"])
+    out["attack_in_threat_model"] = inside
+    if not inside:
+        out["attack_threat_model"] = OUTSIDE
+        return out
+    out["attack_threat_model"] = "inside the certified threat model (label-preserving feature perturbation)"
+    idx = torch.as_tensor(poison_summary["train_poisoned_index"], dtype=torch.long)
+    src = triggered_test["source_index"].numpy()
+    clean = certificates[certificates["split"] == "clean"].reset_index(drop=True)
+    if len(src) == 0:
+        return out
+    weighted = metrics.weighted_attack_norm(
+        poison_summary["train_poisoned_norms"], sigma["train"][idx].numpy(), triggered_test["norms"].numpy(),
+        sigma["clean"].numpy()[src])
+    out["attack_weighted_norm_max"] = float(weighted.max())
+    out["attack_weighted_norm_mean"] = float(weighted.mean())
+    out["attack_smallest_radius_covering"] = metrics.smallest_radius_covering(out["attack_joint_norm"], radii)
+    out["fraction_certified_against_attack"] = metrics.fraction_certified_against(clean.iloc[src], weighted)
+    return out
+
+
+def run_summary(
+    certificates: pd.DataFrame, certificates_updated: pd.DataFrame, votes: dict[str, Any],
+    clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any], poison_summary: dict[str, Any],
+    undefended_metrics: dict[str, Any], evaluation: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Certified accuracy table (split x region x radius, on the sound ``radius``) and the run's summary
+    metrics; the published-radius metrics (``*_published*``) sit beside them, labelled as such."""
+    e = evaluation
+    radii = e["radii"]
+    method = votes["method"]
+    rows = []
+    for region, certs in (("certified", certificates), ("storage_updated", certificates_updated)):
+        for split in SPLITS:
+            t = metrics.certified_accuracy(certs[certs["split"] == split], radii)
+            t.insert(0, "region", region)
+            t.insert(0, "split", split)
+            t.insert(0, "method", method)
+            rows.append(t)
+    table = pd.concat(rows, ignore_index=True)
+    c = clean_test["num_classes"]
+    m: dict[str, Any] = {"method": method, "radius": "sound: sigma_min * r1 (certssb.core.certify)",
+                         "radius_published": PUBLISHED}
+    for split, data in (("clean", clean_test), ("triggered", triggered_test)):
+        certs = certificates[certificates["split"] == split]
+        pred = certify.smoothed_prediction(votes[split]["votes"].numpy(), c)
+        pre = "" if split == "clean" else "triggered_"
+        m[f"{split}_accuracy"] = metrics.clean_accuracy(pred, data["y"].numpy())
+        m[f"{pre}abstain_rate"] = metrics.abstain_rate(certs)
+        m[f"{pre}mean_radius"] = metrics.mean_radius(certs)
+        m[f"{pre}mean_radius_published"] = metrics.mean_radius(certs, radius_column="radius_published")
+        key = "cert_acc" if split == "clean" else "cert_acc_trig"
+        for r, v in zip(radii, _curve(table, split, "certified")):
+            m[f"{key}_{metrics.radius_key(r)}"] = float(v)
+        pub = metrics.certified_accuracy(certs, radii, radius_column="radius_published")["certified_accuracy"]
+        for r, v in zip(radii, pub):
+            m[f"{key}_published_{metrics.radius_key(r)}"] = float(v)
+        acc = member_accuracy(votes[split], data)
+        m[f"{pre}member_accuracy_min"] = float(acc.min())
+        m[f"{pre}member_accuracy_mean"] = float(acc.mean())
+        if split == "clean":
+            prior = np.bincount(data["y"].numpy(), minlength=c) / len(data["y"])
+            flags = metrics.degenerate_members(acc, prior, e["degenerate_margin"])
+            m["degenerate_members"] = [int(k) for k in np.flatnonzero(flags)]
+            if flags.any():
+                log.warning("%s: %d degenerate ensemble members (accuracy near the class prior): %s", method,
+                            int(flags.sum()), m["degenerate_members"])
+        else:
+            m["attack_success_rate"] = triggered_asr(pred, data)
+    for r, d in zip(radii, _curve(table, "clean", "certified") - _curve(table, "triggered", "certified")):
+        m[f"cert_acc_drop_pp_{metrics.radius_key(r)}"] = float(100 * d)
+    m.update(attack_metrics(certificates, triggered_test, sigma, poison_summary, radii))
+    n_est = int(certificates["n_estimation"].iloc[0])
+    m["radius_ceiling_sigma_units"] = certify.radius_ceiling(n_est, e["alpha"], e["bound"], e["alpha_split"])
+    m["sigma_train_mean"] = float(sigma["train"].mean())
+    m["sigma_train_min"] = float(sigma["train"].min())
+    m["sigma_clean_mean"] = float(sigma["clean"].mean())
+    m["undefended_clean_accuracy"] = undefended_metrics["clean_accuracy"]
+    m["undefended_attack_success_rate"] = undefended_metrics["attack_success_rate"]
+    for split in SPLITS:
+        pre = "" if split == "clean" else "trig_"
+        for r, v in zip(radii, _curve(table, split, "storage_updated")):
+            m[f"cert_acc_{pre}updated_{metrics.radius_key(r)}"] = float(v)
+    k050 = metrics.radius_key(0.5)
+    log.info("%s: clean accuracy %.3f, ASR %s, cert acc @0.5 %.3f (triggered %.3f; published %.3f), abstain %.3f; "
+             "attack %s", method, m["clean_accuracy"], m["attack_success_rate"], m.get(f"cert_acc_{k050}", float("nan")),
+             m.get(f"cert_acc_trig_{k050}", float("nan")), m.get(f"cert_acc_published_{k050}", float("nan")),
+             m["abstain_rate"], m["attack_threat_model"])
+    return table, m
+
+
