@@ -46,7 +46,9 @@ def create_pipeline(**kwargs) -> Pipeline:
     compare = pipeline([
         node(compare_methods, [f"{m}.certified_accuracy" for m in METHODS], ["certified_accuracy", "comparison_plot"],
              name="compare_methods"),
-        node(log_mlflow_runs, ["parameters"] + [x for m in METHODS for x in (f"{m}.metrics", f"{m}.certified_accuracy")],
+        node(log_mlflow_runs,
+             ["params:noise", "params:attack"]
+             + [x for m in METHODS for x in (f"{m}.metrics", f"{m}.certified_accuracy", f"{m}.sigma")],
              "mlflow_runs", name="log_mlflow_runs"),
     ])
     return shared + sum(per_method, Pipeline([])) + compare

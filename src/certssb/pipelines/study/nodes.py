@@ -58,7 +58,7 @@ def _run_cell(p: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
         certs = ev.certify_samples(votes, clean, trig, sigma, p)
         updated, storage = ev.storage_update(certs, clean, trig, p)
         table, metrics = ev.compute_metrics(certs, updated, votes, clean, trig, sigma, summary, undefended, p)
-        per_method += [metrics, table]
+        per_method += [metrics, table, sigma]
         row = {"method": method, "attack": p["attack"]["name"], "sigma": p["noise"]["sigma"],
                "poison_rate": p["attack"]["poison_rate"], "n_poisoned": summary["n_poisoned"],
                **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
@@ -68,7 +68,7 @@ def _run_cell(p: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(row)
         tables_for_fig = table.assign(attack=p["attack"]["name"], sigma=p["noise"]["sigma"])
         row["_table"] = tables_for_fig
-    ev.log_mlflow_runs(p, *per_method, name_suffix=f"-{p['attack']['name']}-s{p['noise']['sigma']:g}")
+    ev.log_mlflow_runs(p["noise"], p["attack"], *per_method, name_suffix=f"-{p['attack']['name']}-s{p['noise']['sigma']:g}")
     return rows
 
 
