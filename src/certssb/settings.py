@@ -1,7 +1,8 @@
 """Project settings (Kedro 1.7)."""
-from certssb.hooks import MlflowArtifactsHook, ValidateParametersHook
+from certssb.hooks import MlflowArtifactsHook, MlflowRunHook, ResultsTableHook, ValidateParametersHook
 
-HOOKS = (ValidateParametersHook(), MlflowArtifactsHook())
+_MLFLOW_RUN = MlflowRunHook()
+HOOKS = (ValidateParametersHook(), _MLFLOW_RUN, MlflowArtifactsHook(), ResultsTableHook(_MLFLOW_RUN))
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
