@@ -449,7 +449,6 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
     if ray_used and n is not None:
         _ray_backend().check_options((params.get("ensemble") or {}).get("ray") or {}, n.num_models)
     if cfg.study is not None:
-        _key_check(cfg.study.quick_overrides, "study.quick_overrides", Config)
         if cfg.study.quick:
             # the cells' own blocks (no ``study`` block: the radius-ceiling check stays a warning there)
             validate(_deep_update({k: v for k, v in params.items() if k != "study"}, cfg.study.quick_overrides),
@@ -484,6 +483,10 @@ def _key_check(params: Any, prefix: str, cls: type[BaseModel]) -> None:
                     if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if sub is not None:
             _key_check(value, path, sub)
+        elif cls is EnsembleBlock and key == "ray":
+            _ray_keys(path, value)
+        elif cls is StudyBlock and key == "quick_overrides":
+            _key_check(value, path, Config)
 
 
 # ----------------------------------------------------------------------------------------------- entry
