@@ -65,7 +65,7 @@ def render(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[
            radii: Sequence[float], footer: Sequence[str] = ()) -> None:
     """Print the table with rich (plain text when rich is missing)."""
     header, body = rows(method_metrics, undefended, radii)
-    title = "certssb results (certified accuracy on the sound radius; pub. = Cert-SSB as published, not a " \
+    title = "certssb results: certified accuracy on the sound radius (pub. = Cert-SSB as published, not a " \
             "poisoning certificate)"
     try:
         from rich.console import Console
@@ -84,6 +84,8 @@ def render(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[
     for r in body:
         table.add_row(*r)
     console = Console()
+    if not console.is_terminal:  # a log file or a pipe: no wrapping at rich's default 80 columns
+        console = Console(width=200)
     console.print(table)
     for line in footer:
         console.print(line, highlight=False, soft_wrap=True)
