@@ -16,6 +16,9 @@ of classes, the bound's radius ceiling against the radius grid) run after the bl
 
 Only the blocks the selected pipelines use are validated (:data:`PIPELINE_BLOCKS`); unknown keys are
 refused in every block, whatever the pipeline, because a typo silently ignored is the costlier error.
+
+Longer than ~350 lines on purpose: it is one schema (fourteen small block classes, their checks and the
+cross-block rules), read in one place; split it, and the allowed values and the rules drift apart again.
 """
 from __future__ import annotations
 
