@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from certssb.params import validate_data_engineering, validate_evaluation
+from certssb.config import validate
 from certssb.settings import CONFIG_LOADER_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,8 +20,7 @@ def test_paper_environments_merge_softly_and_are_valid(env):
     assert params["noise"]["num_models"] == 1000
     assert params["noise"]["num_draws"] == 1  # untouched keys of the same block survive
     assert params["attack"]["name"] == "onepixel"
-    validate_data_engineering(params)
-    validate_evaluation(params)
+    validate(params, {"__default__"})
 
 
 def test_binary_environment():

@@ -1,23 +1,119 @@
-"""Project hooks: refuse bad parameters before the first node runs (so nothing is written)."""
+"""Project hooks: parameters checked once before anything runs, MLflow runs named and parameterised once,
+artifacts logged, and a results table at the end of the run.
+
+Order matters around kedro-mlflow's ``MlflowHook`` (an entry-point plugin, so pluggy calls it before the
+project's hooks unless told otherwise):
+
+* ``ValidateParametersHook.before_pipeline_run`` is ``tryfirst``: a bad parameter stops the run before
+  kedro-mlflow opens an MLflow run, before any node and before anything is written; it also names the
+  parent run (kedro-mlflow reads ``tracking.run.name`` when it starts the run);
+* ``MlflowRunHook.before_pipeline_run`` is ``trylast``: the run is open, it tags the experiment for the
+  runs table and logs the blocks the pipelines read, flattened once (``noise.sigma``);
+* ``ResultsTableHook.after_pipeline_run`` prints the table from the catalog.
+"""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from certssb.params import validate_parameters
+from certssb import config, console, tracking
 
 log = logging.getLogger(__name__)
 
 
+def _pipeline_names(run_params: dict[str, Any]) -> set[str]:
+    names = run_params.get("pipeline_names") or run_params.get("pipeline_name") or ["__default__"]
+    return {names} if isinstance(names, str) else set(names)
+
+
 class ValidateParametersHook:
+    """``certssb.config.validate`` once, before the first node; the parent MLflow run's name."""
+
+    def __init__(self) -> None:
+        self._context: Any = None
+        self.config: config.Config | None = None
+
     @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._context = context
+
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         params = catalog.load("parameters")
-        names = set(run_params.get("pipeline_names") or ["__default__"])
-        validate_parameters(params, names)
+        names = _pipeline_names(run_params)
+        self.config = config.validate(params, names)
         log.info("parameters valid for pipeline(s) %s", ", ".join(sorted(names)))
+        mlflow_config = getattr(self._context, "mlflow", None)
+        run = getattr(getattr(mlflow_config, "tracking", None), "run", None)
+        if run is not None and run.name is None:  # a name set in mlflow.yml wins
+            run.name = tracking.run_name(names, params)
+
+
+class MlflowRunHook:
+    """Once the parent run is open: the experiment opens on the runs table; the used blocks logged once."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.run_name: str | None = None
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        import mlflow
+
+        run = mlflow.active_run()
+        self.run_id = self.run_name = None
+        if run is None:
+            return
+        self.run_id, self.run_name = run.info.run_id, run.info.run_name
+        try:
+            tracking.ensure_runs_table(run.info.experiment_id)
+            params = catalog.load("parameters")
+            blocks = tracking.used_blocks(pipeline, config.blocks_for(_pipeline_names(run_params)))
+            tracking.log_params_once(tracking.flatten_blocks(params, blocks & set(config.BLOCKS)))
+        except Exception as exc:  # noqa: BLE001 - tracking must never break a run
+            log.warning("could not log the parameters to MLflow: %s", exc)
+
+
+class ResultsTableHook:
+    """After a run that evaluated the methods: one table per run on the console (nothing otherwise)."""
+
+    def __init__(self, mlflow_hook: MlflowRunHook | None = None) -> None:
+        self._mlflow = mlflow_hook
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        outputs = pipeline.all_outputs() if hasattr(pipeline, "all_outputs") else set()
+        methods = [m for m in config.METHODS if f"{m}.metrics" in outputs]
+        if not methods:
+            return
+        try:
+            per_method = {m: catalog.load(f"{m}.metrics") for m in methods}
+            undefended = catalog.load("undefended_metrics") if catalog.exists("undefended_metrics") else None
+            radii = (catalog.load("parameters").get("evaluation") or {}).get("radii") or []
+            footer = [f"artifacts: {_where(catalog, f'{methods[0]}.metrics')}"]
+            if self._mlflow is not None and self._mlflow.run_id:
+                footer.append(f"MLflow run: {self._mlflow.run_name} ({self._mlflow.run_id}); "
+                              "open with: mlflow ui --backend-store-uri sqlite:///mlflow.db")
+            console.render(per_method, undefended, console.pick_radii(radii), footer)
+        except Exception as exc:  # noqa: BLE001 - a summary must never fail a finished run
+            log.warning("could not print the results table: %s", exc)
+
+
+def _where(catalog: Any, name: str) -> str:
+    """The reporting folder of a catalog entry (``data/08_reporting``), relative to the project."""
+    try:
+        ds = catalog.get(name)
+        path = Path(str(getattr(ds, "_filepath", "")))
+        folder = path.parent.parent if path.parent.name in config.METHODS else path.parent
+        try:
+            return str(folder.relative_to(Path.cwd()))
+        except ValueError:
+            return str(folder)
+    except Exception:  # noqa: BLE001
+        return "data/08_reporting"
 
 
 class MlflowArtifactsHook:

@@ -63,9 +63,17 @@ def test_three_pipelines_end_to_end(project):
     # the default attack relabels: outside the certified threat model, no "certified against" fraction
     assert metrics["attack_in_threat_model"] is False and "fraction_certified_against_attack" not in metrics
     assert metrics["attack_label_changes"] > 0
-    assert "clean_accuracy" in m and "abstain_rate" in m
-    assert runs[0].data.params["attack"] == "onepixel" and runs[0].data.params["M"] == "4"
-    assert runs[0].data.tags.get("mlflow.parentRunId")  # nested under the kedro-mlflow run
+    cert_keys = [k for k in metrics if k.startswith("cert_acc_r")]
+    assert len(cert_keys) == len(RADII)
+    for key in cert_keys:  # MLflow names carry no dot: cert_acc_r0.50 / cert_acc_r050 -> cert_acc_r050
+        assert m[key.replace(".", "")] == pytest.approx(metrics[key])
+    assert "clean_accuracy" in m and "abstain_rate" in m and "sigma_train_max" in m
+    assert runs[0].info.run_name == "cert_ssb"
+    assert runs[0].data.params == {"method": "cert_ssb", "sigma0": "0.25"}
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])  # nested under the kedro-mlflow run
+    assert parent.info.run_name == "evaluation · onepixel · σ₀=0.25"
+    assert parent.data.params["noise.sigma"] == "0.25" and parent.data.params["attack.name"] == "onepixel"
+    assert not any(k.startswith("parameters.") for k in parent.data.params)  # each parameter logged once
 
 
 def test_evaluation_refuses_models_from_another_run(project):

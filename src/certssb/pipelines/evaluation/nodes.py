@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from certssb import reporting
+from certssb import reporting, tracking
 from certssb.core import certify, metrics, storage, summary
 from certssb.core.ensemble import load_member, resolve_device
 from certssb.core.validation import ConfigError
@@ -158,52 +158,21 @@ def compare_methods(noise: dict[str, Any], evaluation: dict[str, Any], *per_meth
     return table, fig
 
 
-RUN_PARAMS = {
-    "dataset": ("data", "dataset"), "classes": ("data", "classes"), "attack": ("attack", "name"),
-    "trigger": ("attack", "trigger"), "delta": ("attack", "delta"), "poison_rate": ("attack", "poison_rate"),
-    "sigma": ("noise", "sigma"), "M": ("noise", "num_models"), "K": ("noise", "num_draws"),
-    "architecture": ("model", "architecture"), "epochs": ("model", "epochs"), "bound": ("evaluation", "bound"),
-    "alpha": ("evaluation", "alpha"), "aggregation": ("evaluation", "aggregation"),
-    "selection": ("evaluation", "selection"), "n0": ("evaluation", "n0"), "sigma_gradient": ("sigma_opt", "gradient"),
-    "sigma_steps": ("sigma_opt", "steps"), "sigma_draws": ("sigma_opt", "draws"), "seed": ("seed",),
-}
+def log_mlflow_runs(noise: dict[str, Any], attack: dict[str, Any], *per_method: Any, name_suffix: str = "") -> dict[str, Any]:
+    """One nested MLflow run per method, named ``<method>``, under the kedro-mlflow run (certssb.tracking).
 
-
-def run_params(parameters: dict[str, Any], method: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"method": method}
-    for name, path in RUN_PARAMS.items():
-        cur: Any = parameters
-        for k in path:
-            cur = cur.get(k) if isinstance(cur, dict) else None
-        out[name] = cur
-    return out
-
-
-RUN_BLOCKS = ("data", "attack", "noise", "model", "evaluation", "sigma_opt", "seed")
-
-
-def log_mlflow_runs(*blocks_and_results: Any, name_suffix: str = "") -> dict[str, Any]:
-    """One nested MLflow run per method (params, metrics, tables, plots) under the kedro-mlflow run.
-
-    The inputs are the parameter blocks of :data:`RUN_BLOCKS`, then (metrics, certified_accuracy) for each
-    method in turn.
+    ``per_method`` is (metrics, certified_accuracy, sigma) for each method in turn. The nested run logs the
+    params ``method`` and ``sigma0`` (the parent holds every parameter block, once), the metrics with
+    dot-free names and the method's sigma statistics (``sigma_{train,test}_{mean,min,max}``).
     """
     import mlflow
 
-    parameters = dict(zip(RUN_BLOCKS, blocks_and_results[:len(RUN_BLOCKS)]))
-    per_method = blocks_and_results[len(RUN_BLOCKS):]
     runs = {}
     parent = mlflow.active_run()
-    for metrics_, table in zip(per_method[0::2], per_method[1::2]):
+    tags = {"certssb.attack": str(attack["name"]), "certssb.sigma0": f"{noise['sigma']:g}"}
+    for metrics_, table, sigma in zip(per_method[0::3], per_method[1::3], per_method[2::3]):
         method = metrics_["method"]
-        with mlflow.start_run(run_name=method + name_suffix, nested=parent is not None) as run:
-            mlflow.set_tags({"certssb.method": method, "certssb.attack": parameters["attack"]["name"],
-                             "certssb.sigma": str(parameters["noise"]["sigma"])})
-            mlflow.log_params(run_params(parameters, method))
-            mlflow.log_metrics({k: float(v) for k, v in metrics_.items()
-                                if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})
-            mlflow.log_text(table.to_csv(index=False), "certified_accuracy.csv")
-            mlflow.log_dict(metrics_, "metrics.json")
-            # the figures (exact step curves from the certificates) reach MLflow via MlflowArtifactsHook
-            runs[method] = run.info.run_id
-    return {"parent_run_id": parent.info.run_id if parent else None, "runs": runs}
+        runs[method] = tracking.log_method_run(method, metrics_, table, sigma, sigma0=noise["sigma"], tags=tags,
+                                               name_suffix=name_suffix)
+    return {"parent_run_id": parent.info.run_id if parent else None,
+            "parent_run_name": parent.info.run_name if parent else None, "runs": runs}

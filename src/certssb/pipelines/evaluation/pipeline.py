@@ -5,13 +5,12 @@ undefended model, compares the methods, and logs one nested MLflow run per metho
 """
 from kedro.pipeline import Pipeline, node, pipeline
 
-from certssb.params import METHODS
+from certssb.config import METHODS
 
 from .nodes import (
     certify_samples, compare_methods, compute_metrics, compute_votes, evaluate_undefended, log_mlflow_runs,
     make_plots, storage_update,
 )
-from .nodes import RUN_BLOCKS
 
 SHARED_INPUTS = {"clean_test", "triggered_test", "noise_plan", "poison_summary", "undefended_metrics"}
 SHARED_PARAMS = {"params:evaluation", "params:ensemble.ray", "params:device", "params:noise"}
@@ -52,7 +51,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                                                for x in ("certified_accuracy", "certificates", "metrics")],
              ["certified_accuracy", "comparison_plot"],
              name="compare_methods"),
-        node(log_mlflow_runs, [f"params:{b}" for b in RUN_BLOCKS] + [x for m in METHODS for x in (f"{m}.metrics", f"{m}.certified_accuracy")],
+        node(log_mlflow_runs,
+             ["params:noise", "params:attack"]
+             + [x for m in METHODS for x in (f"{m}.metrics", f"{m}.certified_accuracy", f"{m}.sigma")],
              "mlflow_runs", name="log_mlflow_runs"),
     ])
     return shared + sum(per_method, Pipeline([])) + compare

@@ -1,0 +1,196 @@
+"""certssb.config: every block accepts the shipped parameters and refuses bad values in the project's form."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from certssb import config
+from certssb.core import certify, ensemble, models
+from certssb.core.validation import ConfigError
+from certssb.settings import CONFIG_LOADER_ARGS
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = {"__default__", "study"}
+
+
+@pytest.fixture(scope="module")
+def base() -> dict:
+    loader = OmegaConfigLoader(str(ROOT / "conf"), env="local",
+                               **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
+    params = loader["parameters"]
+    params.setdefault("audit", {"points": 40, "fraction": 0.95, "strategies": ["trigger", "gradient"],
+                                "columns": ["radius", "radius_published"], "batch_points": 8, "quick": False,
+                                "seed": 0, "k": 8})
+    return params
+
+
+def with_value(params: dict, path: str, value) -> dict:
+    out = copy.deepcopy(params)
+    cur = out
+    keys = path.split(".")
+    for k in keys[:-1]:
+        cur = cur[k]
+    cur[keys[-1]] = value
+    return out
+
+
+def refused(params: dict, pipelines=frozenset(ALL)) -> str:
+    with pytest.raises(ConfigError) as info:
+        config.validate(params, set(pipelines))
+    return str(info.value)
+
+
+def test_the_shipped_parameters_pass_for_every_pipeline(base):
+    for name in ("data_engineering", "modelling", "evaluation", "__default__", "study", "audit"):
+        cfg = config.validate(base, {name})
+        assert isinstance(cfg, config.Config)
+        for block in config.blocks_for({name}):
+            assert getattr(cfg, block) is not None, (name, block)
+
+
+def test_only_the_blocks_of_the_selected_pipelines_are_validated(base):
+    bad = with_value(base, "model.epochs", -1)
+    assert config.validate(bad, {"data_engineering"}).model is None  # not read by data_engineering
+    assert "parameter 'model.epochs' = -1 is invalid" in refused(bad, {"modelling"})
+
+
+# one bad value per block: (path, value, allowed-part of the message)
+BAD = [
+    ("seed", -1, "must be an integer in [0, inf)"),
+    ("device", "tpu", "allowed values are " + ", ".join(repr(d) for d in ensemble.DEVICES)),
+    ("data.dataset", "imagenet", "allowed values are 'mnist_embedded'"),
+    ("data.test_fraction", 1.0, "must be a number in (0, 1)"),
+    ("data.download", "yes", "allowed values are True, False"),
+    ("data.classes", [3], "at least 2 distinct class indices"),
+    ("data.certify_size", 0, "must be an integer in (0, inf)"),
+    ("attack.name", "nope", "allowed values are 'none'"),
+    ("attack.trigger", "nope", "allowed values are 'onepixel'"),
+    ("attack.poison_rate", 1.5, "must be a number in [0, 1]"),
+    ("attack.delta", -0.1, "must be a number in [0, inf)"),
+    ("attack.label_mode", "grey", "allowed values are 'dirty'"),
+    ("noise.sigma", -1, "must be a number in (0, inf)"),
+    ("noise.sigma", "0.25", "must be a number in (0, inf)"),
+    ("noise.num_models", 7.5, "must be an integer in (0, inf)"),
+    ("model.architecture", "resnet", "allowed values are " + ", ".join(repr(a) for a in models.ARCHITECTURES)),
+    ("model.lr", 0, "must be a number in (0, inf)"),
+    ("pilot.epochs", 0, "must be an integer in (0, inf)"),
+    ("sigma_opt.gradient", "adam", "allowed values are 'reparam', 'prefactor'"),
+    ("sigma_opt.psi_clamp", [0.9, 0.1], "0 < low < high < 1"),
+    ("ensemble.backend", "gpu", "allowed values are 'sequential', 'vectorised', 'ray'"),
+    ("evaluation.bound", "x", "allowed values are " + ", ".join(repr(b) for b in certify.BOUNDS)),
+    ("evaluation.alpha", 0, "must be a number in (0, 1)"),
+    ("evaluation.radii", [0.5, 0.25], "must be strictly increasing"),
+    ("evaluation.storage_rule", "keep", "allowed values are 'trim'"),
+    ("evaluation.allow_tiny", "true", "allowed values are True, False"),
+    ("study.sigmas", [], "must be a non-empty list"),
+    ("study.methods", ["unifrm"], "allowed values are 'uniform', 'cert_ssb'"),
+    ("audit.fraction", 0, "must be a number in (0, 1]"),
+    ("audit.columns", ["r"], "allowed values are 'radius', 'radius_published'"),
+    ("audit.k", 0, "must be an integer in (0, inf)"),
+    ("uniform.method", "cert_ssb", "allowed values are 'uniform'"),
+    ("cert_ssb.method", "uniform", "allowed values are 'cert_ssb'"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "allowed"), BAD, ids=[f"{p}={v!r}" for p, v, _ in BAD])
+def test_a_bad_value_names_the_parameter_its_value_and_what_is_allowed(base, path, value, allowed):
+    pipelines = {"audit"} if path.startswith("audit") else ALL
+    msg = refused(with_value(base, path, value), pipelines)
+    name = path + ("[]" if isinstance(value, list) and value and path.startswith(("study", "audit")) else "")
+    shown = repr(value[0]) if name.endswith("[]") else repr(value)
+    assert msg.startswith(f"parameter '{name}' = {shown} is invalid: "), msg
+    assert allowed in msg, msg
+    assert "\x00" not in msg
+
+
+@pytest.mark.parametrize(("path", "suggestion"), [
+    ("noise.num_modles", "noise.num_models"),
+    ("evaluation.alfa", "evaluation.alpha"),
+    ("ensemble.ray.adress", "ensemble.ray.address"),
+    ("nosie", "noise"),
+    ("study.quick_overrides.model.epocs", "study.quick_overrides.model.epochs"),
+])
+def test_an_unknown_key_is_refused_with_did_you_mean(base, path, suggestion):
+    params = with_value(base, path, 7)
+    msg = refused(params)
+    assert msg == f"parameter '{path}' is not known: did you mean '{suggestion}'?"
+    # whatever the pipeline: a typo is never silently ignored
+    assert refused(params, {"data_engineering"}) == msg
+
+
+def test_an_unknown_key_without_a_close_match_lists_the_keys(base):
+    msg = refused(with_value(base, "pilot.zzzzzz", 1))
+    assert msg == "parameter 'pilot.zzzzzz' is not known: the keys of block 'pilot' are epochs"
+
+
+@pytest.mark.parametrize(("changes", "name", "fragment"), [
+    ({"evaluation.n0": 50}, "evaluation.n0", "n0 < M"),
+    ({"evaluation.aggregation": "soft"}, "evaluation.aggregation", "needs hard votes"),
+    ({"noise.num_draws": 2}, "noise.num_draws", "one vote per model"),
+    ({"sigma_opt.max_decrease": 0.25}, "sigma_opt.max_decrease", "must stay > 0"),
+    ({"attack.target": 10}, "attack.target", "must be an integer in [0, 9]"),
+    ({"data.classes": [1, 0], "attack.target": 2}, "attack.target", "must be an integer in [0, 1]"),
+    ({"attack.name": "abstain", "attack.label_mode": "clean"}, "attack.label_mode", "only 'dirty' applies"),
+    ({"data.dataset": "local"}, "data.local_path", "needs the path of an .npz"),
+    ({"evaluation.selection": "split", "evaluation.n0": 0}, "evaluation.n0", "n0 >= 1"),
+])
+def test_cross_block_rules(base, changes, name, fragment):
+    if changes.get("attack.label_mode") not in (None, *config.LABEL_MODES):
+        pytest.skip("label_mode 'clean' arrives with core.poisoning (H1)")
+    params = base
+    for path, value in changes.items():
+        params = with_value(params, path, value)
+    msg = refused(params)
+    assert msg.startswith(f"parameter '{name}' = "), msg
+    assert fragment in msg, msg
+
+
+def test_hoeffding_accepts_soft_votes_and_several_draws(base):
+    params = with_value(with_value(base, "evaluation.bound", "hoeffding"), "evaluation.aggregation", "soft")
+    params = with_value(with_value(params, "noise.num_draws", 3), "evaluation.allow_tiny", True)
+    assert config.validate(params, ALL).noise.num_draws == 3
+    # Hoeffding's ceiling at M - n0 = 45 is 0.55 sigma: the pre-run check catches it without the escape
+    assert "noise.num_models >= " in refused(with_value(params, "evaluation.allow_tiny", False))
+
+
+# ------------------------------------------------------------------ the radius ceiling before the run
+def test_tiny_M_stops_before_the_run_and_names_the_M_needed(base):
+    params = with_value(with_value(base, "noise.num_models", 10), "evaluation.n0", 5)
+    msg = refused(params, {"__default__"})
+    assert msg.startswith("parameter 'noise.num_models' = 10 is invalid: "), msg
+    assert "evaluation.allow_tiny" in msg
+    need = int(re.search(r"noise.num_models >= (\d+)", msg).group(1))
+    e, n = base["evaluation"], base["noise"]
+    r_min = min(r for r in e["radii"] if r > 0)
+
+    def reach(m: int) -> float:
+        return n["sigma"] * certify.radius_ceiling(m - e["n0"], e["alpha"], e["bound"], e["alpha_split"])
+
+    assert reach(need) >= r_min > reach(need - 1)  # the smallest such M, from the bound itself
+    config.validate(with_value(params, "noise.num_models", need), {"__default__"})
+    # the escape
+    config.validate(with_value(params, "evaluation.allow_tiny", True), {"__default__"})
+    # data_engineering and modelling certify nothing: no check there
+    config.validate(params, {"data_engineering", "modelling"})
+
+
+def test_models_needed_hoeffding_and_selection_same(base):
+    e = config.block("evaluation", {**base["evaluation"], "bound": "hoeffding", "selection": "same"})
+    m = config.models_needed(0.5, 0.25, e)
+    assert m is not None
+    assert 0.25 * certify.radius_ceiling(m, e.alpha, "hoeffding", e.alpha_split) >= 0.5
+    assert 0.25 * certify.radius_ceiling(m - 1, e.alpha, "hoeffding", e.alpha_split) < 0.5
+    assert config.models_needed(50.0, 0.25, e, limit=1000) is None  # out of reach: None, not a loop
+
+
+def test_core_configs_built_from_the_blocks(base):
+    sc = config.sigma_config(base)
+    s0, so = base["noise"]["sigma"], base["sigma_opt"]
+    assert (sc.sigma_min, sc.sigma_max) == (s0 - so["max_decrease"], s0 + so["max_increase"])
+    assert config.train_config(base, epochs=1).epochs == 1
+    with pytest.raises(ConfigError, match=r"^parameter 'model.epochs' = 0 is invalid"):
+        config.train_config(with_value(base, "model.epochs", 0))
