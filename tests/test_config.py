@@ -87,7 +87,7 @@ BAD = [
     ("evaluation.storage_rule", "keep", "allowed values are 'trim'"),
     ("evaluation.allow_tiny", "true", "allowed values are True, False"),
     ("study.sigmas", [], "must be a non-empty list"),
-    ("study.methods", ["unifrm"], "allowed values are 'uniform', 'cert_ssb'"),
+    ("study.attacks", ["trojan"], "allowed values are"),
     ("audit.fraction", 0, "must be a number in (0, 1]"),
     ("audit.columns", ["r"], "allowed values are 'radius', 'radius_published'"),
     ("audit.k", 0, "must be an integer in (0, inf)"),

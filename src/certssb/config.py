@@ -244,7 +244,8 @@ class EvaluationBlock(Block):
 
 
 class StudyBlock(Block):
-    methods: Annotated[list[str], _each(choice, METHODS)]
+    """The grid attack x sigma_0; every cell runs both methods (certssb.pipelines.study)."""
+
     attacks: Annotated[list[str], _each(choice, ATTACKS)]
     sigmas: Annotated[list[float], _each(positive)]
     certifier_attack_rate: Unit
