@@ -59,6 +59,6 @@ def test_study_grid_runs_and_logs_each_cell(project):
 def test_study_refuses_a_bad_grid_before_running(project):
     (project.path / "conf" / "local" / "parameters_study.yml").write_text(
         "study:\n  attacks: [onepixel, trojan]\n  sigmas: [0.25]\n")
-    with pytest.raises(Exception, match=r"attack\.name"):
+    with pytest.raises(Exception, match=r"study\.attacks"):
         project.run(["study"])
     assert project.versions("data/08_reporting/study/study_summary.csv") == []
