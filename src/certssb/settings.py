@@ -1,4 +1,15 @@
 """Project settings (Kedro 1.7)."""
+import warnings
+
+# Known, harmless third-party warnings that Kedro would print at every run (settings are imported before the
+# config loader and the pipelines are built); every other warning still shows.
+for _message in (
+    r".*register_new_resolver\(\) is deprecated",  # omegaconf, called by kedro and kedro-mlflow
+    r".*One or more dataset names contain '\.'",  # kedro: namespaced names (uniform.sigma, study.<cell>.*)
+    r".*Support for class-based `config` is deprecated",  # pydantic, kedro-mlflow's config classes
+):
+    warnings.filterwarnings("ignore", message=_message)
+
 from certssb.config import validate
 from certssb.hooks import MlflowArtifactsHook, MlflowRunHook, ResultsTableHook, ValidateParametersHook
 from certssb.pipelines.study.grid import StudyCellParameters
