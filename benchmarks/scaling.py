@@ -1,6 +1,6 @@
 """Scaling of ensemble training: models per second vs ensemble size M, per backend.
 
-Backends, all through ``certssb.core.ensemble.train_ensemble(..., checkpoint_dir=None)``:
+Backends, all through ``certssb.core.training.train_ensemble(..., checkpoint_dir=None)``:
 
 - ``sequential`` and ``vectorised``: one chunk of all M models (``chunk_size = M``) in this process;
 - ``ray_w1`` / ``ray_w2``: ``backend="ray"`` with W = 1 / 2 shards of one chunk each
@@ -43,6 +43,7 @@ import _common as C  # noqa: E402
 import torch  # noqa: E402
 
 from certssb.core import ensemble, noise  # noqa: E402
+from certssb.execution import training  # noqa: E402
 from certssb.core.data import prepare_dataset  # noqa: E402
 
 NAME = "scaling"
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
               "checkpoint_dir": None, "num_models": m}
         if spec["backend"] == "ray":
             kw["ray_options"] = dict(spec["ray_options"])
-        return lambda: ensemble.train_ensemble(x, y, sigma, plan, cfg, num_classes=num_classes,
+        return lambda: training.train_ensemble(x, y, sigma, plan, cfg, num_classes=num_classes,
                                                data_fingerprint=fp, **kw)[0]
 
     result["workload"] = {

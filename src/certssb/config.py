@@ -19,12 +19,14 @@ refused in every block, whatever the pipeline, because a typo silently ignored i
 
 Longer than ~350 lines on purpose: it is one schema (fourteen small block classes, their checks and the
 cross-block rules), read in one place; split it, and the allowed values and the rules drift apart again.
+
+Length: one schema for every parameter block, so that the cross-block rules, the did-you-mean
+suggestions across blocks and the one error wording live in one place.
 """
 from __future__ import annotations
 
 import copy
 import difflib
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -47,16 +49,6 @@ METHODS: tuple[str, ...] = ("uniform", "cert_ssb")
 EVALUATION_BACKENDS: tuple[str, ...] = ("local", "ray")
 
 
-def _core_module(*names: str) -> Any:
-    """The first importable of ``names`` (core modules are being split/moved; the lead drops the fallback)."""
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise ImportError(f"none of {names} can be imported")
-
-
 ATTACKS: tuple[str, ...] = tuple(poisoning.ATTACKS)
 CERTIFIER_ATTACKS: tuple[str, ...] = tuple(poisoning.CERTIFIER_ATTACKS)
 TRIGGERS: tuple[str, ...] = tuple(triggers.TRIGGERS)
@@ -70,7 +62,9 @@ AUDIT_COLUMNS: tuple[str, ...] = ("radius", "radius_published")
 
 
 def _ray_backend() -> Any:
-    return _core_module("certssb.execution.ray_backend", "certssb.execution.ray", "certssb.core.ray_backend")
+    from certssb.execution import ray
+
+    return ray
 
 
 # ------------------------------------------------------------------------------------------- field checks

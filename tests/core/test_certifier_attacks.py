@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from certssb.core import certify, ensemble, noise, poisoning, votes
+from certssb.execution import training
 
 
 def _task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,7 +31,7 @@ def _triggered_abstain_rate(attack: str) -> float:
     plan = noise.make_noise_plan(seed=0, num_models=12, sigma=0.1, num_draws=1, n_train=res.x.shape[0],
                                  input_shape=(1, 8, 8))
     cfg = ensemble.TrainConfig(architecture="mlp", epochs=8, batch_size=32, lr=3e-3)
-    trained, _ = ensemble.train_ensemble(res.x, res.y, torch.full((res.x.shape[0],), 0.1), plan, cfg, num_classes=3,
+    trained, _ = training.train_ensemble(res.x, res.y, torch.full((res.x.shape[0],), 0.1), plan, cfg, num_classes=3,
                                          data_fingerprint=attack, device="cpu")
     model = {"architecture": "mlp", "in_shape": [1, 8, 8], "num_classes": 3, "params": trained.params,
              "model_indices": torch.tensor(trained.indices)}

@@ -1,20 +1,13 @@
-"""Tests for certssb.core.ensemble: backends agree, reproducibility, resume, noise once per model, validation."""
+"""Tests for certssb.core.ensemble and certssb.execution.training: backends agree, reproducibility, resume, noise once per model, validation."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 import certssb.core.ensemble as ens
-from certssb.core.ensemble import (
-    TrainConfig,
-    ensemble_fingerprint,
-    load_member,
-    member_module,
-    resolve_device,
-    stacked_forward,
-    train_ensemble,
-    train_one,
-)
+from certssb.core.ensemble import TrainConfig, load_member, member_module, resolve_device, stacked_forward, train_one
+from certssb.execution.checkpoints import ensemble_fingerprint
+from certssb.execution.training import train_ensemble
 from certssb.core.models import build_model
 from certssb.core.noise import make_noise_plan, noisy_training_copy
 from certssb.core.validation import ConfigError

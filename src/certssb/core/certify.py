@@ -67,6 +67,9 @@ Top-class selection (``selection``):
 Selection score: hard aggregation ranks classes by summed vote fractions (ties -> larger summed
 probability -> smaller index); soft aggregation ranks by summed probability (ties -> larger summed
 fraction -> smaller index), so that ``A`` is the argmax of the quantity that is then bounded.
+
+Length: one theorem and its estimators: the bounds, the top-class selection and the certificate table
+belong together (splitting them would scatter the assumptions each relies on).
 """
 from __future__ import annotations
 

@@ -25,6 +25,9 @@ The download tables (:data:`MNIST_MIRRORS`, :data:`MNIST_FILES`, :data:`CIFAR10_
 constants: the tests point them at fixtures. Offline, a user can place the files by hand at the
 paths the error message names; a file that is present is never downloaded again, overwritten or
 deleted -- a wrong md5 stops with a message asking the user to delete it.
+
+Length: not yet split. Sources, downloads, tar safety and splits are still one module; moving the sources
+to certssb.io and the splits to core/splits.py is the open part of the structural step (issue 11).
 """
 from __future__ import annotations
 

@@ -9,22 +9,17 @@ samples in an order drawn from the same seed. Everything model k sees is a funct
 - ``vectorised``: a chunk of models at once with ``torch.func.stack_module_state`` + ``functional_call``
   + ``vmap``; the chunk's losses are summed, which gives each member exactly its own gradient, and Adam
   is elementwise, so each member's update is its own (equal to ``sequential`` up to floating-point order).
-- ``ray``: shards of models as Ray tasks (``certssb.core.ray_backend``), each running one of the above.
+- ``ray``: shards of models as Ray tasks (``certssb.execution.ray``), each running one of the above.
 
-Finished chunks are written to ``checkpoint_dir/<fingerprint>/`` as they complete, so an interrupted
-run resumes where it stopped and a rerun with the same inputs and parameters retrains nothing.
+This module trains one model or one chunk. Which chunks still need training, checkpoint files and resuming,
+and the Ray shards live in ``certssb.execution`` (``training``, ``checkpoints``, ``ray``).
 """
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
-import os
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -207,108 +202,6 @@ def merge_chunks(parts: Sequence[ChunkResult]) -> ChunkResult:
         {name: torch.cat([p.params[name] for p in parts]) for name in parts[0].params},
         [row for p in parts for row in p.log],
     )
-
-
-def ensemble_fingerprint(
-    data_fingerprint: str, sigma: torch.Tensor, plan: dict[str, Any], cfg: TrainConfig, num_classes: int
-) -> str:
-    """Hash of everything that determines the trained ensemble (not the backend or device)."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"data": data_fingerprint, "plan": plan["fingerprint"], "cfg": asdict(cfg),
-                         "classes": num_classes}, sort_keys=True).encode())
-    h.update(sigma.detach().cpu().to(torch.float32).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def chunk_path(checkpoint_dir: Path, indices: Sequence[int]) -> Path:
-    return checkpoint_dir / f"chunk_{indices[0]:05d}_{indices[-1]:05d}.pt"
-
-
-def load_chunk(path: Path) -> ChunkResult:
-    d = torch.load(path, map_location="cpu", weights_only=True)
-    return ChunkResult(list(d["indices"]), d["params"], list(d["log"]))
-
-
-def save_chunk(result: ChunkResult, path: Path) -> None:
-    _save_atomic({"indices": result.indices, "params": result.params, "log": result.log}, path)
-
-
-def chunks_of(num_models: int, chunk_size: int) -> list[list[int]]:
-    return [list(range(s, min(s + chunk_size, num_models))) for s in range(0, num_models, chunk_size)]
-
-
-def train_ensemble(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    sigma: torch.Tensor,
-    plan: dict[str, Any],
-    cfg: TrainConfig,
-    *,
-    num_classes: int,
-    data_fingerprint: str,
-    backend: str = "sequential",
-    device: str = "auto",
-    chunk_size: int = 8,
-    checkpoint_dir: str | Path | None = None,
-    num_models: int | None = None,
-    ray_options: dict[str, Any] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[ChunkResult, str]:
-    """Train the plan's models (the first ``num_models`` of them if given) and return them stacked.
-
-    Returns the merged :class:`ChunkResult` and the ensemble fingerprint. ``progress(n)`` is called with
-    the number of models just finished (also for chunks restored from ``checkpoint_dir``).
-    """
-    choice("ensemble.backend", backend, BACKENDS)
-    positive("ensemble.chunk_size", chunk_size, integer=True)
-    dev = resolve_device(device)
-    sigma = torch.as_tensor(sigma, dtype=torch.float32)
-    _check_data(x, y, sigma)
-    if not bool(torch.all(sigma > 0)):
-        raise ConfigError(f"parameter 'sigma' is invalid: every sample's sigma must be > 0 (min {float(sigma.min())})")
-    m = plan["num_models"] if num_models is None else int(num_models)
-    number("noise.num_models", m, low=1, high=plan["num_models"], integer=True)
-    fp = ensemble_fingerprint(data_fingerprint, sigma, plan, cfg, num_classes)
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = Path(checkpoint_dir) / fp
-        ckpt.mkdir(parents=True, exist_ok=True)
-    todo: list[list[int]] = []
-    done: list[ChunkResult] = []
-    for idx in chunks_of(m, chunk_size):
-        if ckpt is not None and chunk_path(ckpt, idx).exists():
-            done.append(load_chunk(chunk_path(ckpt, idx)))
-            if progress:
-                progress(len(idx))
-        else:
-            todo.append(idx)
-    if done:
-        log.info("resuming: %d of %d models restored from %s", sum(len(d.indices) for d in done), m, ckpt)
-    if backend == "vectorised" and dev.type == "cpu":
-        log.warning("backend 'vectorised' on CPU is about 0.5x as fast as 'sequential' (benchmarks/"
-                    "ensemble_training.py); it pays off on GPUs")
-    if backend == "ray":
-        from .ray_backend import train_shards_ray
-
-        done += train_shards_ray(x, y, sigma, plan, todo, cfg, num_classes, dev, ckpt, ray_options or {}, progress)
-    else:
-        for idx in todo:
-            t0 = time.perf_counter()
-            part = train_chunk(x, y, sigma, plan, idx, cfg, num_classes, dev, backend)
-            for row in part.log:
-                row["seconds"] = (time.perf_counter() - t0) / len(idx)
-            if ckpt is not None:
-                save_chunk(part, chunk_path(ckpt, idx))
-            done.append(part)
-            if progress:
-                progress(len(idx))
-    return merge_chunks(done), fp
 
 
 # ---------------------------------------------------------------------------------------------------

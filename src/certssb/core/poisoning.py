@@ -23,6 +23,9 @@ norms, ``label_changes`` (points whose label differs from their source's true la
 (points appended) and ``in_threat_model`` (both zero). The joint l2 norm of the feature perturbation is
 ``sqrt(sum_i ||delta_i||^2 + ||delta_x||^2)`` (:meth:`PoisonResult.joint_norm`); what a certificate
 covers is decided by the Sigma-weighted norm (``certssb.core.metrics.weighted_attack_norm``).
+
+Length: the attack family and its threat-model bookkeeping (indices, realised norms, label changes,
+insertions) belong together; the triggers themselves live in core/triggers.py.
 """
 from __future__ import annotations
 

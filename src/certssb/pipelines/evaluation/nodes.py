@@ -52,7 +52,7 @@ def compute_votes(
     with progress_bar(2 * m, f"{ensemble['method']}: votes (models x test sets)") as bar:
         for split, data in (("clean", clean_test), ("triggered", triggered_test)):
             if evaluation.get("backend", "local") == "ray":
-                from certssb.core.ray_backend import predict_votes_ray
+                from certssb.execution.ray import predict_votes_ray
 
                 out[split] = predict_votes_ray(ensemble, data["x"], sigma[split], noise_plan, split, options=ray,
                                                model_chunk=chunk, progress=bar.update)

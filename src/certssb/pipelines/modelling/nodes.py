@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from certssb.core import ensemble, noise
+from certssb.execution import training
 from certssb.core.data import tensor_fingerprint
 from certssb.core.ensemble import TrainConfig, load_member
 from certssb.core.sigma import optimise_splits, sigma_config
@@ -116,7 +117,7 @@ def train_ensemble(
     cfg, e, m = TrainConfig(**model), ensemble_params, noise_plan["num_models"]
     x, y, c = poisoned_train["x"], poisoned_train["y"], poisoned_train["num_classes"]
     with progress_bar(m, f"{method}: training {m} models") as bar:
-        result, fp = ensemble.train_ensemble(
+        result, fp = training.train_ensemble(
             x, y, sigma["train"], noise_plan, cfg, num_classes=c, data_fingerprint=poisoned_train["fingerprint"],
             backend=e["backend"], device=device, chunk_size=e["chunk_size"],
             checkpoint_dir=e.get("checkpoint_dir"), ray_options=e.get("ray"), progress=bar.update,

@@ -1,7 +1,7 @@
 r"""The ``ray`` ensemble backend: shards of the M models trained as Ray tasks.
 
 Kedro stays the orchestrator: the pipeline, its datasets, parameters, checkpoints and resumption are
-unchanged, and ``ensemble.train_ensemble`` decides which chunks still need training. Ray only executes
+unchanged, and ``certssb.execution.training.train_ensemble`` decides which chunks still need training. Ray only executes
 that one wide step -- training M independent models -- on a local Ray instance or a cluster:
 
 - the chunks still to train are regrouped into ``num_shards`` contiguous shards of whole chunks (a chunk
@@ -19,6 +19,9 @@ on it), equal up to floating-point order otherwise and with ``vectorised``.
 
 Ray is an optional extra (``pip install -e ".[ray]"``); this module imports it lazily, so the rest of
 ``certssb`` works without it.
+
+Length: not yet split. Options and address probing sit beside the training and vote shards; splitting
+the options into their own module is left open (issue 11).
 """
 from __future__ import annotations
 
@@ -33,8 +36,9 @@ from typing import Any
 
 import torch
 
-from . import ensemble
-from .validation import ConfigError, choice, fail, number, positive
+from certssb.core import ensemble
+from certssb.execution import checkpoints
+from certssb.core.validation import ConfigError, choice, fail, number, positive
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +315,7 @@ def train_shards_ray(
 ) -> list[ensemble.ChunkResult]:
     """Train ``chunks`` (lists of model indices) as Ray tasks and return their :class:`ChunkResult`\\ s.
 
-    Called by ``ensemble.train_ensemble(backend="ray")`` with the chunks that are not yet checkpointed.
+    Called by ``certssb.execution.training.train_ensemble(backend="ray")`` with the chunks that are not yet checkpointed.
     Each finished shard's chunks are saved to ``checkpoint_dir`` (if given) and reported to
     ``progress(n_models)`` right away. ``device`` is the driver's device; the shards train on ``cuda`` when
     ``num_gpus_per_shard > 0`` (and the worker sees a GPU), else on CPU. Shards that still fail after
@@ -361,7 +365,7 @@ def train_shards_ray(
                 for d in parts:
                     part = ensemble.ChunkResult(list(d["indices"]), d["params"], list(d["log"]))
                     if checkpoint_dir is not None:
-                        ensemble.save_chunk(part, ensemble.chunk_path(checkpoint_dir, part.indices))
+                        checkpoints.save_chunk(part, checkpoints.chunk_path(checkpoint_dir, part.indices))
                     results.append(part)
                     if progress:
                         progress(len(part.indices))
@@ -399,7 +403,7 @@ def _votes_shard(
     model_chunk: int, settings: dict[str, Any],
 ) -> dict[str, torch.Tensor]:
     """Body of the Ray task: ``votes.predict_votes`` on a sub-ensemble, on the worker's device."""
-    from .votes import predict_votes
+    from certssb.core.votes import predict_votes
 
     torch.set_num_threads(max(1, int(settings["num_cpus_per_shard"])))
     use_cuda = settings["num_gpus_per_shard"] > 0 and torch.cuda.is_available()
@@ -424,7 +428,7 @@ def predict_votes_ray(
     """
     m = len(model["model_indices"])
     opts = check_options(options, m)
-    chunks = ensemble.chunks_of(m, model_chunk)
+    chunks = checkpoints.chunks_of(m, model_chunk)
     shards = make_shards(chunks, opts["num_shards"])
     ray = _import_ray()
     started = connect(opts)

@@ -1,4 +1,4 @@
-"""Tests for certssb.core.ray_backend: equality with the sequential backend, retries, resuming, options."""
+"""Tests for certssb.execution.ray: equality with the sequential backend, retries, resuming, options."""
 from __future__ import annotations
 
 import builtins
@@ -14,8 +14,10 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from certssb.core import ray_backend  # noqa: E402
-from certssb.core.ensemble import TrainConfig, chunk_path, ensemble_fingerprint, train_ensemble  # noqa: E402
+from certssb.execution import ray as ray_backend  # noqa: E402
+from certssb.core.ensemble import TrainConfig  # noqa: E402
+from certssb.execution.checkpoints import chunk_path, ensemble_fingerprint  # noqa: E402
+from certssb.execution.training import train_ensemble  # noqa: E402
 from certssb.core.noise import make_noise_plan  # noqa: E402
 from certssb.core.validation import ConfigError  # noqa: E402
 
@@ -170,7 +172,8 @@ def test_own_local_instance_is_shut_down_and_bad_address_fails_fast(tmp_path):
     """Without an initialised Ray: address null starts (and stops) a local instance; a dead address fails."""
     script = textwrap.dedent("""
         import time, ray, torch
-        from certssb.core.ensemble import TrainConfig, train_ensemble
+        from certssb.core.ensemble import TrainConfig
+        from certssb.execution.training import train_ensemble
         from certssb.core.noise import make_noise_plan
         from certssb.core.validation import ConfigError
         x, y, s = torch.rand(16, 1, 4, 4), torch.randint(0, 2, (16,)), torch.full((16,), 0.5)
@@ -195,7 +198,7 @@ def test_own_local_instance_is_shut_down_and_bad_address_fails_fast(tmp_path):
 
 
 def test_votes_on_ray_equal_the_local_votes(data, reference):
-    from certssb.core.ray_backend import predict_votes_ray
+    from certssb.execution.ray import predict_votes_ray
     from certssb.core.votes import predict_votes
 
     x, _, sigma, plan = data

@@ -1,0 +1,88 @@
+"""Training the whole ensemble: which chunks of models still need training (the rest are restored from
+``certssb.execution.checkpoints``), and on which backend they run: ``sequential`` / ``vectorised`` locally
+(``certssb.core.ensemble.train_chunk``) or ``ray`` (shards as Ray tasks, ``certssb.execution.ray``).
+Model k depends only on (plan, k, data, sigma, config), so every backend computes the same ensemble."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from certssb.core import ensemble
+from certssb.core.ensemble import BACKENDS, ChunkResult, TrainConfig, merge_chunks, resolve_device
+from certssb.core.validation import ConfigError, choice, number, positive
+from certssb.execution.checkpoints import chunk_path, chunks_of, ensemble_fingerprint, load_chunk, save_chunk
+
+log = logging.getLogger(__name__)
+
+
+def train_ensemble(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigma: torch.Tensor,
+    plan: dict[str, Any],
+    cfg: TrainConfig,
+    *,
+    num_classes: int,
+    data_fingerprint: str,
+    backend: str = "sequential",
+    device: str = "auto",
+    chunk_size: int = 8,
+    checkpoint_dir: str | Path | None = None,
+    num_models: int | None = None,
+    ray_options: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[ChunkResult, str]:
+    """Train the plan's models (the first ``num_models`` of them if given) and return them stacked.
+
+    Returns the merged :class:`ChunkResult` and the ensemble fingerprint. ``progress(n)`` is called with
+    the number of models just finished (also for chunks restored from ``checkpoint_dir``).
+    """
+    choice("ensemble.backend", backend, BACKENDS)
+    positive("ensemble.chunk_size", chunk_size, integer=True)
+    dev = resolve_device(device)
+    sigma = torch.as_tensor(sigma, dtype=torch.float32)
+    ensemble._check_data(x, y, sigma)
+    if not bool(torch.all(sigma > 0)):
+        raise ConfigError(f"parameter 'sigma' is invalid: every sample's sigma must be > 0 (min {float(sigma.min())})")
+    m = plan["num_models"] if num_models is None else int(num_models)
+    number("noise.num_models", m, low=1, high=plan["num_models"], integer=True)
+    fp = ensemble_fingerprint(data_fingerprint, sigma, plan, cfg, num_classes)
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Path(checkpoint_dir) / fp
+        ckpt.mkdir(parents=True, exist_ok=True)
+    todo: list[list[int]] = []
+    done: list[ChunkResult] = []
+    for idx in chunks_of(m, chunk_size):
+        if ckpt is not None and chunk_path(ckpt, idx).exists():
+            done.append(load_chunk(chunk_path(ckpt, idx)))
+            if progress:
+                progress(len(idx))
+        else:
+            todo.append(idx)
+    if done:
+        log.info("resuming: %d of %d models restored from %s", sum(len(d.indices) for d in done), m, ckpt)
+    if backend == "vectorised" and dev.type == "cpu":
+        log.warning("backend 'vectorised' on CPU is about 0.5x as fast as 'sequential' (benchmarks/"
+                    "ensemble_training.py); it pays off on GPUs")
+    if backend == "ray":
+        from certssb.execution.ray import train_shards_ray
+
+        done += train_shards_ray(x, y, sigma, plan, todo, cfg, num_classes, dev, ckpt, ray_options or {}, progress)
+    else:
+        for idx in todo:
+            t0 = time.perf_counter()
+            part = ensemble.train_chunk(x, y, sigma, plan, idx, cfg, num_classes, dev, backend)
+            for row in part.log:
+                row["seconds"] = (time.perf_counter() - t0) / len(idx)
+            if ckpt is not None:
+                save_chunk(part, chunk_path(ckpt, idx))
+            done.append(part)
+            if progress:
+                progress(len(idx))
+    return merge_chunks(done), fp
