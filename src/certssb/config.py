@@ -17,11 +17,8 @@ of classes, the bound's radius ceiling against the radius grid) run after the bl
 Only the blocks the selected pipelines use are validated (:data:`PIPELINE_BLOCKS`); unknown keys are
 refused in every block, whatever the pipeline, because a typo silently ignored is the costlier error.
 
-Longer than ~350 lines on purpose: it is one schema (fourteen small block classes, their checks and the
+Length: longer than ~350 lines on purpose: it is one schema (fourteen small block classes, their checks and the
 cross-block rules), read in one place; split it, and the allowed values and the rules drift apart again.
-
-Length: one schema for every parameter block, so that the cross-block rules, the did-you-mean
-suggestions across blocks and the one error wording live in one place.
 """
 from __future__ import annotations
 
@@ -38,7 +35,7 @@ from certssb.core import data as _data
 from certssb.core import ensemble as _ensemble
 from certssb.core import models as _models
 from certssb.core import sigma as _sigma
-from certssb.core import poisoning, storage, triggers
+from certssb.core import audit, poisoning, storage, triggers
 from certssb.core import storage as _storage
 from certssb.core.validation import ConfigError, choice, fail, number, positive, sorted_radii
 
@@ -54,11 +51,8 @@ CERTIFIER_ATTACKS: tuple[str, ...] = tuple(poisoning.CERTIFIER_ATTACKS)
 TRIGGERS: tuple[str, ...] = tuple(triggers.TRIGGERS)
 LABEL_MODES: tuple[str, ...] = tuple(poisoning.LABEL_MODES)
 STORAGE_RULES: tuple[str, ...] = tuple(storage.RULES)
-try:  # H3's audit module; until it exists, the strategies issue 12 names
-    from certssb.core.audit import STRATEGIES as AUDIT_STRATEGIES  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - removed at integration
-    AUDIT_STRATEGIES = ("trigger", "gradient", "lowsigma")
-AUDIT_COLUMNS: tuple[str, ...] = ("radius", "radius_published")
+AUDIT_STRATEGIES: tuple[str, ...] = tuple(audit.STRATEGIES)
+AUDIT_COLUMNS: tuple[str, ...] = tuple(audit.COLUMNS)
 
 
 def _ray_backend() -> Any:
@@ -255,6 +249,9 @@ class AuditBlock(Block):
     columns: Annotated[list[str], _each(choice, AUDIT_COLUMNS)]
     batch_points: IntPos
     quick: Flag = False
+    quick_points: IntPos = 8
+    quick_strategies: Annotated[list[str], _each(choice, AUDIT_STRATEGIES)] = ["lowsigma"]
+    checkpoint_dir: str | None = None
     seed: Int0
     k: IntPos
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from certssb.pipelines import data_engineering, evaluation, modelling, study
+from certssb.pipelines import audit, data_engineering, evaluation, modelling, study
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -16,4 +16,5 @@ def register_pipelines() -> dict[str, Pipeline]:
     # not part of the default run: one namespaced instance of the three pipelines per grid cell (~30 min);
     # the grid is read from conf/ now, see certssb.pipelines.study.grid
     pipelines["study"] = study.create_pipeline() + pipelines["data_engineering"].only_nodes("download")
+    pipelines["audit"] = audit.create_pipeline()  # after a default run: retrain inside the radii (issue 12)
     return pipelines

@@ -1,0 +1,53 @@
+"""Thin nodes of the audit pipeline (the math in ``certssb.core.audit``, the retraining in
+``certssb.execution.audit``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from certssb.core.audit import summarise
+from certssb.execution.audit import audit_method
+
+
+def run_audit(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any], noise_plan: dict[str, Any],
+              poisoned_train: dict[str, Any], clean_test: dict[str, Any], pilot_model: dict[str, Any],
+              audit: dict[str, Any], model: dict[str, Any], ensemble_params: dict[str, Any],
+              evaluation: dict[str, Any], attack: dict[str, Any], device: str) -> pd.DataFrame:
+    """One row per audited point x strategy x radius column."""
+    return audit_method(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model, audit,
+                        model=model, ensemble_params=ensemble_params, evaluation=evaluation, attack=attack,
+                        device=device)
+
+
+def summarise_audit(report: pd.DataFrame, evaluation: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Figure]:
+    """Flips per column and strategy against alpha (binomial p-value), MLflow metrics and a figure."""
+    summary = summarise(report, evaluation["alpha"])
+    metrics = {f"audit_flips_{c}".replace("radius_published", "published"): {"value": float(v), "step": 0}
+               for c, v in ((c, summary.get(f"flips_{c}", 0)) for c in ("radius", "radius_published"))
+               if f"flips_{c}" in summary}
+    return summary, metrics, _figure(report, summary)
+
+
+def _figure(report: pd.DataFrame, summary: dict[str, Any]) -> Figure:
+    fig = Figure(figsize=(6.4, 3.8))
+    ax = fig.subplots()
+    labels, rates, expected = [], [], []
+    for column, per in summary["columns"].items():
+        for strategy, s in per.items():
+            name = "sound radius" if column == "radius" else "as published"
+            labels.append(f"{strategy}\n{name}")
+            rates.append(s["flips"] / s["points"] if s["points"] else 0.0)
+            expected.append(summary["alpha"])
+    x = np.arange(len(labels))
+    ax.bar(x, rates, color=["tab:blue" if "sound" in lab else "tab:red" for lab in labels])
+    ax.plot(x, expected, "k_", ms=18, label="α (a sound certificate flips at most this often)")
+    ratio = float((report["weighted_norm"] / report["r1"]).max()) if len(report) else 0.0
+    ax.set(xticks=x, ylabel="flip rate of certified points", ylim=(0, 1.02),
+           title=f"audit: retrained inside the radius (‖Δ‖ ≤ {ratio:.2f}·R, in each column's norm)")
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
