@@ -18,7 +18,7 @@ from scipy.stats import norm
 from certssb.core.certify import certify
 from certssb.core.validation import ConfigError
 from certssb.pipelines.data_engineering import nodes as de
-from certssb.pipelines.evaluation import nodes as ev
+from certssb.core import summary as run_summary
 
 # ------------------------------------------------------------------ a. the one-pixel-reading learner
 
@@ -142,14 +142,14 @@ def test_dirty_label_with_zero_feature_norm_is_outside_the_threat_model():
     assert summary["label_changes"] == 20 > 0 and summary["inserted"] == 0
     assert summary["in_threat_model"] is False and summary["threat_model"] == de.OUTSIDE
     certs, sigma = _certs_and_sigma(len(clean["y"]), 200)
-    out = ev._attack_metrics(certs, trig, sigma, summary, [0.0, 0.5])
-    assert out["attack_in_threat_model"] is False and out["attack_threat_model"] == ev.OUTSIDE
+    out = run_summary.attack_metrics(certs, trig, sigma, summary, [0.0, 0.5])
+    assert out["attack_in_threat_model"] is False and out["attack_threat_model"] == run_summary.OUTSIDE
     assert out["attack_label_changes"] == 20 and out["attack_feature_norm"] == 0.0
     assert "fraction_certified_against_attack" not in out  # no fraction outside the model
     # contrast: the same attack with clean labels (target-class points, labels kept) is inside the model
     _, clean2, trig2, _, summary2 = de.poison(raw, data, _attack(label_mode="clean", delta=0.05), seed=0)
     assert summary2["in_threat_model"] is True and summary2["label_changes"] == 0
-    out2 = ev._attack_metrics(certs, trig2, sigma, summary2, [0.0, 0.5])
+    out2 = run_summary.attack_metrics(certs, trig2, sigma, summary2, [0.0, 0.5])
     w = np.sqrt(sum((np.array(summary2["train_poisoned_norms"]) / 0.25) ** 2) + (trig2["norms"].numpy() / 0.25) ** 2)
     r1 = certs["r1"].to_numpy()[trig2["source_index"].numpy()]
     assert out2["fraction_certified_against_attack"] == pytest.approx(np.mean(r1 > w))

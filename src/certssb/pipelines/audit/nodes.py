@@ -34,16 +34,19 @@ def summarise_audit(report: pd.DataFrame, evaluation: dict[str, Any]) -> tuple[d
 def _figure(report: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     fig = Figure(figsize=(6.4, 3.8))
     ax = fig.subplots()
-    labels, rates, expected = [], [], []
+    labels, rates, expected, counts = [], [], [], []
     for column, per in summary["columns"].items():
         for strategy, s in per.items():
             name = "sound radius" if column == "radius" else "as published"
             labels.append(f"{strategy}\n{name}")
             rates.append(s["flips"] / s["points"] if s["points"] else 0.0)
+            counts.append(f"{s['flips']}/{s['points']} flipped\np = {s['p_value']:.2g}")
             expected.append(summary["alpha"])
     x = np.arange(len(labels))
     ax.bar(x, rates, color=["tab:blue" if "sound" in lab else "tab:red" for lab in labels])
     ax.plot(x, expected, "k_", ms=18, label="α (a sound certificate flips at most this often)")
+    for xi, rate, text in zip(x, rates, counts):
+        ax.text(xi, rate + 0.03, text, ha="center", va="bottom", fontsize=7)
     ratio = float((report["weighted_norm"] / report["r1"]).max()) if len(report) else 0.0
     ax.set(xticks=x, ylabel="flip rate of certified points", ylim=(0, 1.02),
            title=f"audit: retrained inside the radius (‖Δ‖ ≤ {ratio:.2f}·R, in each column's norm)")
