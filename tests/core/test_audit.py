@@ -104,3 +104,60 @@ def test_synthetic_audit_breaks_the_published_radius_and_never_the_sound_one():
     assert s["flips_radius"] == 0  # the sound radius is never broken
     assert s["flips_radius_published"] >= 0.8 * len(ok)  # the published one is, for most certified points
     assert s["columns"]["radius_published"]["lowsigma"]["p_value"] < 1e-6
+
+
+def _linear_pilot(seed: int = 0):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(9, 3))
+
+    def loss_grad(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        xg = x.float().clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(net(xg), labels, reduction="sum")
+        (g,) = torch.autograd.grad(loss, xg)
+        return g
+
+    return net, loss_grad
+
+
+def test_gradient_moves_other_label_points_towards_the_predicted_class():
+    """The poisoning direction: the moved training points (labelled B) come to look like x's class A to the
+    pilot, i.e. its loss for A at them falls (the direction taken before this was the opposite)."""
+    net, grad = _linear_pilot()
+    g = torch.Generator().manual_seed(3)
+    x_train, y_train = torch.rand(30, 1, 3, 3, generator=g), torch.randint(0, 3, (30,), generator=g)
+    x_points = torch.rand(4, 1, 3, 3, generator=g)
+    pred = net(x_points).argmax(1).numpy()
+    idx, tdir, xdir, share = audit.craft("gradient", x_points, pred, x_train, y_train, np.full(30, 0.3), k=3,
+                                         loss_grad=grad)
+    a = torch.as_tensor(np.repeat(pred, 3))
+    ce = torch.nn.functional.cross_entropy
+    before = ce(net(x_train[idx].float()), a, reduction="none")
+    after = ce(net((x_train[idx] + 0.05 * tdir).float()), a, reduction="none")
+    assert (after < before).all() and (y_train[idx].numpy() != pred.repeat(3)).all()
+    after_x = ce(net((x_points + 0.05 * xdir).float()), torch.as_tensor(pred), reduction="none")
+    assert (after_x > ce(net(x_points), torch.as_tensor(pred), reduction="none")).all()  # x moves away from A
+
+
+def test_lowsigma_with_equal_sigmas_takes_the_nearest_other_label_points():
+    x_train = torch.arange(10, dtype=torch.float64).view(10, 1, 1, 1)
+    y_train = torch.tensor([0, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    idx, *_ = audit.craft("lowsigma", torch.full((1, 1, 1, 1), 7.2, dtype=torch.float64), np.array([0]), x_train,
+                          y_train, np.full(10, 0.25), k=2)
+    assert sorted(idx.tolist()) == [7, 8]
+
+
+def test_the_summary_shows_how_much_of_its_budget_a_batched_point_used():
+    """lowsigma moves no input, so in a shared retrain the points with larger certificates use less of theirs."""
+    idx, tdir = np.arange(3), torch.ones(3, 1, 2, 2)
+    r1 = np.array([0.5, 1.0, 2.0])
+    atk = audit.scale_to_budget(idx, tdir, torch.zeros(3, 1, 2, 2), r1=r1, sigma_train=np.full(3, 0.25),
+                                sigma_x=np.full(3, 0.5), column="radius", fraction=0.95, train_share=1.0)
+    tn = atk.train_delta.flatten(1).norm(dim=1).numpy()
+    used = np.array([audit.weighted_norm(tn, np.full(3, 0.25), 0.0, 0.5) for _ in r1]) / r1
+    assert used == pytest.approx([0.95, 0.475, 0.2375])
+    rep = pd.DataFrame({"column": "radius", "strategy": "lowsigma", "flipped": False, "abstained_after": False,
+                        "weighted_norm": used * r1, "r1": r1})
+    s = audit.summarise(rep, 0.001)["columns"]["radius"]["lowsigma"]
+    assert s["norm_over_budget_max"] == pytest.approx(0.95) and s["norm_over_budget_min"] == pytest.approx(0.2375)
+    assert s["norm_over_budget_median"] == pytest.approx(0.475)
+    assert s["p_value_2alpha"] == pytest.approx(1.0)

@@ -20,7 +20,8 @@ from certssb.execution.training import train_ensemble
 
 log = logging.getLogger(__name__)
 REPORT_COLUMNS = ["sample_id", "strategy", "column", "R", "r1", "sigma_x", "train_points_moved", "l2_norm",
-                  "weighted_norm", "prediction_before", "prediction_after", "abstained_after", "flipped"]
+                  "weighted_norm", "sigma_norm_over_r1", "prediction_before", "prediction_after",
+                  "abstained_after", "flipped"]
 
 
 def select_points(clean: pd.DataFrame, n: int, seed: int) -> np.ndarray:
@@ -103,6 +104,9 @@ def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: di
                                  "sigma_x": float(s_x[p]), "train_points_moved": len(tn),
                                  "l2_norm": float(np.sqrt(np.sum(tn ** 2) + xn ** 2)),
                                  "weighted_norm": audit.weighted_norm(tn, w, xn, s_x[p]),
+                                 # ||Delta||_Sigma with every point's own sigma (> 1: outside the sound region)
+                                 "sigma_norm_over_r1": audit.weighted_norm(tn, s_train[atk.train_index], xn, s_x[p])
+                                 / float(clean["r1"].iloc[p]),
                                  "prediction_before": int(pred[j]), "prediction_after": new,
                                  "abstained_after": new == ABSTAIN, "flipped": new not in (ABSTAIN, int(pred[j]))})
                 log.info("audit %s: %s on %s, %d point(s): %d flipped", method, strategy, column, len(pts),
