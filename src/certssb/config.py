@@ -242,6 +242,20 @@ class StudyBlock(Block):
     quick_overrides: dict[str, Any] = {}
 
 
+class StrengthBlock(Block):
+    """The attack-strength sweep on the undefended model (certssb.pipelines.attack_strength)."""
+
+    triggers: Annotated[list[str], _each(choice, TRIGGERS)]
+    label_modes: Annotated[list[str], _each(choice, poisoning.LABEL_MODES)]
+    poison_rates: Annotated[list[float], _each(number, low=0, high=1, low_open=True)]
+    deltas: Annotated[list[float], _each(positive)]
+    epochs: Annotated[list[int], _each(positive, integer=True)]
+    thresholds: Annotated[list[float], _each(number, low=0, high=1)]
+    max_clean_drop: NonNeg
+    quick: Flag = False
+    quick_grid: dict[str, Any] = {}
+
+
 class AuditBlock(Block):
     points: IntPos
     fraction: Annotated[float, _check(number, low=0, high=1, low_open=True)]
@@ -279,6 +293,7 @@ class Config(Block):
     evaluation: EvaluationBlock | None = None
     study: StudyBlock | None = None
     audit: AuditBlock | None = None
+    strength: StrengthBlock | None = None
     uniform: UniformBlock | None = None
     cert_ssb: CertSsbBlock | None = None
 
@@ -293,8 +308,9 @@ PIPELINE_BLOCKS: dict[str, set[str]] = {
     "modelling": _MO,
     "evaluation": _EV,
     "__default__": _DE | _MO | _EV,
-    "study": set(BLOCKS) - {"audit"},
-    "audit": set(BLOCKS) - {"study"},
+    "study": set(BLOCKS) - {"audit", "strength"},
+    "audit": set(BLOCKS) - {"study", "strength"},
+    "attack_strength": {"seed", "device", "data", "attack", "model", "strength"},
 }
 
 
@@ -481,6 +497,8 @@ def _key_check(params: Any, prefix: str, cls: type[BaseModel]) -> None:
             _ray_keys(path, value)
         elif cls is StudyBlock and key == "quick_overrides":
             _key_check(value, path, Config)
+        elif cls is StrengthBlock and key == "quick_grid":
+            _key_check(value, path, StrengthBlock)
 
 
 # ----------------------------------------------------------------------------------------------- entry
@@ -496,7 +514,7 @@ def validate(params: dict[str, Any], pipelines: set[str] | None = None) -> Confi
     _key_check(params, "", Config)
     want = blocks_for(pipelines)
     for name in sorted(want & set(BLOCKS)):
-        if params.get(name) is None and name not in ("study", "audit"):
+        if params.get(name) is None and name not in ("study", "audit", "strength"):
             raise ConfigError(f"parameter '{name}' is missing: set it in conf/base/parameters*.yml")
     try:
         cfg = Config.model_validate({k: v for k, v in params.items() if k in want})

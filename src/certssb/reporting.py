@@ -320,3 +320,47 @@ def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def strength_figure(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9),
+                    max_clean_drop: float = 0.02) -> Figure:
+    """Undefended attack success rate vs poison rate (log axis): one panel per trigger (columns) and label
+    mode (rows), one line per (epochs, delta); a hollow marker where clean accuracy fell by more than
+    ``max_clean_drop``; dotted lines at the ASR thresholds."""
+    triggers = list(dict.fromkeys(table["trigger"]))
+    modes = list(dict.fromkeys(table["label_mode"]))
+    fig = Figure(figsize=(3.0 * len(triggers), 2.6 * len(modes) + 0.6))
+    axes = fig.subplots(len(modes), len(triggers), sharex=True, sharey=True, squeeze=False)
+    combos = sorted({(int(e), float(d)) for e, d in zip(table["epochs"], table["delta"])})
+    cmap = {c: f"C{i}" for i, c in enumerate(combos)}
+    for i, mode in enumerate(modes):
+        for j, trig in enumerate(triggers):
+            ax = axes[i, j]
+            g = table[(table["trigger"] == trig) & (table["label_mode"] == mode)]
+            for (e, d), h in g.groupby(["epochs", "delta"]):
+                h = h.sort_values("poison_rate")
+                label = f"{e} ep" + (f", δ={d:g}" if len(set(g["delta"])) > 1 else "")
+                ax.plot(h["poison_rate"], h["attack_success_rate"], "-", color=cmap[(int(e), float(d))], lw=1.3,
+                        label=label)
+                ok = h["clean_drop"] <= max_clean_drop
+                ax.scatter(h["poison_rate"][ok], h["attack_success_rate"][ok], color=cmap[(int(e), float(d))], s=14)
+                ax.scatter(h["poison_rate"][~ok], h["attack_success_rate"][~ok], facecolors="none",
+                           edgecolors=cmap[(int(e), float(d))], s=22)
+            for t in thresholds:
+                ax.axhline(t, color="0.5", ls=":", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_ylim(-0.02, 1.02)
+            norm = float(g["trigger_norm"].median()) if len(g) else float("nan")
+            ax.set_title(f"{trig}, {mode} label (‖trigger‖ ≈ {norm:.2g})" if len(set(g["delta"])) <= 1
+                         else f"{trig}, {mode} label", fontsize=8)
+            ax.grid(alpha=0.3)
+            if i == len(modes) - 1:
+                ax.set_xlabel("poison rate")
+            if j == 0:
+                ax.set_ylabel("undefended ASR")
+            if len(g):
+                ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle(f"attack strength: undefended ASR vs poison rate; hollow: clean accuracy down by more than "
+                 f"{max_clean_drop:g}", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -25,9 +25,15 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 RUNS_TABLE_KIND = "custom_model_development"  # MLflow 3 UI: "genai_development" opens on traces
 
 
+SWEEPS = ("study", "attack_strength")  # their parent run covers many attacks and sigmas
+
+
 def run_name(pipelines: Iterable[str], params: Mapping[str, Any]) -> str:
-    """``<pipeline> · <attack> · σ₀=<σ>``, e.g. ``__default__ · onepixel · σ₀=0.25``; parts not set are left out."""
+    """``<pipeline> · <attack> · σ₀=<σ>``, e.g. ``__default__ · onepixel · σ₀=0.25``; parts not set are left out,
+    and so are both for the pipelines that sweep them (``study``, ``attack_strength``)."""
     parts = ["+".join(sorted(pipelines)) or "__default__"]
+    if set(pipelines) & set(SWEEPS):
+        return parts[0]
     attack = (params.get("attack") or {}).get("name")
     if attack is not None:
         parts.append(str(attack))

@@ -1,0 +1,181 @@
+r"""How strong a backdoor must be to be learnt: the attack-strength sweep (issue 13).
+
+A certificate measured against an attack that the undefended model does not even learn says nothing, so
+before any defence is judged we measure, on the *undefended* model (the same architecture trained on the
+poisoned set without noise), the attack success rate
+
+.. math:: \mathrm{ASR} = \frac{|\{x : y(x) \ne t,\ f(x \oplus \text{trigger}) = t\}|}{|\{x : y(x) \ne t\}|}
+
+and the clean accuracy, over a grid of settings (:class:`Setting`): trigger, label mode (dirty: relabel
+to the target, outside the certified threat model; clean: trigger on target-class points, labels kept),
+poison rate, trigger strength ``delta`` (the l2 norm of the additive triggers ``onepixel``, ``fourpixel``,
+``blending``; ignored by ``badnets`` and ``blended_injection``, whose strength is their size / blend) and
+training epochs.
+
+The *clean reference* for a setting is the same architecture trained for the same number of epochs on the
+unpoisoned set with the same seed; ``clean_drop = reference accuracy - accuracy``. :func:`weakest_settings`
+picks, for each trigger and label mode, the setting with the fewest poisoned points (then the smallest
+realised trigger norm, then the fewest epochs) that reaches ``ASR >= threshold`` with
+``clean_drop <= max_clean_drop``.
+
+Everything here is deterministic for a given seed (the poisoned points, the model's initial weights and
+its batch order).
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .ensemble import TrainConfig, load_member, train_one
+from .noise import make_noise_plan
+from .poisoning import LABEL_MODES, make_triggered_test, poison
+from .triggers import TRIGGERS
+from .validation import choice, fail, number, positive
+
+__all__ = ["ADDITIVE", "Setting", "settings_grid", "measure_setting", "sweep", "weakest_settings"]
+
+ADDITIVE: tuple[str, ...] = ("onepixel", "fourpixel", "blending")
+"""Triggers whose strength is ``delta`` (an l2 norm); the others ignore it."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the sweep."""
+
+    trigger: str
+    label_mode: str
+    poison_rate: float
+    delta: float
+    epochs: int
+
+    @property
+    def key(self) -> tuple[str, str, float, float, int]:
+        return (self.trigger, self.label_mode, self.poison_rate, self.delta, self.epochs)
+
+
+def settings_grid(
+    triggers: Sequence[str], label_modes: Sequence[str], poison_rates: Sequence[float], deltas: Sequence[float],
+    epochs: Sequence[int],
+) -> list[Setting]:
+    """The product of the axes, with ``delta`` varied only for the additive triggers (the others get the
+    first delta, which they ignore). Raises ConfigError naming the axis on a bad value."""
+    for name, values in (("strength.triggers", triggers), ("strength.label_modes", label_modes),
+                         ("strength.poison_rates", poison_rates), ("strength.deltas", deltas),
+                         ("strength.epochs", epochs)):
+        if not isinstance(values, (list, tuple)) or not values:
+            fail(name, values, "a non-empty list")
+    for t in triggers:
+        choice("strength.triggers", t, TRIGGERS)
+    for m in label_modes:
+        choice("strength.label_modes", m, LABEL_MODES)
+    for r in poison_rates:
+        number("strength.poison_rates", r, low=0, high=1, low_open=True)
+    for d in deltas:
+        positive("strength.deltas", d)
+    for e in epochs:
+        positive("strength.epochs", e, integer=True)
+    out = []
+    for t, m, r, e in itertools.product(triggers, label_modes, poison_rates, epochs):
+        for d in (deltas if t in ADDITIVE else deltas[:1]):
+            out.append(Setting(t, m, float(r), float(d), int(e)))
+    return out
+
+
+def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+              batch: int = 1000) -> np.ndarray:
+    with torch.no_grad():
+        pred = torch.cat([net(x[i:i + batch].to(device)).argmax(1).cpu() for i in range(0, x.shape[0], batch)])
+    return pred.numpy()
+
+
+def _train(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, num_classes: int, seed: int,
+           device: torch.device) -> torch.nn.Module:
+    plan = make_noise_plan(seed=seed, num_models=1, sigma=1.0, num_draws=1, n_train=x.shape[0],
+                           input_shape=tuple(x.shape[1:]))
+    res = train_one(x, y, torch.zeros(x.shape[0]), plan, 0, cfg, num_classes, device, noise=False)
+    return load_member(cfg.architecture, list(x.shape[1:]), num_classes, res.params, 0, device).eval()
+
+
+def measure_setting(
+    setting: Setting, data: dict[str, Any], *, target: int, model: dict[str, Any], seed: int,
+    device: torch.device, trigger_kwargs: dict[str, Any] | None = None,
+    reference: Callable[[int], float] | None = None,
+) -> dict[str, Any]:
+    """Poison ``data["x_train"]`` with ``setting``, train the undefended model, and measure it.
+
+    ``data`` is a split dict (``x_train``, ``y_train``, ``x_test``, ``y_test``, ``num_classes``);
+    ``model`` the ``model`` parameter block (its ``epochs`` is replaced by the setting's); ``reference``
+    maps epochs to the clean reference accuracy. Returns one row: the setting, ``n_poisoned``,
+    ``trigger_norm`` (mean realised l2 norm of the test trigger), ``clean_accuracy``,
+    ``attack_success_rate``, ``clean_reference`` and ``clean_drop``.
+    """
+    kw = dict(trigger_kwargs or {})
+    c = int(data["num_classes"])
+    x, y = data["x_train"], data["y_train"]
+    res = poison(x, y, attack=setting.trigger, poison_rate=setting.poison_rate, target=target,
+                 delta=setting.delta, num_classes=c, seed=seed, label_mode=setting.label_mode, **kw)
+    cfg = TrainConfig(**{**model, "epochs": setting.epochs})
+    net = _train(res.x, res.y, cfg, c, seed, device)
+    clean_pred = _accuracy(net, data["x_test"], data["y_test"], device)
+    trig = make_triggered_test(data["x_test"], data["y_test"], trigger=setting.trigger, delta=setting.delta,
+                               target=target, **kw)
+    trig_pred = _accuracy(net, trig["x"], trig["y"], device)
+    acc = float((clean_pred == data["y_test"].numpy()).mean())
+    ref = reference(setting.epochs) if reference is not None else float("nan")
+    return {**asdict(setting), "n_poisoned": int(res.indices.numel()),
+            "trigger_norm": float(trig["norms"].mean()), "clean_accuracy": acc,
+            "attack_success_rate": float((trig_pred == target).mean()), "clean_reference": ref,
+            "clean_drop": ref - acc}
+
+
+def sweep(
+    settings: Iterable[Setting], data: dict[str, Any], *, target: int, model: dict[str, Any], seed: int,
+    device: torch.device, trigger_kwargs: dict[str, Any] | None = None,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
+) -> pd.DataFrame:
+    """:func:`measure_setting` for every setting, with the clean references trained once per epoch count.
+    ``progress`` wraps the iteration (a progress bar); the order of the rows is the order of ``settings``."""
+    settings = list(settings)
+    c = int(data["num_classes"])
+    refs: dict[int, float] = {}
+
+    def reference(epochs: int) -> float:
+        if epochs not in refs:
+            net = _train(data["x_train"], data["y_train"], TrainConfig(**{**model, "epochs": epochs}), c, seed,
+                         device)
+            refs[epochs] = float((_accuracy(net, data["x_test"], data["y_test"], device)
+                                  == data["y_test"].numpy()).mean())
+        return refs[epochs]
+
+    rows = [measure_setting(s, data, target=target, model=model, seed=seed, device=device,
+                            trigger_kwargs=trigger_kwargs, reference=reference) for s in progress(settings)]
+    return pd.DataFrame(rows)
+
+
+def weakest_settings(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9),
+                     max_clean_drop: float = 0.02) -> pd.DataFrame:
+    """For each threshold, trigger and label mode: the weakest setting with ``ASR >= threshold`` and
+    ``clean_drop <= max_clean_drop`` -- fewest poisoned points, then smallest realised trigger norm, then
+    fewest epochs. A (threshold, trigger, label mode) that no setting reaches gets a row with
+    ``reached = False`` and the best ASR seen."""
+    for t in thresholds:
+        number("strength.thresholds", t, low=0, high=1)
+    number("strength.max_clean_drop", max_clean_drop, low=0)
+    rows = []
+    for thr in thresholds:
+        for (trig, mode), g in table.groupby(["trigger", "label_mode"], sort=False):
+            ok = g[(g["attack_success_rate"] >= thr) & (g["clean_drop"] <= max_clean_drop)]
+            if len(ok):
+                best = ok.sort_values(["n_poisoned", "trigger_norm", "epochs"], kind="stable").iloc[0]
+                rows.append({"threshold": thr, **best.to_dict(), "reached": True})
+            else:
+                best = g.sort_values("attack_success_rate", ascending=False, kind="stable").iloc[0]
+                rows.append({"threshold": thr, **best.to_dict(), "reached": False})
+    return pd.DataFrame(rows)
+
