@@ -19,7 +19,7 @@ def test_paper_environments_merge_softly_and_are_valid(env):
     params = loader["parameters"]
     assert params["noise"]["num_models"] == 1000
     assert params["noise"]["num_draws"] == 1  # untouched keys of the same block survive
-    assert params["attack"]["name"] == "onepixel"
+    assert params["attack"]["name"] == "badnets"
     validate(params, {"__default__"})
 
 
@@ -33,4 +33,4 @@ def test_runtime_params_override_single_keys(tmp_path):
     loader = OmegaConfigLoader(str(ROOT / "conf"), runtime_params={"attack": {"trigger": "badnets"}},
                                **CONFIG_LOADER_ARGS)
     attack = loader["parameters"]["attack"]
-    assert attack["trigger"] == "badnets" and attack["name"] == "onepixel"
+    assert attack["trigger"] == "badnets" and attack["name"] == "badnets"

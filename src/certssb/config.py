@@ -77,10 +77,13 @@ def _check(fn: Callable[..., Any], *args: Any, optional: bool = False, **kwargs:
     return BeforeValidator(run)
 
 
-def _each(fn: Callable[..., Any], *args: Any, nonempty: bool = True, **kwargs: Any) -> BeforeValidator:
-    """A list whose every element passes ``fn``."""
+def _each(fn: Callable[..., Any], *args: Any, nonempty: bool = True, optional: bool = False,
+          **kwargs: Any) -> BeforeValidator:
+    """A list whose every element passes ``fn`` (``optional``: or None)."""
 
     def run(value: Any) -> Any:
+        if optional and value is None:
+            return None
         if not isinstance(value, (list, tuple)) or (nonempty and not value):
             fail(_NAME, value, "must be a non-empty list")
         for v in value:
@@ -238,6 +241,7 @@ class StudyBlock(Block):
     sigmas: Annotated[list[float], _each(positive)]
     certifier_attack_rate: Unit
     certifier_trigger: Annotated[str, _one_of(TRIGGERS)]
+    rates: Annotated[list[float] | None, _each(number, low=0, high=1, low_open=True, optional=True)] = None
     quick: Flag = False
     quick_overrides: dict[str, Any] = {}
 

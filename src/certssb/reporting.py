@@ -364,3 +364,43 @@ def strength_figure(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9
                  f"{max_clean_drop:g}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+RATE_PANELS = (("triggered_abstain_rate", "triggered abstain rate"),
+               ("cert_acc_drop_pp_r000", "cert. acc. drop, r = 0 (points)"),
+               ("cert_acc_drop_pp_r025", "cert. acc. drop, r = 0.25 (points)"),
+               ("clean_accuracy", "clean accuracy (smoothed)"))
+
+
+def rate_figure(summary: pd.DataFrame) -> Figure:
+    """The certifier attacks against the poison rate (Lorenz et al.'s curves): one row per attack with a rate,
+    one column per metric of :data:`RATE_PANELS` (triggered abstain rate, certified-accuracy drop clean ->
+    triggered at r = 0 and 0.25, clean accuracy), methods in colour, one line per sigma_0. Cells without a
+    rate are left out; with none at all the figure says so."""
+    rated = summary[summary["rate"].notna()] if "rate" in summary.columns else summary.iloc[0:0]
+    attacks = list(dict.fromkeys(rated["attack"])) or ["(no cell with a poison rate)"]
+    panels = [p for p in RATE_PANELS if p[0] in rated.columns] or list(RATE_PANELS[:1])
+    fig = Figure(figsize=(3.2 * len(panels), 2.6 * len(attacks) + 0.6))
+    axes = fig.subplots(len(attacks), len(panels), squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    for i, attack in enumerate(attacks):
+        g = rated[rated["attack"] == attack]
+        for j, (col, title) in enumerate(panels):
+            ax = axes[i, j]
+            for (method, sg), h in g.groupby(["method", "sigma"], sort=False):
+                h = h.sort_values("rate")
+                k = sorted(set(g["sigma"])).index(sg) % len(styles)
+                ax.plot(100 * h["rate"], h[col], styles[k], marker="o", ms=3, color=COLOURS.get(method),
+                        label=f"{method_label(method)}, σ₀={sg:g}")
+            ax.set_xscale("log")
+            ax.set_title(f"{attack}: {title}", fontsize=8)
+            ax.grid(alpha=0.3)
+            if col != "cert_acc_drop_pp_r000" and col != "cert_acc_drop_pp_r025":
+                ax.set_ylim(-0.02, 1.02)
+            if i == len(attacks) - 1:
+                ax.set_xlabel("poison rate (%)")
+            if i == 0 and j == 0 and len(g):
+                ax.legend(fontsize=6)
+    fig.suptitle("certifier attacks vs poison rate", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from certssb.core.certify import certify
+from certssb.core import metrics
 from certssb.core.metrics import (
     abstain_rate,
     attack_success_rate,
@@ -146,3 +147,19 @@ def test_degenerate_members():
         degenerate_members(acc, [0.5, 0.6])
     with pytest.raises(ConfigError, match="member_accuracy"):
         degenerate_members([1.5], [0.5, 0.5])
+
+
+@pytest.mark.parametrize("radius, delta, delta_x", [(1.0, 0.3, 0.0), (1.0, 0.3, 0.5), (2.5, 1.0, 1.0), (0.9, 0.3, 0.3)])
+def test_certificate_reach_is_the_largest_k_whose_joint_norm_stays_below_the_radius(radius, delta, delta_x):
+    reach = metrics.certificate_reach(radius, delta, delta_x)
+    k = reach["points_covered"]
+    assert np.sqrt(k * delta ** 2 + delta_x ** 2) < radius  # k points are covered ...
+    assert np.sqrt((k + 1) * delta ** 2 + delta_x ** 2) >= radius  # ... and k + 1 are not
+    assert reach["points_ratio"] == pytest.approx((radius / delta) ** 2) and reach["covers_test_trigger"]
+
+
+def test_certificate_reach_covers_nothing_when_the_test_trigger_alone_is_too_large():
+    assert metrics.certificate_reach(0.5, 0.1, 3.0) == {"points_covered": 0, "covers_test_trigger": False,
+                                                         "points_ratio": pytest.approx(25.0)}
+    with pytest.raises(ValueError, match="radius"):
+        metrics.certificate_reach(float("nan"), 0.1, 0.1)

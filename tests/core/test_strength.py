@@ -103,3 +103,15 @@ def test_the_weakest_setting_is_the_fewest_points_that_reach_the_threshold_witho
     assert b["reached"] and b["n_poisoned"] == 80 and b["epochs"] == 4
     o = w[w["trigger"] == "onepixel"].iloc[0]
     assert not o["reached"] and o["attack_success_rate"] == 0.40
+
+
+def test_a_setting_that_makes_the_same_poisoned_set_is_not_retrained():
+    d = _data(n_train=120, n_test=60)
+    d["x_train"][:, :, 3, 3] = 0.0  # onepixel sets pixel (h - 5, w - 5): clamped at 1 for any delta >= 1
+    d["x_test"][:, :, 3, 3] = 0.0
+    settings = [strength.Setting("onepixel", "dirty", 0.2, 1.0, 1), strength.Setting("onepixel", "dirty", 0.2, 4.0, 1),
+                strength.Setting("onepixel", "dirty", 0.2, 0.5, 1)]
+    t = strength.sweep(settings, d, target=0, model=MODEL, seed=0, device=torch.device("cpu"))
+    assert t["trigger_norm"].tolist()[:2] == [1.0, 1.0] and t["delta"].tolist() == [1.0, 4.0, 0.5]
+    assert t["same_as_delta"].iloc[1] == 1.0 and np.isnan(t["same_as_delta"].iloc[[0, 2]]).all()
+    assert t["attack_success_rate"].iloc[0] == t["attack_success_rate"].iloc[1]

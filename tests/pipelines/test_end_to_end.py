@@ -71,8 +71,8 @@ def test_three_pipelines_end_to_end(project):
     assert runs[0].info.run_name == "cert_ssb"
     assert runs[0].data.params == {"method": "cert_ssb", "sigma0": "0.25"}
     parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])  # nested under the kedro-mlflow run
-    assert parent.info.run_name == "evaluation · onepixel · σ₀=0.25"
-    assert parent.data.params["noise.sigma"] == "0.25" and parent.data.params["attack.name"] == "onepixel"
+    assert parent.info.run_name == "evaluation · badnets · σ₀=0.25"
+    assert parent.data.params["noise.sigma"] == "0.25" and parent.data.params["attack.name"] == "badnets"
     assert not any(k.startswith("parameters.") for k in parent.data.params)  # each parameter logged once
 
 

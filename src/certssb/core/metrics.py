@@ -193,6 +193,36 @@ def smallest_radius_covering(norm: float, radii: Sequence[float]) -> float | Non
     return above[0] if above else None
 
 
+def certificate_reach(radius: float, point_norm: float, test_norm: float) -> dict[str, float | int | bool]:
+    r"""How much of an attack made of equal poisoned points a certified radius ``R`` covers (issue 13).
+
+    An attack that perturbs ``k`` training points by ``point_norm`` (δ) each and the test input by
+    ``test_norm`` (δ_x) has the joint l2 norm :math:`\sqrt{k δ^2 + δ_x^2}`; a certificate of radius R covers it
+    iff :math:`\sqrt{k δ^2 + δ_x^2} < R`, i.e. :math:`k < (R^2 - δ_x^2) / δ^2`. Returns
+
+    - ``points_covered``: the largest such integer k (inf when δ = 0; 0 when only the clean training set is
+      covered, and 0 with ``covers_test_trigger = False`` when even the test trigger alone has ``δ_x >= R``);
+    - ``covers_test_trigger``: ``δ_x < R``;
+    - ``points_ratio``: :math:`(R/δ)^2`, the number of poisoned points R covers with no test trigger.
+    """
+    for name, v in (("radius", radius), ("point_norm", point_norm), ("test_norm", test_norm)):
+        if not np.isfinite(v) or v < 0:
+            raise ValueError(f"{name} = {v!r}: must be a finite number >= 0")
+    covers_test = test_norm < radius
+    if point_norm == 0:
+        return {"points_covered": float("inf") if covers_test else 0, "covers_test_trigger": bool(covers_test),
+                "points_ratio": float("inf")}
+    t = (radius ** 2 - test_norm ** 2) / point_norm ** 2
+    k = max(int(np.ceil(t)) - 1, 0) if covers_test else 0
+    if covers_test:  # settle the rounding of t on the inequality itself
+        while k > 0 and np.sqrt(k * point_norm ** 2 + test_norm ** 2) >= radius:
+            k -= 1
+        while np.sqrt((k + 1) * point_norm ** 2 + test_norm ** 2) < radius:
+            k += 1
+    return {"points_covered": k, "covers_test_trigger": bool(covers_test),
+            "points_ratio": float((radius / point_norm) ** 2)}
+
+
 def degenerate_members(member_accuracy, class_prior, margin: float = 0.05) -> np.ndarray:
     """Flag ensemble members that collapsed to a (near-)constant prediction: accuracy
     ``<= max(class_prior) + margin`` (a constant predictor of the majority class scores max(prior)).

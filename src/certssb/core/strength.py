@@ -23,6 +23,7 @@ its batch order).
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -35,7 +36,7 @@ import torch
 from .ensemble import TrainConfig, load_member, train_one
 from .noise import make_noise_plan
 from .poisoning import LABEL_MODES, make_triggered_test, poison
-from .triggers import TRIGGERS
+from .triggers import TRIGGERS, apply_trigger
 from .validation import choice, fail, number, positive
 
 __all__ = ["ADDITIVE", "Setting", "settings_grid", "measure_setting", "sweep", "weakest_settings"]
@@ -140,7 +141,10 @@ def sweep(
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
 ) -> pd.DataFrame:
     """:func:`measure_setting` for every setting, with the clean references trained once per epoch count.
-    ``progress`` wraps the iteration (a progress bar); the order of the rows is the order of ``settings``."""
+    ``progress`` wraps the iteration (a progress bar); the order of the rows is the order of ``settings``.
+    A setting that makes exactly the same poisoned set and test trigger as an earlier one with the same epochs
+    (``onepixel`` at any delta >= 1: its pixel is clamped at 1) is not retrained: its row repeats the earlier
+    one's measurements, with ``same_as_delta`` naming that setting's delta (NaN for measured rows)."""
     settings = list(settings)
     c = int(data["num_classes"])
     refs: dict[int, float] = {}
@@ -153,9 +157,32 @@ def sweep(
                                   == data["y_test"].numpy()).mean())
         return refs[epochs]
 
-    rows = [measure_setting(s, data, target=target, model=model, seed=seed, device=device,
-                            trigger_kwargs=trigger_kwargs, reference=reference) for s in progress(settings)]
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    rows = []
+    for s in progress(settings):
+        key = (_poisoned_fingerprint(s, data, target, seed, trigger_kwargs), s.epochs)
+        if key in done:  # the same poisoned set and test trigger (e.g. onepixel clamped at any delta >= 1)
+            rows.append({**done[key], **asdict(s), "same_as_delta": done[key]["delta"]})
+            continue
+        row = measure_setting(s, data, target=target, model=model, seed=seed, device=device,
+                              trigger_kwargs=trigger_kwargs, reference=reference)
+        done[key] = row
+        rows.append({**row, "same_as_delta": float("nan")})
     return pd.DataFrame(rows)
+
+
+def _poisoned_fingerprint(s: Setting, data: dict[str, Any], target: int, seed: int,
+                          trigger_kwargs: dict[str, Any] | None) -> str:
+    """A hash of the poisoned training set and the triggered test images a setting makes (cheap next to
+    training): two settings with equal hashes and epochs give the same row, so it is trained once."""
+    kw = dict(trigger_kwargs or {})
+    res = poison(data["x_train"], data["y_train"], attack=s.trigger, poison_rate=s.poison_rate, target=target,
+                 delta=s.delta, num_classes=int(data["num_classes"]), seed=seed, label_mode=s.label_mode, **kw)
+    xt, _ = apply_trigger(data["x_test"][:64], s.trigger, s.delta, **kw)
+    h = hashlib.sha256()
+    for t in (res.x, res.y, xt):
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def weakest_settings(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9),

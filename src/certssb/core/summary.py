@@ -49,6 +49,24 @@ PUBLISHED = "Cert-SSB as published (not a poisoning certificate)"
 OUTSIDE = "outside the certified threat model"
 
 
+def _reach(certificates: pd.DataFrame, poison_summary: dict[str, Any]) -> dict[str, Any]:
+    """The median sound radius of the correctly certified clean inputs next to the attack's realised norms:
+    the share of the attack's joint norm it covers and how many poisoned points of the attack's per-point norm
+    it would cover with the test trigger (:func:`certssb.core.metrics.certificate_reach`). For attacks outside
+    the threat model this says what the radius would cover if the points kept their labels."""
+    clean = certificates[(certificates["split"] == "clean") & certificates["correct"] & ~certificates["abstained"]]
+    if len(clean) == 0:
+        return {}
+    r = float(clean["radius"].median())
+    delta = float(np.mean(poison_summary["train_poisoned_norms"])) if poison_summary["train_poisoned_norms"] else 0.0
+    reach = metrics.certificate_reach(r, delta, float(poison_summary["test_trigger_norm_max"]))
+    joint = float(poison_summary["joint_norm"])
+    return {"certified_radius_median": r, "attack_point_norm": delta,
+            "attack_norm_covered": min(r / joint, 1.0) if joint > 0 else 1.0,
+            "attack_points_covered": reach["points_covered"], "certificate_covers_test_trigger":
+            reach["covers_test_trigger"]}
+
+
 def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], sigma: dict[str, Any],
                     poison_summary: dict[str, Any], radii: list[float]) -> dict[str, Any]:
     """What the certificates say about the realised attack (ALGORITHMS.md §0).
@@ -64,6 +82,7 @@ def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], s
     out["attack_feature_norm"] = float(poison_summary["feature_norm"])
     out["attack_label_changes"] = int(poison_summary["label_changes"])
     out["attack_inserted"] = int(poison_summary["inserted"])
+    out.update(_reach(certificates, poison_summary))
     inside = bool(poison_summary["in_threat_model"])
     out["attack_in_threat_model"] = inside
     if not inside:

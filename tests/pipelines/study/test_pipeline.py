@@ -39,6 +39,18 @@ def test_cell_parameters_apply_quick_then_the_cell():
         study_grid.cells({"attacks": ["onepixel"], "sigmas": [0.25, 0.251]})
 
 
+def test_a_rate_axis_multiplies_the_grid_and_sets_each_cells_poison_rate():
+    grid = study_grid.cells({"attacks": ["abstain"], "sigmas": [0.25], "rates": [0.005, 0.05]})
+    assert [c.name for c in grid] == ["abstain_s025_p0050", "abstain_s025_p0500"]
+    assert [c.panel for c in grid] == ["abstain @ 0.5 %", "abstain @ 5 %"]
+    base = {"attack": {"name": "onepixel", "poison_rate": 0.02, "trigger": "onepixel"}, "noise": {"sigma": 0.5},
+            "study": {"certifier_attack_rate": 0.01, "certifier_trigger": "badnets"}}
+    assert study_grid.cell_parameters(base, grid[1])["attack"]["poison_rate"] == 0.05
+    for bad in ([], [0.0], [1.5], "0.01"):
+        with pytest.raises(Exception, match=r"study\.rates"):
+            study_grid.cells({"attacks": ["abstain"], "sigmas": [0.25], "rates": bad})
+
+
 def test_study_grid_runs_and_logs_each_cell(project):
     (project.path / "conf" / "local" / "parameters_study.yml").write_text(GRID)
     project.run(["study"])
@@ -46,6 +58,9 @@ def test_study_grid_runs_and_logs_each_cell(project):
     assert len(summary) == 2 * 2 * 2
     assert set(summary["attack"]) == {"onepixel", "abstain"} and set(summary["sigma"]) == {0.25, 0.5}
     assert project.latest("data/08_reporting/study/study_figure.png").exists()
+    assert project.latest("data/08_reporting/study/study_rate_figure.png").exists()
+    assert set(summary.loc[summary["attack"] == "abstain", "rate"]) == {0.01}  # the certifier attacks' rate
+    assert summary.loc[summary["attack"] == "onepixel", "rate"].isna().all()
     # each cell's artifacts are catalogued and versioned under its namespace
     assert project.versions("data/03_primary/study/abstain_s050/poisoned_train.pt")
     poison = pd.read_csv(project.latest("data/08_reporting/study/abstain_s050/poison_report.csv"))

@@ -10,7 +10,7 @@ overridden at run time, because a cell's parameters are computed when the run st
 
 A cell's parameters are the run's parameters, then ``study.quick_overrides`` if ``study.quick``, then the
 cell's attack and sigma_0 (and, for a certifier attack, ``study.certifier_attack_rate`` and
-``study.certifier_trigger``). Pipelines read them as ``params:study_cell.<cell>.<block>``.
+``study.certifier_trigger``), then the cell's poison rate when the grid has a rate axis (``study.rates``). Pipelines read them as ``params:study_cell.<cell>.<block>``.
 """
 from __future__ import annotations
 
@@ -30,29 +30,43 @@ CERTIFIER_ATTACKS = ("abstain", "radius_collapse")
 
 @dataclass(frozen=True)
 class Cell:
-    """One (attack, sigma_0) cell of the grid; ``name`` is its namespace below ``study``."""
+    """One (attack, sigma_0[, poison rate]) cell of the grid; ``name`` is its namespace below ``study``:
+    ``<attack>_s<100 sigma>``, with ``_p<rate in basis points>`` when the grid has a rate axis
+    (``abstain_s025_p0050`` is abstain at sigma_0 = 0.25 and 0.5 % poison)."""
 
     attack: str
     sigma: float
+    rate: float | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.attack}_s{round(self.sigma * 100):03d}"
+        base = f"{self.attack}_s{round(self.sigma * 100):03d}"
+        return base if self.rate is None else f"{base}_p{round(self.rate * 10000):04d}"
+
+    @property
+    def panel(self) -> str:
+        """The label of the cell's attack in figures: the attack, with its rate when the grid sweeps rates."""
+        return self.attack if self.rate is None else f"{self.attack} @ {100 * self.rate:g} %"
 
 
 def cells(study: dict[str, Any]) -> list[Cell]:
-    """The cells of ``study.attacks`` x ``study.sigmas``, attacks outermost."""
-    attacks, sigmas = study.get("attacks"), study.get("sigmas")
+    """The cells of ``study.attacks`` x ``study.sigmas`` [x ``study.rates`` when given], attacks outermost."""
+    attacks, sigmas, rates = study.get("attacks"), study.get("sigmas"), study.get("rates")
     if not isinstance(attacks, list) or not attacks or not all(isinstance(a, str) for a in attacks):
         raise ConfigError(f"parameter 'study.attacks' = {attacks!r} is invalid: a non-empty list of attack names")
     if (not isinstance(sigmas, list) or not sigmas
             or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in sigmas)):
         raise ConfigError(f"parameter 'study.sigmas' = {sigmas!r} is invalid: a non-empty list of sigmas > 0")
-    out = [Cell(a, float(s)) for a in attacks for s in sigmas]
+    if rates is not None and (not isinstance(rates, list) or not rates or any(
+            isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1 for r in rates)):
+        raise ConfigError(f"parameter 'study.rates' = {rates!r} is invalid: null or a non-empty list of poison "
+                          "rates in (0, 1]")
+    out = [Cell(a, float(s), None if rates is None else float(r))
+           for a in attacks for s in sigmas for r in (rates if rates is not None else [None])]
     names = [c.name for c in out]
     if len(set(names)) != len(names):
-        raise ConfigError(f"parameter 'study.sigmas' = {sigmas!r} is invalid: two sigmas round to the same "
-                          "cell name (sigma x 100 must differ)")
+        raise ConfigError(f"parameter 'study.sigmas' = {sigmas!r} / 'study.rates' = {rates!r} is invalid: two "
+                          "values round to the same cell name (sigma x 100 and rate x 10,000 must differ)")
     return out
 
 
@@ -71,6 +85,8 @@ def cell_parameters(parameters: dict[str, Any], cell: Cell) -> dict[str, Any]:
     if cell.attack in CERTIFIER_ATTACKS:
         p["attack"]["poison_rate"] = s["certifier_attack_rate"]
         p["attack"]["trigger"] = s["certifier_trigger"]
+    if cell.rate is not None:
+        p["attack"]["poison_rate"] = cell.rate
     p["noise"]["sigma"] = cell.sigma
     return p
 

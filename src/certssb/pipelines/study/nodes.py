@@ -8,12 +8,13 @@ from matplotlib.figure import Figure
 
 from certssb import reporting
 
-from .grid import Cell
+from .grid import CERTIFIER_ATTACKS, Cell
 
 
 def summarise(study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: tuple[str, ...]
-              ) -> tuple[pd.DataFrame, pd.DataFrame, Figure]:
-    """One summary row per (cell, method) with its scalar metrics; the curves of every cell; one figure.
+              ) -> tuple[pd.DataFrame, pd.DataFrame, Figure, Figure]:
+    """One summary row per (cell, method) with its scalar metrics; the curves of every cell; the certified-
+    accuracy figure (one panel per attack [@ rate] and sigma_0); the figure against the poison rate.
 
     ``per_cell`` holds, for each cell and method in turn, (metrics, certified_accuracy, certificates).
     """
@@ -22,13 +23,20 @@ def summarise(study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: 
     for cell in grid:
         for method in methods:
             metrics, table, cert = next(it), next(it), next(it)
-            label = {"attack": cell.attack, "sigma": cell.sigma, "method": method}
+            label = {"attack": cell.attack, "sigma": cell.sigma, "method": method, "rate": _rate(study, cell)}
             rows.append({**label, **{k: v for k, v in metrics.items()
                                      if isinstance(v, (int, float)) and not isinstance(v, bool)}})
             curves.append(table.assign(attack=cell.attack, sigma=cell.sigma))
-            certs.append(cert.assign(attack=cell.attack, cell_sigma=cell.sigma, method=method))
-            ceilings[(cell.attack, cell.sigma, method)] = metrics.get("radius_ceiling_sigma_units")
+            certs.append(cert.assign(attack=cell.panel, cell_sigma=cell.sigma, method=method))
+            ceilings[(cell.panel, cell.sigma, method)] = metrics.get("radius_ceiling_sigma_units")
     summary = pd.DataFrame(rows)
-    fig = reporting.study_figure(pd.concat(certs, ignore_index=True), list(dict.fromkeys(c.attack for c in grid)),
+    fig = reporting.study_figure(pd.concat(certs, ignore_index=True), list(dict.fromkeys(c.panel for c in grid)),
                                  list(dict.fromkeys(c.sigma for c in grid)), ceilings=ceilings)
-    return summary, pd.concat(curves, ignore_index=True), fig
+    return summary, pd.concat(curves, ignore_index=True), fig, reporting.rate_figure(summary)
+
+
+def _rate(study: dict[str, Any], cell: Cell) -> float | None:
+    """The cell's poison rate where the grid fixes it (a rate axis, or the certifier attacks' rate)."""
+    if cell.rate is not None:
+        return cell.rate
+    return float(study["certifier_attack_rate"]) if cell.attack in CERTIFIER_ATTACKS else None

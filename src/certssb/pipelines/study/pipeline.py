@@ -1,6 +1,6 @@
 """study: one namespaced instance of data_engineering (poison -> noise), modelling and evaluation per cell of
 the grid attack x sigma_0 (``study.<attack>_s<100 sigma>``), sharing ``raw_dataset``; then ``summarise`` joins
-the cells into ``study_summary``, ``study_curves`` and ``study_figure``.
+the cells into ``study_summary``, ``study_curves``, ``study_figure`` and ``study_rate_figure``.
 
 Each cell reads its parameters as ``params:study_cell.<cell>.<block>`` (see :mod:`.grid`), so its artifacts,
 MLflow runs and kedro-viz nodes are those of an ordinary run, under the cell's namespace.
@@ -49,5 +49,5 @@ def create_pipeline(grid: list[Cell] | None = None, **kwargs) -> Pipeline:
     with warnings.catch_warnings():  # the join reads the cells' namespaced names (with dots) on purpose
         warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
         join = node(summary, ["params:study", *summary_inputs(grid)],
-                    ["study_summary", "study_curves", "study_figure"], name="summarise_study")
+                    ["study_summary", "study_curves", "study_figure", "study_rate_figure"], name="summarise_study")
     return sum((cell_pipeline(c, body) for c in grid), Pipeline([])) + Pipeline([join])
