@@ -23,6 +23,19 @@ def test_paper_environments_merge_softly_and_are_valid(env):
     validate(params, {"__default__"})
 
 
+@pytest.mark.parametrize("env", ["paper_mnist_embedded", "certifier_curves"])
+def test_cpu_paper_and_sweep_environments_are_valid(env):
+    loader = OmegaConfigLoader(str(ROOT / "conf"), env=env, **{k: v for k, v in CONFIG_LOADER_ARGS.items()
+                                                               if k != "default_run_env"})
+    params = loader["parameters"]
+    validate(params, {"__default__", "study"})
+    if env == "paper_mnist_embedded":
+        assert params["noise"]["num_models"] == 1000 and params["data"]["classes"] == [1, 0]
+        assert params["evaluation"]["bound"] == "hoeffding" and params["evaluation"]["aggregation"] == "soft"
+    else:
+        assert params["study"]["rates"] == [0.005, 0.01, 0.02, 0.05]
+
+
 def test_binary_environment():
     loader = OmegaConfigLoader(str(ROOT / "conf"), env="mnist_1v0", **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
     assert loader["parameters"]["data"]["classes"] == [1, 0]
