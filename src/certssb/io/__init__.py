@@ -1,4 +1,4 @@
-"""certssb.io: where data comes from -- the data sources.
+"""certssb.io: where data comes from and where artifacts go -- the data sources and the Kedro dataset.
 
 Sources (``data.dataset``, :data:`DATASETS`), each giving float32 image tensors ``(N, C, H, W)`` in [0, 1]
 with int64 labels ``(N,)``:
@@ -21,6 +21,9 @@ The download tables (``mnist.MNIST_MIRRORS``, ``mnist.MNIST_FILES``, ``cifar10.C
 constants: the tests point them at fixtures. Offline, a user can place the files by hand at the paths the
 error message names; a file that is present is never downloaded again, overwritten or deleted -- a wrong md5
 stops with a message asking the user to delete it (:mod:`certssb.io.fetch`).
+
+Artifacts: ``certssb.io.torch_dataset.TorchDataset`` is the catalog's versioned dataset for tensor artifacts
+(``torch.save`` / ``torch.load(weights_only=True)``); it is not imported here, so loading data needs no Kedro.
 
 The arrow goes one way: ``certssb.io`` imports ``certssb.core`` (validation, splits), never the reverse.
 """
