@@ -29,7 +29,7 @@ from torch.func import stack_module_state  # noqa: E402
 
 from certssb.core import ensemble, noise  # noqa: E402
 from certssb.core.certify import certify  # noqa: E402
-from certssb.core.data import prepare_dataset  # noqa: E402
+from certssb.io import prepare_dataset  # noqa: E402
 from certssb.core.models import build_model  # noqa: E402
 from certssb.core.votes import predict_votes  # noqa: E402
 

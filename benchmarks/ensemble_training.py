@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from certssb.core import ensemble, noise  # noqa: E402
-from certssb.core.data import prepare_dataset  # noqa: E402
+from certssb.io import prepare_dataset  # noqa: E402
 from certssb.core.models import build_model  # noqa: E402
 
 NAME = "ensemble_training"

@@ -8,7 +8,7 @@ Backends, all through ``certssb.core.training.train_ensemble(..., checkpoint_dir
   (on CUDA also ``"num_gpus_per_shard": 1``, and only with >= 2 GPUs; otherwise the ray rows are skipped).
 
 Workload: ``small_cnn`` (``TrainConfig(epochs=1, batch_size=128)``) on a stratified subset of N images of
-the embedded MNIST training split (N = 2000, 1000 with ``--quick``; ``data.prepare_dataset(max_train=N)``:
+the embedded MNIST training split (N = 2000, 1000 with ``--quick``; ``io.prepare_dataset(max_train=N)``:
 the split is ordered by class, so its first N images would hold only some digits), sigma = 0.25.
 
 Ray is started once by this script (``ray.init(num_cpus=max W, include_dashboard=False,
@@ -44,7 +44,7 @@ import torch  # noqa: E402
 
 from certssb.core import ensemble, noise  # noqa: E402
 from certssb.execution import training  # noqa: E402
-from certssb.core.data import prepare_dataset  # noqa: E402
+from certssb.io import prepare_dataset  # noqa: E402
 
 NAME = "scaling"
 LOCAL = ("sequential", "vectorised")

@@ -27,7 +27,7 @@ import _common as C  # noqa: E402
 import torch  # noqa: E402
 
 from certssb.core import ensemble, noise  # noqa: E402
-from certssb.core.data import prepare_dataset  # noqa: E402
+from certssb.io import prepare_dataset  # noqa: E402
 from certssb.core.sigma import SigmaConfig, optimise_sigma  # noqa: E402
 
 NAME = "sigma_optimisation"

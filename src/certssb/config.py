@@ -31,13 +31,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from certssb.core import certify as _certify
-from certssb.core import data as _data
 from certssb.core import ensemble as _ensemble
 from certssb.core import models as _models
 from certssb.core import sigma as _sigma
 from certssb.core import audit, poisoning, storage, triggers
 from certssb.core import storage as _storage
 from certssb.core.validation import ConfigError, choice, fail, number, positive, sorted_radii
+from certssb.io import prepare as _prepare
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Block(BaseModel):
 
 # ------------------------------------------------------------------------------------------------ blocks
 class DataBlock(Block):
-    dataset: Annotated[str, _one_of(_data.DATASETS)]
+    dataset: Annotated[str, _one_of(_prepare.DATASETS)]
     root: Text
     local_path: str | None = None
     download: Flag

@@ -1,4 +1,4 @@
-"""Tests for certssb.core.noise: reproducibility, per-sample sigma, batching, statistics, validation."""
+"""Tests for certssb.core.noise: reproducibility, per-sample sigma, statistics, validation."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,6 @@ import torch
 from certssb.core import noise
 from certssb.core.noise import (
     auxiliary_plan,
-    iter_noisy_batches,
     make_noise_plan,
     materialise,
     noisy_training_copy,
@@ -131,38 +130,6 @@ def test_changing_one_sigma_changes_only_that_row():
     assert diff.nonzero().flatten().tolist() == [5]
 
 
-@pytest.mark.parametrize("shuffle_seed", [None, 11])
-@pytest.mark.parametrize("batch_size", [7, 40, 64])
-def test_iter_noisy_batches_reassemble_the_full_copy(shuffle_seed, batch_size):
-    p = plan()
-    x = data()
-    sigma = torch.linspace(0.1, 1.0, N)
-    full = noisy_training_copy(x, sigma, p, 1)
-    batches = list(iter_noisy_batches(x, sigma, p, 1, batch_size, shuffle_seed=shuffle_seed))
-    assert all(len(idx) <= batch_size for idx, _ in batches)
-    assert len(batches) == -(-N // batch_size)
-    idx = torch.cat([i for i, _ in batches])
-    xs = torch.cat([b for _, b in batches])
-    assert sorted(idx.tolist()) == list(range(N))  # every sample exactly once
-    if shuffle_seed is None:
-        assert idx.tolist() == list(range(N))
-    elif batch_size < N:
-        assert idx.tolist() != list(range(N))
-    out = torch.empty_like(full)
-    out[idx] = xs
-    assert torch.equal(out, full)
-
-
-def test_iter_noisy_batches_shuffle_is_seeded():
-    p = plan()
-    x = data()
-    a = [i for i, _ in iter_noisy_batches(x, 0.5, p, 0, 8, shuffle_seed=1)]
-    b = [i for i, _ in iter_noisy_batches(x, 0.5, p, 0, 8, shuffle_seed=1)]
-    c = [i for i, _ in iter_noisy_batches(x, 0.5, p, 0, 8, shuffle_seed=2)]
-    assert all(torch.equal(u, v) for u, v in zip(a, b))
-    assert not torch.equal(torch.cat(a), torch.cat(c))
-
-
 def test_materialise():
     p = plan()
     x = data()
@@ -261,8 +228,6 @@ def test_noisy_copy_sigma_vector_with_one_zero():
     s[13] = 0.0
     with pytest.raises(ConfigError, match="sigma must be > 0"):
         noisy_training_copy(data(), s, plan(), 0)
-    with pytest.raises(ConfigError, match="sigma must be > 0"):
-        list(iter_noisy_batches(data(), s, plan(), 0, 8))
 
 
 def test_noisy_copy_sigma_vector_wrong_length():

@@ -1,9 +1,10 @@
-"""certssb.core: the science, framework-free (plain torch / numpy / scipy).
+"""certssb.core: the science, framework-free (plain torch / numpy / scipy). The data sources are in
+``certssb.io``, which imports core, never the reverse.
 
 One module per idea:
 
 - ``validation`` -- parameter checks with one clear error (:class:`ConfigError`).
-- ``data``       -- datasets as ``(N, C, H, W)`` float tensors in [0, 1]; embedded MNIST; downloaders.
+- ``splits``     -- the split dict, class selection, stratified splits and subsamples, fingerprints.
 - ``triggers``   -- backdoor triggers (a name -> function registry) and their realised norms.
 - ``poisoning``  -- backdoor poisoning (dirty / clean label), certifier attacks (Lorenz et al.).
 - ``noise``      -- the reproducible Gaussian noise plan (seed, model index, sample index).

@@ -71,9 +71,3 @@ def sorted_radii(name: str, radii: Sequence[float]) -> list[float]:
     if any(b <= a for a, b in zip(radii, radii[1:])):
         fail(name, list(radii), "must be strictly increasing (e.g. [0, 0.25, 0.5])")
     return [float(r) for r in radii]
-
-
-def shapes_match(what: str, expected: Sequence[int], got: Sequence[int]) -> None:
-    """Raise when an artifact's shape differs from what the consumer needs."""
-    if tuple(expected) != tuple(got):
-        raise ConfigError(f"{what} has shape {tuple(got)}, expected {tuple(expected)}")

@@ -13,8 +13,8 @@ import torch
 
 from certssb.core import audit, triggers
 from certssb.core.certify import ABSTAIN, certify
-from certssb.core.data import tensor_fingerprint
 from certssb.core.ensemble import TrainConfig, load_member, resolve_device
+from certssb.core.splits import tensor_fingerprint
 from certssb.core.votes import predict_votes
 from certssb.execution.training import train_ensemble
 

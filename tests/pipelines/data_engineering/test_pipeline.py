@@ -8,7 +8,7 @@ import pytest
 import torch
 from kedro.io.core import Version
 
-from certssb.datasets import TorchDataset
+from certssb.io.torch_dataset import TorchDataset
 
 pytestmark = pytest.mark.slow
 

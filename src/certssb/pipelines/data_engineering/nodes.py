@@ -1,4 +1,4 @@
-"""Thin nodes of the data_engineering pipeline: unpack parameters, call ``certssb.core``."""
+"""Thin nodes of the data_engineering pipeline: unpack parameters, call ``certssb.io`` and ``certssb.core``."""
 from __future__ import annotations
 
 import logging
@@ -8,8 +8,9 @@ import pandas as pd
 import torch
 
 from certssb.core import noise, poisoning
-from certssb.core.data import prepare_dataset, stratified_subsample, tensor_fingerprint
+from certssb.core.splits import stratified_subsample, tensor_fingerprint
 from certssb.core.validation import ConfigError
+from certssb.io import prepare_dataset
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import torch
 
 from certssb.core import ensemble, noise
 from certssb.execution import training
-from certssb.core.data import tensor_fingerprint
 from certssb.core.ensemble import TrainConfig, load_member
 from certssb.core.sigma import optimise_splits, sigma_config
+from certssb.core.splits import tensor_fingerprint
 from certssb.core.validation import ConfigError
 from certssb.progress import progress_bar
 

@@ -1,4 +1,4 @@
-"""Tests of certssb.datasets.TorchDataset: plain-data roundtrip, versioning, refusals, atomic writes."""
+"""Tests of certssb.io.torch_dataset.TorchDataset: plain-data roundtrip, versioning, refusals, atomic save."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import torch
 from kedro.io import DataCatalog
 from kedro.io.core import DatasetError, Version
 
-from certssb.datasets import TorchDataset
+from certssb.io.torch_dataset import TorchDataset
 
 
 def _nested() -> dict:
@@ -83,7 +83,7 @@ def test_versioned_saves_keep_both_and_load_older(tmp_path):
 
 def test_catalog_entry_by_type_string(tmp_path):
     catalog = DataCatalog.from_config(
-        {"art": {"type": "certssb.datasets.TorchDataset", "filepath": str(tmp_path / "a.pt")}}
+        {"art": {"type": "certssb.io.torch_dataset.TorchDataset", "filepath": str(tmp_path / "a.pt")}}
     )
     catalog.save("art", {"x": torch.ones(2)})
     assert torch.equal(catalog.load("art")["x"], torch.ones(2))

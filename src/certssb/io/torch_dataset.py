@@ -9,7 +9,7 @@ of the offending value, so no artifact ever needs pickle to be read back.
 Catalog entry::
 
     model_weights:
-      type: certssb.datasets.TorchDataset
+      type: certssb.io.torch_dataset.TorchDataset
       filepath: data/06_models/weights.pt
       versioned: true
 """
