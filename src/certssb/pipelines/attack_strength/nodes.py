@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from certssb.core import strength as core
 from certssb.core.ensemble import resolve_device
 from certssb.progress import progress_bar
-from certssb.reporting import strength_figure
+from certssb.attack_figures import strength_figure
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from certssb import reporting
+from certssb import attack_figures, reporting
 
 from .grid import CERTIFIER_ATTACKS, Cell
 
@@ -32,7 +32,7 @@ def summarise(study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: 
     summary = pd.DataFrame(rows)
     fig = reporting.study_figure(pd.concat(certs, ignore_index=True), list(dict.fromkeys(c.panel for c in grid)),
                                  list(dict.fromkeys(c.sigma for c in grid)), ceilings=ceilings)
-    return summary, pd.concat(curves, ignore_index=True), fig, reporting.rate_figure(summary)
+    return summary, pd.concat(curves, ignore_index=True), fig, attack_figures.rate_figure(summary)
 
 
 def _rate(study: dict[str, Any], cell: Cell) -> float | None:
