@@ -10,6 +10,15 @@ from matplotlib.figure import Figure
 from certssb.reporting import COLOURS, method_label
 
 
+def _rate_ticks(ax, rates: Sequence[float], *, percent: bool) -> None:
+    """A log axis with one plain tick per rate (no minor ticks or exponents)."""
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    if rates:
+        ax.set_xticks([100 * r if percent else r for r in rates])
+        ax.set_xticklabels([f"{100 * r:g}" + ("" if percent else " %") for r in rates], fontsize=7)
+
+
 def strength_figure(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9),
                     max_clean_drop: float = 0.02) -> Figure:
     """Undefended attack success rate vs poison rate (log axis): one panel per trigger (columns) and label
@@ -36,7 +45,7 @@ def strength_figure(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9
                            edgecolors=cmap[(int(e), float(d))], s=22)
             for t in thresholds:
                 ax.axhline(t, color="0.5", ls=":", lw=0.8)
-            ax.set_xscale("log")
+            _rate_ticks(ax, sorted(set(table["poison_rate"])), percent=False)
             ax.set_ylim(-0.02, 1.02)
             norm = float(g["trigger_norm"].median()) if len(g) else float("nan")
             ax.set_title(f"{trig}, {mode} label (‖trigger‖ ≈ {norm:.2g})" if len(set(g["delta"])) <= 1
@@ -80,7 +89,7 @@ def rate_figure(summary: pd.DataFrame) -> Figure:
                 k = sorted(set(g["sigma"])).index(sg) % len(styles)
                 ax.plot(100 * h["rate"], h[col], styles[k], marker="o", ms=3, color=COLOURS.get(method),
                         label=f"{method_label(method)}, σ₀={sg:g}")
-            ax.set_xscale("log")
+            _rate_ticks(ax, sorted(set(g["rate"])), percent=True)
             ax.set_title(f"{attack}: {title}", fontsize=8)
             ax.grid(alpha=0.3)
             if col != "cert_acc_drop_pp_r000" and col != "cert_acc_drop_pp_r025":
