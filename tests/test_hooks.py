@@ -17,6 +17,23 @@ from certssb.hooks import MlflowRunHook, ResultsTableHook, ValidateParametersHoo
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_run_puts_env_in_kedro_env_while_it_runs_so_the_study_grid_reads_the_same_environment(monkeypatch):
+    from click.testing import CliRunner
+    from kedro.framework.cli.project import run as kedro_run
+
+    from certssb.cli import RunCommand
+
+    seen = []
+    cmd = RunCommand(name="run", callback=lambda **kw: seen.append((kw["env"], os.environ.get("KEDRO_ENV"))),
+                     params=list(kedro_run.params))
+    monkeypatch.delenv("KEDRO_ENV", raising=False)
+    assert CliRunner().invoke(cmd, ["--env", "certifier_curves"]).exit_code == 0
+    assert seen == [("certifier_curves", "certifier_curves")] and "KEDRO_ENV" not in os.environ
+    monkeypatch.setenv("KEDRO_ENV", "local")
+    CliRunner().invoke(cmd, ["--env", "paper_mnist"])
+    assert seen[-1][1] == "paper_mnist" and os.environ["KEDRO_ENV"] == "local"  # restored afterwards
+
+
 def test_kedro_run_prints_a_config_error_as_one_line_and_exits_2(tmp_path, monkeypatch):
     """`kedro run --params noise.num_modles=7` through Kedro's own CLI entry (which loads certssb.cli)."""
     from click.testing import CliRunner

@@ -8,6 +8,7 @@ Every other exception keeps its traceback.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -25,13 +26,24 @@ class ConfigFailure(click.ClickException):
 
 
 class RunCommand(click.Command):
-    """Kedro's ``run`` with :class:`ConfigError` turned into :class:`ConfigFailure`."""
+    """Kedro's ``run`` with :class:`ConfigError` turned into :class:`ConfigFailure`; ``--env`` is also put in
+    ``KEDRO_ENV`` for the run, because the study's grid is read when pipelines are registered
+    (``certssb.pipelines.study.grid.configured_study``), which sees the environment only through it."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        env, before = ctx.params.get("env"), os.environ.get("KEDRO_ENV")
+        if env:
+            os.environ["KEDRO_ENV"] = env
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
             raise ConfigFailure(str(exc)) from None
+        finally:
+            if env:
+                if before is None:
+                    os.environ.pop("KEDRO_ENV", None)
+                else:
+                    os.environ["KEDRO_ENV"] = before
 
 
 run = RunCommand(
