@@ -41,7 +41,7 @@ MODEL_CHUNK = 10
 
 
 def stacked_artifact(m: int, in_shape, num_classes: int) -> dict:
-    """The dict ``predict_votes`` expects (as ``modelling.nodes._model_artifact`` builds it)."""
+    """The dict ``predict_votes`` expects (the required keys of ``certssb.core.artifacts.ModelArtifact``)."""
     models = [build_model(ARCH, in_shape, num_classes, seed=k) for k in range(m)]
     params, _ = stack_module_state(models)
     return {"architecture": ARCH, "in_shape": list(in_shape), "num_classes": num_classes,

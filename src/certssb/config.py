@@ -56,9 +56,9 @@ AUDIT_COLUMNS: tuple[str, ...] = tuple(audit.COLUMNS)
 
 
 def _ray_backend() -> Any:
-    from certssb.execution import ray
+    from certssb.execution import ray_options
 
-    return ray
+    return ray_options
 
 
 # ------------------------------------------------------------------------------------------- field checks

@@ -1,4 +1,5 @@
-"""Tests for certssb.execution.ray: equality with the sequential backend, retries, resuming, options."""
+"""Tests for certssb.execution.ray and ray_options: equality with the sequential backend, retries, resuming,
+options, addresses."""
 from __future__ import annotations
 
 import builtins
@@ -15,6 +16,7 @@ import torch
 ray = pytest.importorskip("ray")
 
 from certssb.execution import ray as ray_backend  # noqa: E402
+from certssb.execution import ray_options  # noqa: E402
 from certssb.core.ensemble import TrainConfig  # noqa: E402
 from certssb.execution.checkpoints import chunk_path, ensemble_fingerprint  # noqa: E402
 from certssb.execution.training import train_ensemble  # noqa: E402
@@ -56,6 +58,27 @@ def reference(data):
     return run(data, backend="sequential")
 
 
+@pytest.fixture
+def fail_shard_0_once(monkeypatch, tmp_path):
+    """The first attempt of shard 0 creates a marker file and raises; later attempts (the file exists) train
+    normally -- a failure that survives Ray's worker processes. Returns the marker's path."""
+    marker = str(tmp_path / "failed_once")
+    train_shard = ray_backend._train_shard
+
+    def failing(x, y, sigma, plan, shard, cfg, num_classes, settings):  # a closure: pickled by value for Ray
+        if settings["shard_id"] == 0:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                raise RuntimeError("injected failure of shard 0")
+        return train_shard(x, y, sigma, plan, shard, cfg, num_classes, settings)
+
+    monkeypatch.setattr(ray_backend, "_remote_train_shard", lambda: ray.remote(failing))
+    return marker
+
+
 def assert_same(a, b):
     assert a.indices == b.indices == list(range(M))
     assert a.params.keys() == b.params.keys()
@@ -78,20 +101,19 @@ def test_vectorised_local_backend_matches(data, reference):
         torch.testing.assert_close(out.params[name], reference.params[name], rtol=1e-4, atol=1e-4)  # float order
 
 
-def test_failed_shard_is_retried(data, reference, tmp_path):
-    marker = tmp_path / "failed_once"
-    out = run(data, chunk_size=2, max_retries=1, _fail_once_marker=str(marker))
-    assert marker.exists()  # shard 0 did fail once, and its retry succeeded
+def test_failed_shard_is_retried(data, reference, fail_shard_0_once):
+    out = run(data, chunk_size=2, max_retries=1)
+    assert os.path.exists(fail_shard_0_once)  # shard 0 did fail once, and its retry succeeded
     assert_same(out, reference)
 
 
-def test_exhausted_retries_then_rerun_resumes(data, reference, tmp_path):
-    marker, ckpt = tmp_path / "failed_once", tmp_path / "ckpt"
+def test_exhausted_retries_then_rerun_resumes(data, reference, tmp_path, fail_shard_0_once):
+    ckpt = tmp_path / "ckpt"
     with pytest.raises(ray_backend.ShardError, match=r"models 0-1 failed .*max_retries=0.*rerun resumes"):
-        run(data, chunk_size=2, checkpoint_dir=ckpt, max_retries=0, _fail_once_marker=str(marker))
+        run(data, chunk_size=2, checkpoint_dir=ckpt, max_retries=0)
     folder = ckpt / ensemble_fingerprint("test", data[2], data[3], CFG, 3)
     assert sorted(p.name for p in folder.glob("chunk_*.pt")) == ["chunk_00002_00003.pt"]  # shard 1 was saved
-    out = run(data, chunk_size=2, checkpoint_dir=ckpt, max_retries=0, _fail_once_marker=str(marker))
+    out = run(data, chunk_size=2, checkpoint_dir=ckpt, max_retries=0)  # shard 0 now trains
     assert_same(out, reference)
 
 
@@ -112,16 +134,16 @@ def test_stopped_run_resumes(data, reference, tmp_path):
 
 
 def test_check_options_defaults_and_errors():
-    opts = ray_backend.check_options({}, 4)
+    opts = ray_options.check_options({}, 4)
     assert opts["max_retries"] == 2 and opts["num_cpus_per_shard"] == 1 and opts["num_gpus_per_shard"] == 0
     assert opts["local_backend"] == "sequential" and opts["num_shards"] is None and opts["address"] is None
-    assert ray_backend.check_options({"num_gpus_per_shard": 1}, 4)["local_backend"] == "vectorised"
+    assert ray_options.check_options({"num_gpus_per_shard": 1}, 4)["local_backend"] == "vectorised"
     with pytest.raises(ConfigError, match=r"ensemble\.ray\.num_shards.* 5 .*\[1, 4\]"):
-        ray_backend.check_options({"num_shards": 5}, 4)
+        ray_options.check_options({"num_shards": 5}, 4)
     for bad in ({"max_retries": -1}, {"num_cpus_per_shard": 0}, {"local_backend": "ray"},
-                {"address": "ray://"}, {"address": "host:port"}, {"nope": 1}):
+                {"address": "ray://"}, {"address": "host:port"}, {"nope": 1}, {"_fail_once_marker": "f"}):
         with pytest.raises(ConfigError, match=r"ensemble\.ray\."):
-            ray_backend.check_options(bad, 4)
+            ray_options.check_options(bad, 4)
 
 
 def test_num_shards_above_num_models_fails_before_training(data):
@@ -142,9 +164,9 @@ def test_unreachable_address_fails_fast():
         port = s.getsockname()[1]
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match=r"ensemble\.ray\.address.*ray start --head.*null"):
-        ray_backend.probe_address(f"127.0.0.1:{port}", timeout_s=2)
+        ray_options.probe_address(f"127.0.0.1:{port}", timeout_s=2)
     with pytest.raises(ConfigError, match=r"ensemble\.ray\.address"):
-        ray_backend.probe_address("ray://127.0.0.1:1", timeout_s=2)
+        ray_options.probe_address("ray://127.0.0.1:1", timeout_s=2)
     assert time.perf_counter() - t0 < 5
 
 
@@ -152,7 +174,7 @@ def test_reachable_address_passes_probe():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
-        ray_backend.probe_address(f"127.0.0.1:{s.getsockname()[1]}", timeout_s=2)
+        ray_options.probe_address(f"127.0.0.1:{s.getsockname()[1]}", timeout_s=2)
 
 
 def test_ray_missing_is_a_config_error(monkeypatch):
@@ -165,7 +187,7 @@ def test_ray_missing_is_a_config_error(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(ConfigError, match=r'optional extra: pip install -e "\.\[ray\]"'):
-        ray_backend.check_options({}, 4)
+        ray_options.check_options({}, 4)
 
 
 def test_own_local_instance_is_shut_down_and_bad_address_fails_fast(tmp_path):

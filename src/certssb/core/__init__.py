@@ -14,4 +14,5 @@ One module per idea:
 - ``certify``    -- votes, Clopper-Pearson / Hoeffding bounds, certified radius, abstention.
 - ``storage``    -- Cert-SSB's storage-update certification.
 - ``metrics``    -- clean accuracy, attack success rate, certified accuracy at radii.
+- ``artifacts``  -- typed views of the artifact dicts passed between pipelines; the one lineage check.
 """

@@ -17,18 +17,14 @@ equals the ``sequential`` backend: bit-identical on CPU with the ``sequential`` 
 driver and the workers use the same number of torch threads (the float order of a convolution depends
 on it), equal up to floating-point order otherwise and with ``vectorised``.
 
-Ray is an optional extra (``pip install -e ".[ray]"``); this module imports it lazily, so the rest of
-``certssb`` works without it.
-
-Length: not yet split. Options and address probing sit beside the training and vote shards; splitting
-the options into their own module is left open (issue 11).
+Ray is an optional extra (``pip install -e ".[ray]"``); it is imported lazily, so the rest of ``certssb``
+works without it. The ``ensemble.ray`` options, the address probing and connecting are in
+:mod:`certssb.execution.ray_options`.
 """
 from __future__ import annotations
 
 import functools
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,185 +33,15 @@ from typing import Any
 import torch
 
 from certssb.core import ensemble
+from certssb.core.validation import ConfigError
 from certssb.execution import checkpoints
-from certssb.core.validation import ConfigError, choice, fail, number, positive
+from certssb.execution.ray_options import check_options, check_resources, connect, import_ray
 
 log = logging.getLogger(__name__)
-
-LOCAL_BACKENDS = ("sequential", "vectorised")
-DEFAULT_GCS_PORT = 6379      # ``ray start --head`` default
-DEFAULT_CLIENT_PORT = 10001  # Ray client server default (``ray://``)
-PROBE_TIMEOUT_S = 3.0
-
-#: ``ensemble.ray`` keys and their defaults. ``local_backend`` depends on ``num_gpus_per_shard``.
-DEFAULTS: dict[str, Any] = {
-    "address": None,
-    "num_shards": None,
-    "max_retries": 2,
-    "num_cpus_per_shard": 1,
-    "num_gpus_per_shard": 0,
-    "local_backend": None,
-    "num_cpus": None,
-}
-#: Test hook, not a user parameter: a file path. The first attempt of shard 0 creates the file and raises,
-#: later attempts (the file exists) run normally -- a failure that survives Ray's worker processes.
-TEST_HOOKS = ("_fail_once_marker",)
-
-_INSTALL_HINT = "backend 'ray' needs the optional extra: pip install -e \".[ray]\""
 
 
 class ShardError(RuntimeError):
     """One or more shards still failed after ``ensemble.ray.max_retries`` retries."""
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError(_INSTALL_HINT) from exc
-    return ray
-
-
-# ---------------------------------------------------------------------------------------------------
-# Options
-
-
-def _split_address(address: str) -> tuple[str, int]:
-    """``[ray://]host[:port]`` -> (host, port); the port defaults to Ray's (6379, or 10001 for ray://)."""
-    rest = address[len("ray://"):] if address.startswith("ray://") else address
-    default = DEFAULT_CLIENT_PORT if address.startswith("ray://") else DEFAULT_GCS_PORT
-    host, port = rest, default
-    if rest.startswith("["):  # [ipv6]:port
-        end = rest.find("]")
-        if end < 0:
-            raise ValueError(address)
-        host, tail = rest[1:end], rest[end + 1:]
-        if tail:
-            if not tail.startswith(":"):
-                raise ValueError(address)
-            port = int(tail[1:])
-    elif rest.count(":") == 1:
-        host, p = rest.split(":")
-        port = int(p)
-    elif ":" in rest:
-        raise ValueError(address)
-    if not host or "/" in host or not 0 < port < 65536:
-        raise ValueError(address)
-    return host, port
-
-
-def _check_address(address: Any) -> Any:
-    allowed = ('null (a local Ray instance), "auto" (the cluster started on this machine), '
-               '"ray://host:port" (Ray client) or "host:port" (the head node\'s GCS)')
-    if address is None or address == "auto":
-        return address
-    if not isinstance(address, str):
-        fail("ensemble.ray.address", address, "must be " + allowed)
-    try:
-        _split_address(address)
-    except ValueError:
-        fail("ensemble.ray.address", address, "must be " + allowed)
-    return address
-
-
-def check_options(options: dict[str, Any] | None, num_models: int) -> dict[str, Any]:
-    """Validate the ``ensemble.ray`` parameter block and return it with defaults filled in.
-
-    - ``address``: ``None`` (start a local instance), ``"auto"``, ``"ray://host:port"`` or ``"host:port"``;
-    - ``num_shards``: ``None`` (one shard per chunk) or an int in ``[1, num_models]``;
-    - ``max_retries``: int >= 0 (2); ``num_cpus_per_shard`` > 0 (1); ``num_gpus_per_shard`` >= 0 (0);
-    - ``local_backend``: ``sequential`` | ``vectorised`` (``vectorised`` when shards get GPUs, else
-      ``sequential``);
-    - ``num_cpus``: the size of a local instance (int >= 1, or ``None`` for all cores).
-
-    Raises :class:`ConfigError` for a bad value, an unknown key, or when Ray is not installed.
-    """
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        fail("ensemble.ray", options, "must be a mapping of " + ", ".join(DEFAULTS))
-    unknown = [k for k in options if k not in DEFAULTS and k not in TEST_HOOKS]
-    if unknown:
-        fail(f"ensemble.ray.{unknown[0]}", options[unknown[0]],
-             "unknown option; allowed options are " + ", ".join(DEFAULTS))
-    opts = {**DEFAULTS, **options}
-    _check_address(opts["address"])
-    if opts["num_shards"] is not None:
-        number("ensemble.ray.num_shards", opts["num_shards"], low=1, high=num_models, integer=True)
-    number("ensemble.ray.max_retries", opts["max_retries"], low=0, integer=True)
-    positive("ensemble.ray.num_cpus_per_shard", opts["num_cpus_per_shard"])
-    number("ensemble.ray.num_gpus_per_shard", opts["num_gpus_per_shard"], low=0)
-    if opts["local_backend"] is None:
-        opts["local_backend"] = "vectorised" if opts["num_gpus_per_shard"] > 0 else "sequential"
-    choice("ensemble.ray.local_backend", opts["local_backend"], LOCAL_BACKENDS)
-    if opts["num_cpus"] is not None:
-        positive("ensemble.ray.num_cpus", opts["num_cpus"], integer=True)
-        if opts["address"] is None and opts["num_cpus_per_shard"] > opts["num_cpus"]:
-            fail("ensemble.ray.num_cpus_per_shard", opts["num_cpus_per_shard"],
-                 f"must be <= ensemble.ray.num_cpus ({opts['num_cpus']}), the size of the local instance")
-    _import_ray()
-    return opts
-
-
-# ---------------------------------------------------------------------------------------------------
-# Connecting
-
-
-def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Open (and close) a TCP connection to a ``[ray://]host[:port]`` address within ``timeout_s``.
-
-    Raises :class:`ConfigError` naming ``ensemble.ray.address`` when nothing answers, so that an unreachable
-    cluster fails in seconds instead of hanging in ``ray.init``.
-    """
-    _check_address(address)
-    host, port = _split_address(address)
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        fail("ensemble.ray.address", address,
-             f"nothing answers at {host}:{port} ({exc.__class__.__name__}: {exc}); start the cluster with "
-             "`ray start --head` (then use \"auto\" or \"host:6379\"), or use null for a local Ray instance")
-
-
-def connect(opts: dict[str, Any]) -> bool:
-    """Make sure this process is connected to Ray; return True if *this call* ran ``ray.init``.
-
-    An already initialised Ray (a notebook, the tests, a caller that manages Ray) is reused as is.
-    """
-    ray = _import_ray()
-    address = opts["address"]
-    if ray.is_initialized():
-        if address is not None:
-            log.info("Ray is already initialised; reusing it (ensemble.ray.address=%r not used)", address)
-        return False
-    if address is None:
-        log.info("starting a local Ray instance (num_cpus=%s)", opts["num_cpus"])
-        ray.init(num_cpus=opts["num_cpus"], include_dashboard=False)
-        return True
-    if address != "auto":
-        probe_address(address)
-    try:
-        ray.init(address=address)
-    except (ConnectionError, TimeoutError, RuntimeError) as exc:
-        fail("ensemble.ray.address", address,
-             f"could not connect ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-             "start the cluster with `ray start --head`, or use null for a local Ray instance")
-    return True
-
-
-def _check_resources(ray: Any, opts: dict[str, Any], started_local: bool) -> None:
-    """A task asking for more CPUs/GPUs than any node has never runs: fail (local) or warn (cluster)."""
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", True)]
-    for key, res in (("num_cpus_per_shard", "CPU"), ("num_gpus_per_shard", "GPU")):
-        need = opts[key]
-        have = max((float(n.get(res, 0)) for n in nodes), default=0.0)
-        if need > have:
-            msg = (f"parameter 'ensemble.ray.{key}' = {need!r} is invalid: no Ray node has that many {res}s "
-                   f"(largest: {have:g}); shards asking for it would never be scheduled")
-            if started_local:
-                raise ConfigError(msg)
-            log.warning("%s (an autoscaling cluster may still add such a node)", msg)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -244,16 +70,11 @@ def _train_shard(
     x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, plan: dict[str, Any], shard: list[list[int]],
     cfg: ensemble.TrainConfig, num_classes: int, settings: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Body of the Ray task: train each chunk of the shard and return plain dicts of CPU tensors."""
+    """Body of the Ray task: train each chunk of the shard and return plain dicts of CPU tensors.
+
+    ``settings``: ``num_cpus_per_shard``, ``num_gpus_per_shard``, ``local_backend`` and ``shard_id`` (the
+    shard's number, which the tests use to make one shard fail)."""
     torch.set_num_threads(max(1, int(settings["num_cpus_per_shard"])))
-    marker = settings.get("_fail_once_marker")
-    if marker and settings.get("shard_id") == 0:
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            pass
-        else:
-            raise RuntimeError(f"injected failure of shard 0 (test hook _fail_once_marker={marker})")
     if settings["num_gpus_per_shard"] > 0 and torch.cuda.is_available():
         device = torch.device("cuda")
     else:
@@ -274,7 +95,7 @@ def _train_shard(
 
 @functools.lru_cache(maxsize=1)
 def _remote_train_shard() -> Any:
-    return _import_ray().remote(_train_shard)
+    return import_ray().remote(_train_shard)
 
 
 def _models(shard: Sequence[Sequence[int]]) -> list[int]:
@@ -328,11 +149,11 @@ def train_shards_ray(
         return []
     if device.type == "cuda" and opts["num_gpus_per_shard"] == 0:
         log.warning("device is cuda but ensemble.ray.num_gpus_per_shard is 0: the shards train on CPU")
-    ray = _import_ray()
+    ray = import_ray()
     started = connect(opts)
     refs: dict[Any, int] = {}
     try:
-        _check_resources(ray, opts, started and opts["address"] is None)
+        check_resources(ray, opts, started and opts["address"] is None)
         x_ref, y_ref, s_ref, p_ref = (ray.put(v) for v in (x.detach().cpu(), y.detach().cpu(),
                                                            sigma.detach().cpu(), plan))
         task = _remote_train_shard().options(
@@ -342,8 +163,7 @@ def train_shards_ray(
         for i, shard in enumerate(shards):
             settings = {"num_cpus_per_shard": opts["num_cpus_per_shard"],
                         "num_gpus_per_shard": opts["num_gpus_per_shard"],
-                        "local_backend": opts["local_backend"], "shard_id": i,
-                        "_fail_once_marker": opts.get("_fail_once_marker")}
+                        "local_backend": opts["local_backend"], "shard_id": i}
             refs[task.remote(x_ref, y_ref, s_ref, p_ref, shard, cfg, num_classes, settings)] = i
         log.info("ray: %d models in %d shards (%s local backend, %g CPU / %g GPU per shard)",
                  len(_models([c for s in shards for c in s])), len(shards), opts["local_backend"],
@@ -413,7 +233,7 @@ def _votes_shard(
 
 @functools.lru_cache(maxsize=1)
 def _remote_votes_shard() -> Any:
-    return _import_ray().remote(_votes_shard)
+    return import_ray().remote(_votes_shard)
 
 
 def predict_votes_ray(
@@ -430,10 +250,10 @@ def predict_votes_ray(
     opts = check_options(options, m)
     chunks = checkpoints.chunks_of(m, model_chunk)
     shards = make_shards(chunks, opts["num_shards"])
-    ray = _import_ray()
+    ray = import_ray()
     started = connect(opts)
     try:
-        _check_resources(ray, opts, started and opts["address"] is None)
+        check_resources(ray, opts, started and opts["address"] is None)
         x_ref, s_ref, p_ref = (ray.put(v) for v in (x.detach().cpu(), torch.as_tensor(sigma).detach().cpu(), plan))
         task = _remote_votes_shard().options(
             num_cpus=opts["num_cpus_per_shard"], num_gpus=opts["num_gpus_per_shard"],

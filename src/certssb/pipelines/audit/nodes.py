@@ -1,5 +1,6 @@
 """Thin nodes of the audit pipeline (the math in ``certssb.core.audit``, the retraining in
-``certssb.execution.audit``)."""
+``certssb.execution.audit``). The audit reads the persisted artifacts of a default run and first checks that
+they come from one run (``certssb.core.artifacts``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from certssb.core.artifacts import (
+    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, check_ensemble_lineage, require_same,
+)
 from certssb.core.audit import summarise
 from certssb.execution.audit import audit_method
+
+
+def _check_lineage(ensemble: dict[str, Any], sigma: dict[str, Any], noise_plan: dict[str, Any],
+                   poisoned_train: dict[str, Any], clean_test: dict[str, Any], pilot_model: dict[str, Any]) -> None:
+    ens, train = ModelArtifact.from_dict(ensemble), SplitData.from_dict(poisoned_train, "poisoned_train")
+    check_ensemble_lineage(ens, SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma"), NoisePlan.from_dict(noise_plan),
+                           poisoned_train=train, clean_test=SplitData.from_dict(clean_test, "clean_test"))
+    pilot = ModelArtifact.from_dict(pilot_model, "pilot_model")
+    require_same("pilot_model", "poisoned_train", pilot.poisoned_train, train.fingerprint)
 
 
 def run_audit(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any], noise_plan: dict[str, Any],
@@ -17,6 +30,7 @@ def run_audit(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[
               audit: dict[str, Any], model: dict[str, Any], ensemble_params: dict[str, Any],
               evaluation: dict[str, Any], attack: dict[str, Any], device: str) -> pd.DataFrame:
     """One row per audited point x strategy x radius column."""
+    _check_lineage(ensemble, sigma, noise_plan, poisoned_train, clean_test, pilot_model)
     return audit_method(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model, audit,
                         model=model, ensemble_params=ensemble_params, evaluation=evaluation, attack=attack,
                         device=device)

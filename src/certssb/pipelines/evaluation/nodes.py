@@ -1,11 +1,15 @@
 """Thin nodes of the evaluation pipeline: votes -> certificates -> storage update -> metrics, plots, MLflow.
 
 Each node takes parameter blocks (``params:evaluation``, ``params:device``, ...) and artifacts, calls
-``certssb.core`` (certify, storage, summary) or ``certssb.execution``, and returns artifacts.
+``certssb.core`` (certify, storage, summary) or ``certssb.execution``, and returns artifacts. Before
+certifying, ``compute_votes`` checks that the ensemble, its sigma, the noise plan and the test sets come from
+one run and ``certify_samples`` that the votes were cast with this sigma (``certssb.core.artifacts``).
 """
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,8 +19,10 @@ from matplotlib.figure import Figure
 
 from certssb import reporting, tracking
 from certssb.core import certify, metrics, storage, summary
+from certssb.core.artifacts import (
+    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, VotesArtifact, check_ensemble_lineage, require_same,
+)
 from certssb.core.ensemble import load_member, resolve_device
-from certssb.core.validation import ConfigError
 from certssb.core.votes import predict_votes
 from certssb.progress import progress_bar
 
@@ -24,20 +30,13 @@ log = logging.getLogger(__name__)
 SPLITS = ("clean", "triggered")
 
 
-def _same(what: str, a: Any, b: Any) -> None:
-    if a != b:
-        raise ConfigError(
-            f"{what}: mismatched config hashes {a} vs {b} -- the certificates would mix models and data from "
-            "different runs; rerun the upstream pipelines (or pass matching --load-versions)"
-        )
+def _voter(evaluation: dict[str, Any], ray: dict[str, Any] | None, device: str) -> Callable[..., dict[str, Any]]:
+    """``predict_votes`` on this machine, or its Ray version with ``evaluation.backend: ray``."""
+    if evaluation.get("backend", "local") == "ray":
+        from certssb.execution.ray import predict_votes_ray
 
-
-def _check_lineage(ensemble: dict, sigma: dict, clean_test: dict, triggered_test: dict, plan: dict) -> None:
-    _same("ensemble vs noise_plan", ensemble["noise_plan"], plan["fingerprint"])
-    _same("ensemble vs sigma", ensemble["sigma"], sigma["fingerprint"])
-    _same("sigma vs clean_test", sigma["inputs"]["clean_test"], clean_test["fingerprint"])
-    _same("sigma vs triggered_test", sigma["inputs"]["triggered_test"], triggered_test["fingerprint"])
-    _same("ensemble vs poisoned_train", ensemble["poisoned_train"], sigma["inputs"]["poisoned_train"])
+        return functools.partial(predict_votes_ray, options=ray)
+    return functools.partial(predict_votes, device=resolve_device(device))
 
 
 def compute_votes(
@@ -46,20 +45,18 @@ def compute_votes(
 ) -> dict[str, Any]:
     """Per-model vote fractions and mean probabilities on the clean and triggered test sets (each sample's
     own sigma); shards of models run as Ray tasks with ``evaluation.backend: ray`` (options ``ensemble.ray``)."""
-    _check_lineage(ensemble, sigma, clean_test, triggered_test, noise_plan)
-    chunk, m = evaluation["model_chunk"], len(ensemble["model_indices"])
-    out: dict[str, Any] = {"method": ensemble["method"], "ensemble": ensemble["fingerprint"], "sigma": sigma["fingerprint"]}
-    with progress_bar(2 * m, f"{ensemble['method']}: votes (models x test sets)") as bar:
-        for split, data in (("clean", clean_test), ("triggered", triggered_test)):
-            if evaluation.get("backend", "local") == "ray":
-                from certssb.execution.ray import predict_votes_ray
-
-                out[split] = predict_votes_ray(ensemble, data["x"], sigma[split], noise_plan, split, options=ray,
-                                               model_chunk=chunk, progress=bar.update)
-            else:
-                out[split] = predict_votes(ensemble, data["x"], sigma[split], noise_plan, split,
-                                           device=resolve_device(device), model_chunk=chunk, progress=bar.update)
-    return out
+    ens = ModelArtifact.from_dict(ensemble)
+    sig = SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma")
+    tests = {"clean": SplitData.from_dict(clean_test, "clean_test"),
+             "triggered": SplitData.from_dict(triggered_test, "triggered_test")}
+    check_ensemble_lineage(ens, sig, NoisePlan.from_dict(noise_plan), clean_test=tests["clean"],
+                           triggered_test=tests["triggered"])
+    vote, out = _voter(evaluation, ray, device), {}
+    with progress_bar(2 * ens.num_models, f"{ens.method}: votes (models x test sets)") as bar:
+        for split, data in tests.items():
+            out[split] = vote(ensemble, data.x, getattr(sig, split), noise_plan, split,
+                              model_chunk=evaluation["model_chunk"], progress=bar.update)
+    return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint, **out).to_dict()
 
 
 def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -70,7 +67,8 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
     training point), so ``radius = sigma_min * r1`` is the sound l2 radius and ``radius_published =
     sigma_x * r1`` is Cert-SSB as published (certssb.core.certify).
     """
-    _same("votes vs sigma", votes["sigma"], sigma["fingerprint"])
+    method = votes["method"]
+    require_same(f"{method}.votes", f"{method}.sigma", votes["sigma"], sigma["fingerprint"])
     e, min_train = evaluation, float(sigma["train"].min())
     frames = []
     for split, data in (("clean", clean_test), ("triggered", triggered_test)):
