@@ -206,7 +206,7 @@ def _ray_keys(name: str, value: Any) -> Any:
     if not isinstance(value, dict):
         fail(name, value, "must be a mapping of " + ", ".join(rb.DEFAULTS))
     for key in value:
-        if key not in rb.DEFAULTS and key not in rb.TEST_HOOKS:
+        if key not in rb.DEFAULTS:
             raise ConfigError(unknown_key_message(f"{name}.{key}", list(rb.DEFAULTS)))
     return value
 

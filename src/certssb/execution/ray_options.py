@@ -30,9 +30,6 @@ DEFAULTS: dict[str, Any] = {
     "local_backend": None,
     "num_cpus": None,
 }
-#: Keys accepted besides :data:`DEFAULTS` that are no user parameter: none, the tests inject failures with
-#: monkeypatch. ``certssb.config._ray_keys`` still reads this name; drop it there and here together.
-TEST_HOOKS: tuple[str, ...] = ()
 
 _INSTALL_HINT = "backend 'ray' needs the optional extra: pip install -e \".[ray]\""
 
