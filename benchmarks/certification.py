@@ -13,6 +13,8 @@ under K input-noise draws from ``noise.make_noise_plan(seed=0, num_models=M, sig
 ratio = raw time / pipeline time (target >= 0.75). Achieved FLOP/s: ``FlopCounterMode`` counts one
 model's forward on its K * N inputs, times M. The time the pipeline spends regenerating the noise
 (``noise.test_unit_noise``) and rebuilding the members (``ensemble.load_member``) is measured apart.
+Timing: ``_timing`` (interleaved ``torch.utils.benchmark.Timer`` measurements; short calls are repeated
+in blocks until each round has timed ``min_time / repeat`` seconds).
 
 Usage: python benchmarks/certification.py [--quick] [--device auto|cpu|cuda] [--out PATH]
 """
@@ -24,6 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+import _stats as S  # noqa: E402
+import _timing as T  # noqa: E402
 import torch  # noqa: E402
 from torch.func import stack_module_state  # noqa: E402
 
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     n = args.samples or (200 if args.quick else 500)
     k_draws = args.draws
     repeat = args.repeat or (3 if args.quick else 5)
-    min_time = 0.5 if args.quick else 2.0  # short calls: keep repeating until this much time is timed
+    min_time = 0.5 if args.quick else 2.0  # timed seconds per function at least, over all rounds
     torch.manual_seed(0)
 
     result, ceiling, c_ref = C.start_result(NAME, TARGET, args, dev)
@@ -150,16 +154,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the pipeline and the raw forward(s) in interleaved rounds, then the pieces
     diag = {"diagnostic_raw_loop_small_batch": raw_loop_small_batch} if args.diag_batch else {}
-    res, _ = C.bench_interleaved({"pipeline": pipeline_fn, **variants, **diag}, dev, warmup=1, repeat=repeat,
-                                 min_time_s=min_time)
-    pieces, _ = C.bench_interleaved({"predict_votes": votes_fn, "certify": certify_fn, "noise_regeneration": noise_fn,
-                                     "load_member": load_fn}, dev, warmup=1, repeat=repeat, min_time_s=min_time)
+    per_round = min_time / repeat  # each round's Timer measurement times at least this long
+    res, _ = T.bench_interleaved({"pipeline": pipeline_fn, **variants, **diag}, dev, repeat=repeat,
+                                 min_run_time=per_round)
+    pieces, _ = T.bench_interleaved({"predict_votes": votes_fn, "certify": certify_fn, "noise_regeneration": noise_fn,
+                                     "load_member": load_fn}, dev, repeat=repeat, min_run_time=per_round)
     res.update(pieces)
     raw_name = min(variants, key=lambda v: res[v]["best_s"])
     raw_s = res[raw_name]["best_s"]
     evals = m * k_draws * n
     for name in ("pipeline", "predict_votes", *variants, *diag):
-        res[name].update(C.achieved(flops, res[name]["best_s"], c_ref))
+        res[name].update(S.achieved(flops, res[name]["best_s"], c_ref))
         res[name]["model_evaluations_per_second"] = evals / res[name]["best_s"]
         res[name]["certified_samples_per_second"] = n / res[name]["best_s"]
     for name in ("certify", "noise_regeneration", "load_member"):
@@ -168,12 +173,12 @@ def main(argv: list[str] | None = None) -> dict:
     if diag:
         res["diagnostic_raw_loop_small_batch"].update({
             "batch_size": args.diag_batch,
-            "speedup_over_raw_reference": C.paired_ratio(res[raw_name], res["diagnostic_raw_loop_small_batch"])["median_of_rounds"],
+            "speedup_over_raw_reference": S.paired_ratio(res[raw_name], res["diagnostic_raw_loop_small_batch"])["median_of_rounds"],
             "note": f"not the reference: the raw loop with batch {args.diag_batch} instead of {BATCH}"})
     c_ref = C.finish_ceiling(ceiling, dev, quick=args.quick)
-    C.set_fractions(res, c_ref)
+    S.set_fractions(res, c_ref)
     C.print_ceiling(ceiling)
-    pr = C.paired_ratio(res[raw_name], res["pipeline"])
+    pr = S.paired_ratio(res[raw_name], res["pipeline"])
     ratio = pr["median_of_rounds"]
     result["workload"] = {
         "dataset": "mnist_embedded test split", "models": m, "samples": n, "draws": k_draws,
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
         "sigma": 0.25, "batch_size": BATCH, "model_chunk": MODEL_CHUNK,
         "certify": {"bound": "clopper_pearson", "aggregation": "hard", "alpha": 0.001, "selection": "split", "n0": 5},
         "flops_per_model_forward": f_model, "flops_total": flops, "raw_reference": raw_name, "repeat": repeat,
-        "min_timed_s_per_measurement": min_time,
+        "min_timed_s_per_measurement": min_time, "min_timed_s_per_round": per_round,
         "extrapolated": False,
     }
     result["results"] = res

@@ -40,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network here; never phone home
 
 import _common as C  # noqa: E402
+import _cpu  # noqa: E402
+import _stats as S  # noqa: E402
+import _timing as T  # noqa: E402
 import torch  # noqa: E402
 
 from certssb.core import ensemble, noise  # noqa: E402
@@ -52,131 +55,10 @@ SIGMA = 0.25
 
 
 # ---------------------------------------------------------------------------------------------------
-# CPU accounting over this process tree (the driver plus Ray's daemons and workers)
-
-
-def _proc_stat(pid: str) -> tuple[int, int] | None:
-    """(ppid, utime+stime+cutime+cstime) of a process, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[1]), sum(int(v) for v in fields[11:15])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _tree() -> dict[int, int]:
-    """pid -> CPU ticks for this process and all its descendants."""
-    stats: dict[int, tuple[int, int]] = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            s = _proc_stat(pid)
-            if s is not None:
-                stats[int(pid)] = s
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    out, todo = {}, [os.getpid()]
-    while todo:
-        p = todo.pop()
-        if p in stats and p not in out:
-            out[p] = stats[p][1]
-            todo.extend(children.get(p, []))
-    return out
-
-
-def tree_ticks() -> tuple[int, int] | None:
-    """(busy ticks of the machine, CPU ticks of this process tree) -- the tuple ``C._foreign_cores`` takes."""
-    m = C._cpu_ticks()
-    if m is None:
-        return None
-    return m[0], sum(_tree().values())
-
-
-def wait_for_quiet_tree(window_s: float = 0.5) -> None:
-    """``C.wait_for_quiet`` with this process tree (Ray included) counted as "own"; same shared budget."""
-    C.wait_for_quiet(window_s, ticks=tree_ticks)
-
-
-def tree_cores(seconds: float) -> tuple[float | None, float | None]:
-    """Cores used over ``seconds`` by this process tree minus this process (Ray's processes) and by others."""
-    a, own_a = tree_ticks(), C._cpu_ticks()
-    time.sleep(seconds)
-    b, own_b = tree_ticks(), C._cpu_ticks()
-    if None in (a, b, own_a, own_b):
-        return None, None
-    ray_cores = ((b[1] - a[1]) - (own_b[1] - own_a[1])) / C._HZ / seconds
-    return round(max(0.0, ray_cores), 3), round(C._foreign_cores(a, b, seconds), 3)
-
-
-def timed(fn, device: torch.device, quiet: bool = True) -> tuple[float, Any, float | None, float | None]:
-    """Seconds of one call (CUDA synchronised), its result, cores used by others meanwhile, peak MiB."""
-    if quiet and device.type == "cpu":
-        wait_for_quiet_tree()
-    C.reset_peak_memory(device)
-    a = tree_ticks()
-    t0 = time.perf_counter()
-    out = fn()
-    C.sync(device)
-    dt = time.perf_counter() - t0
-    return dt, out, C._foreign_cores(a, tree_ticks(), dt), C.peak_memory_mib(device)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Other benchmarks
-
-
-def other_benchmarks() -> list[str]:
-    """Command lines containing "benchmarks/" outside this process, its ancestors and its descendants
-    (what ``pgrep -f benchmarks/`` would show besides us)."""
-    mine = set(_tree())
-    p = os.getpid()
-    while p > 1:  # ancestors (the shell that started us)
-        mine.add(p)
-        s = _proc_stat(str(p))
-        if s is None:
-            break
-        p = s[0]
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) in mine:
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        if "benchmarks/" in cmd:
-            found.append(f"{pid}: {cmd[:200]}")
-    return found
-
-
-def wait_for_benchmarks(max_s: float, poll_s: float = 30.0) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    others = other_benchmarks()
-    while others and time.perf_counter() - t0 < max_s:
-        print(f"waiting for other benchmarks ({len(others)} running): {others[0]}", flush=True)
-        time.sleep(min(poll_s, max(0.0, max_s - (time.perf_counter() - t0))))
-        others = other_benchmarks()
-    return {"max_wait_s": max_s, "waited_s": round(time.perf_counter() - t0, 1), "still_running": others}
-
-
-# ---------------------------------------------------------------------------------------------------
 
 
 def max_param_diff(a: ensemble.ChunkResult, b: ensemble.ChunkResult) -> float:
     return max(float((a.params[k] - b.params[k]).abs().max()) for k in a.params)
-
-
-def fit_line(ms: list[int], secs: list[float]) -> dict[str, float] | None:
-    """Least squares t = overhead + M * s_per_model."""
-    if len(ms) < 2:
-        return None
-    mx, my = sum(ms) / len(ms), sum(secs) / len(secs)
-    sxx = sum((m - mx) ** 2 for m in ms)
-    b = sum((m - mx) * (t - my) for m, t in zip(ms, secs)) / sxx
-    a = my - b * mx
-    return {"overhead_s": a, "s_per_model": b, "models_per_second_asymptotic": 1.0 / b if b > 0 else None}
 
 
 def plot(result: dict[str, Any], path: Path) -> Path | None:
@@ -192,7 +74,7 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     any_contended = False
     for i, name in enumerate(result["backends"]):
         pts = [(r["M"], r["backends"][name]["models_per_second"],
-                (r["backends"][name].get("foreign_cores_in_best_run") or 0.0) >= C.QUIET_THRESHOLD_CORES)
+                (r["backends"][name].get("foreign_cores_in_best_run") or 0.0) >= S.QUIET_THRESHOLD_CORES)
                for r in result["results"] if name in r["backends"]]
         if not pts:
             continue
@@ -204,7 +86,7 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
                     markerfacecolor="white", markeredgecolor=line.get_color())
     if any_contended:
         ax.plot([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="grey",
-                label=f"contended (others >= {C.QUIET_THRESHOLD_CORES} cores)")
+                label=f"contended (others >= {S.QUIET_THRESHOLD_CORES} cores)")
     ax.set_xscale("log", base=2)
     ms = [r["M"] for r in result["results"]]
     ax.set_xticks(ms, [str(m) for m in ms])
@@ -245,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"wrote {plot(json.loads(src.read_text()), src.with_suffix('.png'))}")
         return {}
     dev = C.setup(args)
-    waited = wait_for_benchmarks(args.wait_for_benchmarks) if args.wait_for_benchmarks > 0 else None
+    waited = _cpu.wait_for_benchmarks(args.wait_for_benchmarks) if args.wait_for_benchmarks > 0 else None
 
     ms = [int(s) for s in (args.ms or ("1,2,4,8" if args.quick else "1,2,4,8,16,32")).split(",")]
     workers = [int(s) for s in args.workers.split(",") if s.strip()]
@@ -347,21 +229,21 @@ def main(argv: list[str] | None = None) -> dict:
         # Ray may pre-start workers in the background: wait (<= 30 s) until its processes are quiet
         t0 = time.perf_counter()
         while True:
-            ray_cores, others = tree_cores(1.0)
+            ray_cores, others = _cpu.tree_cores(1.0)
             if ray_cores is None or ray_cores < 0.1 or time.perf_counter() - t0 > 30:
                 break
         startup["settle_s"] = time.perf_counter() - t0
-        startup["ray_processes_cores_when_idle"], _ = tree_cores(2.0)
-        startup["processes_in_tree_after_init"] = len(_tree())
+        startup["ray_processes_cores_when_idle"], _ = _cpu.tree_cores(2.0)
+        startup["processes_in_tree_after_init"] = len(_cpu.tree_processes())
         startup["first_call"] = {}
         for name, spec in backends.items():
             if spec["backend"] != "ray":
                 continue
             w = spec["workers"]
-            cold = timed(runner(spec, w), dev, quiet=False)[0]
-            warm = timed(runner(spec, w), dev, quiet=False)[0]
+            cold = T.once(runner(spec, w), dev)[0]
+            warm = T.once(runner(spec, w), dev)[0]
             startup["first_call"][name] = {"M": w, "cold_s": cold, "warm_s": warm, "cold_minus_warm_s": cold - warm}
-        startup["processes_in_tree_after_first_calls"] = len(_tree())
+        startup["processes_in_tree_after_first_calls"] = len(_cpu.tree_processes())
         startup["note"] = ("init_s: ray.init; settle_s: until Ray's processes used < 0.1 cores; first_call: a "
                            "W-model ray run right after (cold: worker processes start and import torch/certssb) "
                            "and once more (warm). The timed points below reuse the warm workers.")
@@ -370,40 +252,25 @@ def main(argv: list[str] | None = None) -> dict:
               + ", ".join(f"{k} first call {v['cold_s']:.2f} s (warm {v['warm_s']:.2f} s)"
                           for k, v in startup["first_call"].items()), flush=True)
 
-    # ---- warm-up of the local backends (thread pools, allocator, kernel selection)
-    for name, spec in backends.items():
-        if spec["backend"] != "ray":
-            runner(spec, 1)()
-
     # ---- the sweep
     out = Path(args.out) if args.out else C.default_out(NAME, dev)
     rows = []
     names = list(backends)
     for m in ms:
-        times: dict[str, list[float]] = {k: [] for k in names}
-        foreign: dict[str, list[float | None]] = {k: [] for k in names}
-        peaks: dict[str, float | None] = {k: None for k in names}
-        outs: dict[str, ensemble.ChunkResult] = {}
         fns = {k: runner(backends[k], m) for k in names}
-        for r in range(repeat):
-            order = names[r % len(names):] + names[:r % len(names)]  # rotate the order between rounds
-            for k in order:
-                t, res, f, pk = timed(fns[k], dev)
-                times[k].append(t)
-                foreign[k].append(f)
-                if pk is not None:
-                    peaks[k] = pk if peaks[k] is None else max(peaks[k], pk)
-                outs[k] = res
+        # interleaved rounds, the order rotated each round; each measurement's untimed first call warms up
+        res, outs = T.bench_interleaved(fns, dev, repeat=repeat, keep_outputs=True, rotate=True,
+                                        sample=_cpu.sample_tree)
         row: dict[str, Any] = {"M": m, "backends": {}}
         for k in names:
-            s = C.summarise(times[k], foreign[k])
+            s = res[k]
             spec = backends[k]
             cs = chunk_size(spec, m)
             row["backends"][k] = {
                 **s, "models_per_second": m / s["best_s"], "seconds_per_model": s["best_s"] / m,
                 "models_per_second_median": m / s["median_s"], "chunk_size": cs,
                 "shards": math.ceil(m / cs) if spec["backend"] == "ray" else None,
-                "peak_memory_mib": peaks[k] if spec["backend"] != "ray" else None,
+                "peak_memory_mib": s["peak_memory_mib"] if spec["backend"] != "ray" else None,
             }
         if "sequential" in outs:
             row["max_abs_param_diff_vs_sequential"] = {k: max_param_diff(outs[k], outs["sequential"])
@@ -418,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result["results"] = rows
     result["complete"] = True
-    result["fit_time_vs_M"] = {k: fit_line([r["M"] for r in rows], [r["backends"][k]["best_s"] for r in rows])
+    result["fit_time_vs_M"] = {k: S.fit_line([r["M"] for r in rows], [r["backends"][k]["best_s"] for r in rows])
                                for k in names}
     result["summary"] = {
         "models_per_second": {k: {str(r["M"]): r["backends"][k]["models_per_second"] for r in rows} for k in names},
@@ -429,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                for r in rows for k in names), default=None),
     }
     busy = result["summary"]["max_foreign_cores_in_best_runs"]
-    if busy is not None and busy > C.QUIET_THRESHOLD_CORES:
+    if busy is not None and busy > S.QUIET_THRESHOLD_CORES:
         notes.append(f"other processes used up to {busy:.2f} cores during the best runs: the timings are "
                      "distorted (multi-threaded in-process backends suffer most: their OpenMP threads wait "
                      "for each other when a core is taken)")
