@@ -5,7 +5,9 @@ M untrained ``small_cnn`` models (``build_model(..., seed=k)``, stacked with
 under K input-noise draws from ``noise.make_noise_plan(seed=0, num_models=M, sigma=0.25, num_draws=K)``.
 
 - pipeline: ``predict_votes`` (noise regenerated from the plan, models streamed in chunks of 10) and then
-  ``certify`` (Clopper-Pearson, hard votes, split selection n0 = 5, alpha = 0.001) on its output;
+  ``certify`` (Clopper-Pearson, hard votes, split selection n0 = 5, alpha = 0.001) on its output; with
+  ``--draws`` K > 1 the bound is Hoeffding (``certify`` refuses Clopper-Pearson on fractional votes), and
+  with fewer than 6 models n0 = M - 1 (split selection needs n0 <= M - 1);
 - raw: the same M models as ordinary modules in eval mode on the same M * K * N noisy inputs, made in
   advance (channels_last on CPU), just ``model(x)`` in batches of 4096 under ``torch.no_grad``. On CUDA the
   raw figure is the faster of that loop and one ``vmap`` forward per chunk of models (both are reported).
@@ -55,7 +57,7 @@ def stacked_artifact(m: int, in_shape, num_classes: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     p = C.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--models", type=int, default=None, help="M (default 20, quick 8)")
+    p.add_argument("--models", type=int, default=None, help="M (default 20, quick 8; at least 2)")
     p.add_argument("--samples", type=int, default=None, help="N test samples (default 500, quick 200)")
     p.add_argument("--draws", type=int, default=1, help="K input-noise draws per model (default 1)")
     p.add_argument("--diag-batch", type=int, default=128,
@@ -86,15 +88,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = votes_fn()
 
+    cert_kw = {"bound": "clopper_pearson" if k_draws == 1 else "hoeffding", "aggregation": "hard",
+               "alpha": 0.001, "selection": "split", "n0": max(1, min(5, m - 1))}
+
+    def certify_votes(o: dict):
+        return certify(o["votes"].numpy(), o["probs"].numpy(), sigma.numpy(), labels=labels.numpy(), num_classes=c,
+                       **cert_kw)
+
     def certify_fn():
-        return certify(out["votes"].numpy(), out["probs"].numpy(), sigma.numpy(), labels=labels.numpy(),
-                       num_classes=c, bound="clopper_pearson", aggregation="hard", alpha=0.001,
-                       selection="split", n0=5)
+        return certify_votes(out)
 
     def pipeline_fn():
-        o = votes_fn()
-        return certify(o["votes"].numpy(), o["probs"].numpy(), sigma.numpy(), labels=labels.numpy(), num_classes=c,
-                       bound="clopper_pearson", aggregation="hard", alpha=0.001, selection="split", n0=5)
+        return certify_votes(votes_fn())
 
     # ---- raw: the same models on pre-made noisy inputs
     nets = []
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dataset": "mnist_embedded test split", "models": m, "samples": n, "draws": k_draws,
         "model_evaluations": evals, "architecture": ARCH, "weights": "untrained, seeds 0..M-1",
         "sigma": 0.25, "batch_size": BATCH, "model_chunk": MODEL_CHUNK,
-        "certify": {"bound": "clopper_pearson", "aggregation": "hard", "alpha": 0.001, "selection": "split", "n0": 5},
+        "certify": cert_kw,
         "flops_per_model_forward": f_model, "flops_total": flops, "raw_reference": raw_name, "repeat": repeat,
         "min_timed_s_per_measurement": min_time, "min_timed_s_per_round": per_round,
         "extrapolated": False,
