@@ -54,8 +54,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                    help="auto = cuda when visible, else cpu")
     p.add_argument("--out", default=None,
                    help="JSON output path (default: benchmarks/results/<name>-<device>.json)")
-    p.add_argument("--repeat", type=int, default=None, help="interleaved rounds per measurement (each a Timer measurement with its own "
-                        "untimed warm-up call)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="interleaved rounds per measurement (each a Timer measurement with its own untimed "
+                        "warm-up call)")
     p.add_argument("--quiet-budget", type=float, default=None,
                    help="seconds the script may wait in total for other processes to go quiet before "
                         "timed CPU runs (default 60, 10 with --quick; 0 disables)")

@@ -21,10 +21,11 @@ def summarise_sweep(result: dict[str, Any], startup: dict[str, Any] | None, note
     busy = max((r["backends"][k].get("foreign_cores_in_best_run") or 0.0 for r in rows for k in names),
                default=None)
     result["summary"] = {
-        "models_per_second": {k: {str(r["M"]): r["backends"][k]["models_per_second"] for r in rows} for k in names},
+        "models_per_second": {k: {str(r["M"]): r["backends"][k]["models_per_second"] for r in rows}
+                              for k in names},
         "ray_init_s": startup.get("init_s") if startup else None,
-        "ray_first_call_cold_minus_warm_s": ({k: v["cold_minus_warm_s"] for k, v in startup["first_call"].items()}
-                                             if startup else None),
+        "ray_first_call_cold_minus_warm_s": (
+            {k: v["cold_minus_warm_s"] for k, v in startup["first_call"].items()} if startup else None),
         "max_foreign_cores_in_best_runs": busy,
     }
     if busy is not None and busy > QUIET_THRESHOLD_CORES:
@@ -95,9 +96,10 @@ def print_report(result: dict[str, Any], out: Path, png: Path | None) -> None:
             t[f"{k} others"] = b.get("foreign_cores_in_best_run")
         table.append(t)
     cols = ["M"] + [f"{k} m/s" for k in names] + [f"{k} others" for k in names]
-    C.print_table(table, cols, title=f"{result['benchmark']} on {result['environment']['device_type']}: models/s "
-                                     f"(best of {wl['repeat']}), {wl['samples']} samples, {wl['epochs']} epoch; "
-                                     "'others' = cores used by other processes in that run")
+    dev = result["environment"]["device_type"]
+    C.print_table(table, cols, title=f"{result['benchmark']} on {dev}: models/s (best of {wl['repeat']}), "
+                                     f"{wl['samples']} samples, {wl['epochs']} epoch; 'others' = cores used by "
+                                     "other processes in that run")
     for k, f in result["fit_time_vs_M"].items():
         if f:
             print(f"  {k}: t(M) = {f['overhead_s']:.3f} s + M * {f['s_per_model']:.4f} s")

@@ -113,8 +113,8 @@ def bench_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *
             pk = res["peak_memory_mib"]
             if pk is not None:
                 peaks[k] = pk if peaks[k] is None else max(peaks[k], pk)
-    out = {k: {**summarise(times[k], foreign[k]), "timed_calls_per_run": calls[k], "peak_memory_mib": peaks[k]}
-           for k in names}
+    out = {k: {**summarise(times[k], foreign[k]), "timed_calls_per_run": calls[k],
+               "peak_memory_mib": peaks[k]} for k in names}
     outs = {k: wrapped[k].last for k in names} if keep_outputs else {}
     return out, outs
 

@@ -67,9 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--ms", default=None, help="comma-separated ensemble sizes M (default 1,2,4,8,16,32; "
                                               "1,2,4,8 with --quick)")
-    p.add_argument("--workers", default="1,2", help="Ray worker (shard) counts W (default 1,2; empty: no ray)")
-    p.add_argument("--backends", default="sequential,vectorised,ray", help="subset of sequential,vectorised,ray")
-    p.add_argument("--samples", type=int, default=None, help="training images (default 2000, 1000 with --quick)")
+    p.add_argument("--workers", default="1,2",
+                   help="Ray worker (shard) counts W (default 1,2; empty: no ray)")
+    p.add_argument("--backends", default="sequential,vectorised,ray",
+                   help="subset of sequential,vectorised,ray")
+    p.add_argument("--samples", type=int, default=None,
+                   help="training images (default 2000, 1000 with --quick)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--data-root", default=str(C.DEFAULT_DATA_ROOT))
     p.add_argument("--wait-for-benchmarks", type=float, default=0.0,
@@ -109,9 +112,9 @@ class Workload:
               "checkpoint_dir": None, "num_models": m}
         if spec["backend"] == "ray":
             kw["ray_options"] = dict(spec["ray_options"])
-        return lambda: training.train_ensemble(self.x, self.y, self.sigma, self.plan, self.cfg,
-                                               num_classes=self.num_classes, data_fingerprint=self.fingerprint,
-                                               **kw)[0]
+        return lambda: training.train_ensemble(
+            self.x, self.y, self.sigma, self.plan, self.cfg, num_classes=self.num_classes,
+            data_fingerprint=self.fingerprint, **kw)[0]
 
 
 def load_workload(args: argparse.Namespace, dev: torch.device) -> Workload:
@@ -131,7 +134,8 @@ def chunk_size(spec: dict[str, Any], m: int) -> int:
     return m if spec["backend"] != "ray" else math.ceil(m / spec["workers"])
 
 
-def select_backends(args: argparse.Namespace, dev: torch.device, notes: list[str]) -> dict[str, dict[str, Any]]:
+def select_backends(args: argparse.Namespace, dev: torch.device,
+                    notes: list[str]) -> dict[str, dict[str, Any]]:
     """The backends to time, by name; the ray rows only where ray is installed and the device allows."""
     backends: dict[str, dict[str, Any]] = {b: {"backend": b} for b in LOCAL if b in args.backends}
     if "ray" not in args.backends or not args.workers:
@@ -199,7 +203,8 @@ def start_ray(backends: dict[str, dict[str, Any]], wl: Workload, args: argparse.
 
     dev = wl.device
     startup: dict[str, Any] = {}
-    init_kw: dict[str, Any] = {"num_cpus": max(args.workers), "include_dashboard": False, "log_to_driver": False}
+    init_kw: dict[str, Any] = {"num_cpus": max(args.workers), "include_dashboard": False,
+                               "log_to_driver": False}
     if dev.type == "cuda":
         init_kw["num_gpus"] = torch.cuda.device_count()
     started = False
@@ -227,7 +232,8 @@ def start_ray(backends: dict[str, dict[str, Any]], wl: Workload, args: argparse.
             w = spec["workers"]
             cold = T.once(wl.runner(spec, w), dev)[0]
             warm = T.once(wl.runner(spec, w), dev)[0]
-            startup["first_call"][name] = {"M": w, "cold_s": cold, "warm_s": warm, "cold_minus_warm_s": cold - warm}
+            startup["first_call"][name] = {"M": w, "cold_s": cold, "warm_s": warm,
+                                           "cold_minus_warm_s": cold - warm}
     startup["processes_in_tree_after_first_calls"] = len(_cpu.tree_processes())
     startup["note"] = ("init_s: ray.init; settle_s: until Ray's processes used < 0.1 cores; first_call: a "
                        "W-model ray run right after (cold: worker processes start and import torch/certssb) "
