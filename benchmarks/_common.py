@@ -1,15 +1,16 @@
-"""Shared helpers for the benchmark scripts in this folder.
+"""Shared helpers for the benchmark scripts in this folder (timing itself: ``_timing``; CPU-load
+accounting: ``_cpu``; pure arithmetic: ``_stats``).
 
-- device resolution (``auto|cpu|cuda``, same rule as ``certssb.core.ensemble.resolve_device``);
-- timing with warm-up and repetition (synchronising CUDA before reading the clock), best and median;
+- the common command line (``--quick``, ``--device``, ``--out``, ``--repeat``, ``--quiet-budget``) and device
+  resolution (``auto|cpu|cuda``, same rule as ``certssb.core.ensemble.resolve_device``);
 - the hardware ceiling: float32 matmul GFLOP/s measured in the same run (and bf16 on CUDA);
 - FLOP counting with ``torch.utils.flop_counter.FlopCounterMode`` (matmul/conv FLOPs only, 2 per MAC);
 - the run's environment (device, torch version, CPU count, load average, timestamp) and JSON writing;
 - a small fixed-width table printer.
 
 Timings on a shared machine only ever get slower through interference, so the headline figure of each
-measurement is the best (minimum) of its repetitions; the median and every repetition are in the JSON,
-with the cores other processes used during each run and the load average before and after.
+measurement is the best (minimum) of its rounds; the median and every round are in the JSON, with the
+cores other processes used during each round and the load average before and after.
 """
 from __future__ import annotations
 
@@ -18,9 +19,7 @@ import datetime as _dt
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+import _cpu  # noqa: E402
+import _timing  # noqa: E402
+from _stats import QUIET_THRESHOLD_CORES, contended  # noqa: E402
+
 
 # ---------------------------------------------------------------------------------------------------
 # Command line and device
@@ -51,7 +54,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                    help="auto = cuda when visible, else cpu")
     p.add_argument("--out", default=None,
                    help="JSON output path (default: benchmarks/results/<name>-<device>.json)")
-    p.add_argument("--repeat", type=int, default=None, help="timed repetitions per measurement (after warm-up)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="interleaved rounds per measurement (each a Timer measurement with its own untimed "
+                        "warm-up call)")
     p.add_argument("--quiet-budget", type=float, default=None,
                    help="seconds the script may wait in total for other processes to go quiet before "
                         "timed CPU runs (default 60, 10 with --quick; 0 disables)")
@@ -60,7 +65,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 def setup(args: argparse.Namespace) -> torch.device:
     """Resolve the device and set the waiting budget from the parsed common arguments."""
-    set_quiet_budget(args.quiet_budget if args.quiet_budget is not None else (10.0 if args.quick else 60.0))
+    _cpu.set_quiet_budget(args.quiet_budget if args.quiet_budget is not None else (10.0 if args.quick else 60.0))
     return resolve_device(args.device)
 
 
@@ -77,176 +82,6 @@ def default_out(name: str, device: torch.device) -> Path:
     return RESULTS_DIR / f"{name}-{device.type}.json"
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory_mib(device: torch.device) -> float | None:
-    """``torch.cuda.max_memory_allocated`` in MiB since the last reset (None on CPU)."""
-    if device.type != "cuda":
-        return None
-    return torch.cuda.max_memory_allocated(device) / 2**20
-
-
-# ---------------------------------------------------------------------------------------------------
-# Timing
-#
-# The machine may be shared: other processes competing for the 2 cores slow a run several-fold (OpenMP
-# threads wait for each other). Each timed run therefore records how many cores *other* processes used
-# meanwhile (from /proc/stat minus this process's own CPU time), and before a timed run we wait a
-# little (within a budget for the whole script) until the others are quiet.
-
-_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-QUIET_THRESHOLD_CORES = 0.3
-_quiet_state = {"budget_s": 0.0, "waited_s": 0.0}
-
-
-def _cpu_ticks() -> tuple[int, int] | None:
-    """(busy ticks of the whole machine, CPU ticks of this process) or None off Linux."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(t) for t in f.readline().split()[1:]]
-        busy = v[0] + v[1] + v[2] + sum(v[5:8])  # user nice system irq softirq steal
-        with open("/proc/self/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        own = int(fields[11]) + int(fields[12])  # utime + stime (all threads)
-        return busy, own
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _foreign_cores(start: tuple[int, int] | None, end: tuple[int, int] | None, wall_s: float,
-                   min_wall_s: float = 0.1) -> float | None:
-    """Cores used by other processes over ``wall_s``; None when unknown or when the interval is too
-    short for the 10 ms tick resolution of /proc/stat."""
-    if start is None or end is None or wall_s < min_wall_s:
-        return None
-    return max(0.0, ((end[0] - start[0]) - (end[1] - start[1])) / _HZ / wall_s)
-
-
-def set_quiet_budget(seconds: float) -> None:
-    """Allow ``wait_for_quiet`` to wait at most ``seconds`` in total during this script."""
-    _quiet_state["budget_s"] = float(seconds)
-    _quiet_state["waited_s"] = 0.0
-
-
-def quiet_waited_s() -> float:
-    return round(_quiet_state["waited_s"], 2)
-
-
-def wait_for_quiet(window_s: float = 0.5, ticks: Callable[[], tuple[int, int] | None] | None = None) -> None:
-    """Sleep in ``window_s`` steps until other processes use < ``QUIET_THRESHOLD_CORES`` cores, or the
-    script's remaining waiting budget is spent. ``ticks`` counts what is "own" (default: this process)."""
-    ticks = ticks or _cpu_ticks
-    while _quiet_state["waited_s"] < _quiet_state["budget_s"]:
-        a = ticks()
-        t0 = time.perf_counter()
-        time.sleep(window_s)
-        dt = time.perf_counter() - t0
-        _quiet_state["waited_s"] += dt
-        load = _foreign_cores(a, ticks(), dt, min_wall_s=0.0)
-        if load is None or load < QUIET_THRESHOLD_CORES:
-            return
-
-
-def time_call(fn: Callable[[], Any], device: torch.device, *, quiet: bool = True) -> tuple[float, Any, float | None]:
-    """Wall-clock seconds of one call of ``fn`` (CUDA synchronised before and after), its result, and
-    the cores other processes used meanwhile (None where unknown)."""
-    if quiet and device.type == "cpu":
-        wait_for_quiet()
-    sync(device)
-    a = _cpu_ticks()
-    t0 = time.perf_counter()
-    out = fn()
-    sync(device)
-    dt = time.perf_counter() - t0
-    return dt, out, _foreign_cores(a, _cpu_ticks(), dt)
-
-
-def summarise(times: Sequence[float], foreign: Sequence[float | None] = ()) -> dict[str, Any]:
-    """Best (headline) and median seconds, every run, and the other processes' load during each run."""
-    out: dict[str, Any] = {"best_s": min(times), "median_s": statistics.median(times),
-                           "runs_s": [round(t, 6) for t in times]}
-    if foreign:
-        out["foreign_cores_per_run"] = [None if f is None else round(f, 2) for f in foreign]
-        i = min(range(len(times)), key=times.__getitem__)
-        out["foreign_cores_in_best_run"] = out["foreign_cores_per_run"][i]
-    return out
-
-
-def bench(fn: Callable[[], Any], device: torch.device, *, warmup: int = 1, repeat: int = 3,
-          min_time_s: float = 0.0) -> dict[str, Any]:
-    """Run ``fn`` ``warmup`` times untimed, then ``repeat`` timed times (more while their sum is below
-    ``min_time_s``). Returns ``best_s``, ``median_s``, ``runs_s`` and the foreign load per run."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    foreign: list[float | None] = []
-    while len(times) < repeat or sum(times) < min_time_s:
-        t, _, f = time_call(fn, device)
-        times.append(t)
-        foreign.append(f)
-        if len(times) >= 1000:
-            break
-    return summarise(times, foreign)
-
-
-def bench_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *, warmup: int = 1,
-                      repeat: int = 3, min_time_s: float = 0.0,
-                      keep_outputs: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Time several functions in rounds (A, B, C, A, B, C, ...) so that slow drifts of the machine's
-    speed hit all of them alike. ``warmup`` untimed calls each first; then ``repeat`` rounds (more while
-    no function has yet ``min_time_s`` timed). Returns per-name summaries (with the peak CUDA
-    memory) and, with ``keep_outputs``, each function's last result."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    foreign: dict[str, list[float | None]] = {k: [] for k in fns}
-    peaks: dict[str, float | None] = {k: None for k in fns}
-    outs: dict[str, Any] = {}
-    rounds = 0
-    while rounds < repeat or max(sum(v) for v in times.values()) < min_time_s:
-        for k, fn in fns.items():
-            reset_peak_memory(device)
-            t, out, f = time_call(fn, device)
-            times[k].append(t)
-            foreign[k].append(f)
-            pk = peak_memory_mib(device)
-            peaks[k] = pk if peaks[k] is None else max(peaks[k], pk)
-            if keep_outputs:
-                outs[k] = out
-            del out
-        rounds += 1
-        if rounds >= 1000:
-            break
-    return {k: {**summarise(times[k], foreign[k]), "peak_memory_mib": peaks[k]} for k in fns}, outs
-
-
-def paired_ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> dict[str, Any]:
-    """Ratio of two interleaved measurements' times: of their best runs, and the median of the per-round
-    ratios over the rounds in which neither run was contended (robust to drifts that last longer than
-    one round). With no clean round, the median falls back to the ratio of the best runs."""
-    a, b = numerator["runs_s"], denominator["runs_s"]
-    fa = numerator.get("foreign_cores_per_run") or [None] * len(a)
-    fb = denominator.get("foreign_cores_per_run") or [None] * len(b)
-
-    def clean(f: float | None) -> bool:
-        return f is None or f < QUIET_THRESHOLD_CORES
-
-    of_best = numerator["best_s"] / denominator["best_s"]
-    per_round = [x / y for x, y, p, q in zip(a, b, fa, fb) if clean(p) and clean(q)]
-    return {"of_best": of_best, "median_of_rounds": statistics.median(per_round) if per_round else of_best,
-            "clean_rounds": len(per_round), "rounds": min(len(a), len(b))}
-
-
 # ---------------------------------------------------------------------------------------------------
 # FLOPs and the hardware ceiling
 
@@ -260,24 +95,16 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 def matmul_gflops(device: torch.device, n: int = 2048, dtype: torch.dtype = torch.float32,
                   repeat: int = 5, target_s: float = 0.25) -> dict[str, Any]:
-    """GFLOP/s of an ``n x n`` @ ``n x n`` matmul (``2 n^3`` FLOPs) in ``dtype``; each timed sample runs
-    enough back-to-back matmuls to last about ``target_s``. Best and median over ``repeat`` samples."""
+    """GFLOP/s of an ``n x n`` @ ``n x n`` matmul (``2 n^3`` FLOPs) in ``dtype``: ``repeat`` Timer
+    measurements of at least ``target_s`` each; best and median over them of the median per matmul."""
     g = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
     out = torch.empty(n, n, device=device, dtype=dtype)
-    torch.matmul(a, b, out=out)  # warm-up (kernel selection, thread pool)
-    t1 = time_call(lambda: torch.matmul(a, b, out=out), device, quiet=False)[0]
-    inner = max(1, int(target_s / max(t1, 1e-6)))
-
-    def run() -> None:
-        for _ in range(inner):
-            torch.matmul(a, b, out=out)
-
-    res = bench(run, device, warmup=1, repeat=repeat)
-    flops = 2.0 * n**3 * inner
+    res = _timing.bench(lambda: torch.matmul(a, b, out=out), device, repeat=repeat, min_run_time=target_s)
+    flops = 2.0 * n**3
     return {
-        "n": n, "dtype": str(dtype).replace("torch.", ""), "matmuls_per_sample": inner,
+        "n": n, "dtype": str(dtype).replace("torch.", ""), "matmuls_per_run": res["timed_calls_per_run"],
         "gflops_best": flops / res["best_s"] / 1e9, "gflops_median": flops / res["median_s"] / 1e9,
         "foreign_cores_in_best_run": res.get("foreign_cores_in_best_run"),
     }
@@ -319,24 +146,6 @@ def finish_ceiling(ceiling: dict[str, Any], device: torch.device, quick: bool = 
     return ceiling["reference_gflops"]
 
 
-def set_fractions(obj: Any, ceiling_gflops: float) -> None:
-    """(Re)compute ``fraction_of_ceiling`` next to every ``gflops`` entry in a nested dict/list."""
-    if isinstance(obj, dict):
-        if "gflops" in obj:
-            obj["fraction_of_ceiling"] = obj["gflops"] / ceiling_gflops
-        for v in obj.values():
-            set_fractions(v, ceiling_gflops)
-    elif isinstance(obj, list):
-        for v in obj:
-            set_fractions(v, ceiling_gflops)
-
-
-def achieved(flops: float, seconds: float, ceiling_gflops: float) -> dict[str, float]:
-    """Achieved GFLOP/s and its fraction of the measured fp32 2048^2 matmul ceiling."""
-    gflops = flops / seconds / 1e9
-    return {"gflops": gflops, "fraction_of_ceiling": gflops / ceiling_gflops}
-
-
 # ---------------------------------------------------------------------------------------------------
 # Environment, JSON, tables
 
@@ -360,6 +169,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "loadavg_1_5_15_at_start": _loadavg(),
+        "psutil_version": _cpu.psutil.__version__,
+        "timer": _timing.TIMER_NOTE,
     }
     return env
 
@@ -371,30 +182,15 @@ def write_json(result: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     env = result.setdefault("environment", {})
     env["loadavg_1_5_15_at_end"] = _loadavg()
-    env["waited_for_quiet_s"] = quiet_waited_s()
+    env["waited_for_quiet_s"] = _cpu.quiet_waited_s()
     env["quiet_threshold_cores"] = QUIET_THRESHOLD_CORES
-    flagged = sorted(set(_contended(result.get("results"), "results")))
+    flagged = sorted(set(contended(result.get("results"), "results")))
     env["contended_measurements"] = flagged
     if flagged:
         print(f"WARNING: other processes used >= {QUIET_THRESHOLD_CORES} cores during the best run of "
               f"{len(flagged)} measurement(s) ({', '.join(flagged)}): rerun on a quiet machine")
     path.write_text(json.dumps(result, indent=2, default=_jsonable) + "\n")
     return path
-
-
-def _contended(obj: Any, path: str) -> list[str]:
-    """Paths of measurements whose best run saw other processes use >= the quiet threshold."""
-    out: list[str] = []
-    if isinstance(obj, dict):
-        f = obj.get("foreign_cores_in_best_run")
-        if f is not None and f >= QUIET_THRESHOLD_CORES:
-            out.append(path)
-        for k, v in obj.items():
-            out += _contended(v, f"{path}.{k}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            out += _contended(v, f"{path}[{i}]")
-    return out
 
 
 def _jsonable(obj: Any) -> Any:

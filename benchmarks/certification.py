@@ -5,7 +5,9 @@ M untrained ``small_cnn`` models (``build_model(..., seed=k)``, stacked with
 under K input-noise draws from ``noise.make_noise_plan(seed=0, num_models=M, sigma=0.25, num_draws=K)``.
 
 - pipeline: ``predict_votes`` (noise regenerated from the plan, models streamed in chunks of 10) and then
-  ``certify`` (Clopper-Pearson, hard votes, split selection n0 = 5, alpha = 0.001) on its output;
+  ``certify`` (Clopper-Pearson, hard votes, split selection n0 = 5, alpha = 0.001) on its output; with
+  ``--draws`` K > 1 the bound is Hoeffding (``certify`` refuses Clopper-Pearson on fractional votes), and
+  with fewer than 6 models n0 = M - 1 (split selection needs n0 <= M - 1);
 - raw: the same M models as ordinary modules in eval mode on the same M * K * N noisy inputs, made in
   advance (channels_last on CPU), just ``model(x)`` in batches of 4096 under ``torch.no_grad``. On CUDA the
   raw figure is the faster of that loop and one ``vmap`` forward per chunk of models (both are reported).
@@ -13,6 +15,8 @@ under K input-noise draws from ``noise.make_noise_plan(seed=0, num_models=M, sig
 ratio = raw time / pipeline time (target >= 0.75). Achieved FLOP/s: ``FlopCounterMode`` counts one
 model's forward on its K * N inputs, times M. The time the pipeline spends regenerating the noise
 (``noise.test_unit_noise``) and rebuilding the members (``ensemble.load_member``) is measured apart.
+Timing: ``_timing`` (interleaved ``torch.utils.benchmark.Timer`` measurements; short calls are repeated
+in blocks until each round has timed ``min_time / repeat`` seconds).
 
 Usage: python benchmarks/certification.py [--quick] [--device auto|cpu|cuda] [--out PATH]
 """
@@ -24,6 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+import _stats as S  # noqa: E402
+import _timing as T  # noqa: E402
 import torch  # noqa: E402
 from torch.func import stack_module_state  # noqa: E402
 
@@ -51,7 +57,7 @@ def stacked_artifact(m: int, in_shape, num_classes: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     p = C.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--models", type=int, default=None, help="M (default 20, quick 8)")
+    p.add_argument("--models", type=int, default=None, help="M (default 20, quick 8; at least 2)")
     p.add_argument("--samples", type=int, default=None, help="N test samples (default 500, quick 200)")
     p.add_argument("--draws", type=int, default=1, help="K input-noise draws per model (default 1)")
     p.add_argument("--diag-batch", type=int, default=128,
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     n = args.samples or (200 if args.quick else 500)
     k_draws = args.draws
     repeat = args.repeat or (3 if args.quick else 5)
-    min_time = 0.5 if args.quick else 2.0  # short calls: keep repeating until this much time is timed
+    min_time = 0.5 if args.quick else 2.0  # timed seconds per function at least, over all rounds
     torch.manual_seed(0)
 
     result, ceiling, c_ref = C.start_result(NAME, TARGET, args, dev)
@@ -82,15 +88,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = votes_fn()
 
+    cert_kw = {"bound": "clopper_pearson" if k_draws == 1 else "hoeffding", "aggregation": "hard",
+               "alpha": 0.001, "selection": "split", "n0": max(1, min(5, m - 1))}
+
+    def certify_votes(o: dict):
+        return certify(o["votes"].numpy(), o["probs"].numpy(), sigma.numpy(), labels=labels.numpy(), num_classes=c,
+                       **cert_kw)
+
     def certify_fn():
-        return certify(out["votes"].numpy(), out["probs"].numpy(), sigma.numpy(), labels=labels.numpy(),
-                       num_classes=c, bound="clopper_pearson", aggregation="hard", alpha=0.001,
-                       selection="split", n0=5)
+        return certify_votes(out)
 
     def pipeline_fn():
-        o = votes_fn()
-        return certify(o["votes"].numpy(), o["probs"].numpy(), sigma.numpy(), labels=labels.numpy(), num_classes=c,
-                       bound="clopper_pearson", aggregation="hard", alpha=0.001, selection="split", n0=5)
+        return certify_votes(votes_fn())
 
     # ---- raw: the same models on pre-made noisy inputs
     nets = []
@@ -150,16 +159,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the pipeline and the raw forward(s) in interleaved rounds, then the pieces
     diag = {"diagnostic_raw_loop_small_batch": raw_loop_small_batch} if args.diag_batch else {}
-    res, _ = C.bench_interleaved({"pipeline": pipeline_fn, **variants, **diag}, dev, warmup=1, repeat=repeat,
-                                 min_time_s=min_time)
-    pieces, _ = C.bench_interleaved({"predict_votes": votes_fn, "certify": certify_fn, "noise_regeneration": noise_fn,
-                                     "load_member": load_fn}, dev, warmup=1, repeat=repeat, min_time_s=min_time)
+    per_round = min_time / repeat  # each round's Timer measurement times at least this long
+    res, _ = T.bench_interleaved({"pipeline": pipeline_fn, **variants, **diag}, dev, repeat=repeat,
+                                 min_run_time=per_round)
+    pieces, _ = T.bench_interleaved({"predict_votes": votes_fn, "certify": certify_fn, "noise_regeneration": noise_fn,
+                                     "load_member": load_fn}, dev, repeat=repeat, min_run_time=per_round)
     res.update(pieces)
     raw_name = min(variants, key=lambda v: res[v]["best_s"])
     raw_s = res[raw_name]["best_s"]
     evals = m * k_draws * n
     for name in ("pipeline", "predict_votes", *variants, *diag):
-        res[name].update(C.achieved(flops, res[name]["best_s"], c_ref))
+        res[name].update(S.achieved(flops, res[name]["best_s"], c_ref))
         res[name]["model_evaluations_per_second"] = evals / res[name]["best_s"]
         res[name]["certified_samples_per_second"] = n / res[name]["best_s"]
     for name in ("certify", "noise_regeneration", "load_member"):
@@ -168,20 +178,20 @@ def main(argv: list[str] | None = None) -> dict:
     if diag:
         res["diagnostic_raw_loop_small_batch"].update({
             "batch_size": args.diag_batch,
-            "speedup_over_raw_reference": C.paired_ratio(res[raw_name], res["diagnostic_raw_loop_small_batch"])["median_of_rounds"],
+            "speedup_over_raw_reference": S.paired_ratio(res[raw_name], res["diagnostic_raw_loop_small_batch"])["median_of_rounds"],
             "note": f"not the reference: the raw loop with batch {args.diag_batch} instead of {BATCH}"})
     c_ref = C.finish_ceiling(ceiling, dev, quick=args.quick)
-    C.set_fractions(res, c_ref)
+    S.set_fractions(res, c_ref)
     C.print_ceiling(ceiling)
-    pr = C.paired_ratio(res[raw_name], res["pipeline"])
+    pr = S.paired_ratio(res[raw_name], res["pipeline"])
     ratio = pr["median_of_rounds"]
     result["workload"] = {
         "dataset": "mnist_embedded test split", "models": m, "samples": n, "draws": k_draws,
         "model_evaluations": evals, "architecture": ARCH, "weights": "untrained, seeds 0..M-1",
         "sigma": 0.25, "batch_size": BATCH, "model_chunk": MODEL_CHUNK,
-        "certify": {"bound": "clopper_pearson", "aggregation": "hard", "alpha": 0.001, "selection": "split", "n0": 5},
+        "certify": cert_kw,
         "flops_per_model_forward": f_model, "flops_total": flops, "raw_reference": raw_name, "repeat": repeat,
-        "min_timed_s_per_measurement": min_time,
+        "min_timed_s_per_measurement": min_time, "min_timed_s_per_round": per_round,
         "extrapolated": False,
     }
     result["results"] = res

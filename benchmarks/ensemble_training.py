@@ -3,7 +3,9 @@
 For M in {1, 8, 32} small CNNs (``TrainConfig(architecture="small_cnn", epochs=E, batch_size=128)``) on
 the embedded MNIST training split, both backends train the same M models on the same M noisy copies
 (sigma = 0.25 everywhere). Repetitions of the two backends are interleaved so that interference from
-other processes hits both alike. Every model of every M is really trained (nothing extrapolated).
+other processes hits both alike; each timed run is a ``torch.utils.benchmark.Timer`` measurement that
+first calls ``train_chunk`` once untimed (``_timing``). Every model of every M is really trained (nothing
+extrapolated).
 
 Achieved FLOP/s: ``FlopCounterMode`` counts one training step (forward, loss, backward, Adam) of one
 model at the full batch size and at the last, partial batch size; FLOPs of a run =
@@ -19,6 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+import _stats as S  # noqa: E402
+import _timing as T  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -119,24 +123,21 @@ def main(argv: list[str] | None = None) -> dict:
                  "vmap produces (grad_weight not divided by groups), so FLOPs are the per-model count"),
     }
 
-    # warm-up both backends (thread pools, kernel selection, allocator)
-    for backend in BACKENDS:
-        ensemble.train_chunk(x, y, sigma, plan, [0], cfg, num_classes, dev, backend)
-
     rows = []
     for m in sizes:
         idx = list(range(m))
         fns = {b: (lambda b=b: ensemble.train_chunk(x, y, sigma, plan, idx, cfg, num_classes, dev, b))
                for b in BACKENDS}
-        res, outs = C.bench_interleaved(fns, dev, warmup=0, repeat=repeat, keep_outputs=True)
+        # each measurement's untimed first call warms up (thread pools, kernel selection, allocator)
+        res, outs = T.bench_interleaved(fns, dev, repeat=repeat, keep_outputs=True)
         row: dict = {"M": m, "max_abs_param_diff_vectorised_vs_sequential": max_param_diff(
             outs["sequential"], outs["vectorised"])}
         for backend in BACKENDS:
             s = res[backend]
             row[backend] = {**s, "seconds_per_model": s["best_s"] / m, "models_per_second": m / s["best_s"],
-                            **C.achieved(flops_per_model * m, s["best_s"], c_ref)}
+                            **S.achieved(flops_per_model * m, s["best_s"], c_ref)}
         # time ratio sequential / vectorised = speed ratio vectorised / sequential
-        sp = C.paired_ratio(res["sequential"], res["vectorised"])
+        sp = S.paired_ratio(res["sequential"], res["vectorised"])
         row["speedup_vectorised_over_sequential"] = sp["median_of_rounds"]
         row["speedup_vectorised_over_sequential_of_best"] = sp["of_best"]
         row["clean_rounds"] = f"{sp['clean_rounds']}/{sp['rounds']}"
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result["results"] = rows
     c_ref = C.finish_ceiling(ceiling, dev, quick=args.quick)
-    C.set_fractions(rows, c_ref)
+    S.set_fractions(rows, c_ref)
     C.print_ceiling(ceiling)
     m_top = max(sizes)
     result["summary"] = {

@@ -12,7 +12,8 @@ and anchors = labels, on the embedded MNIST test images.
 Achieved FLOP/s: ``FlopCounterMode`` counts one whole ``optimise_sigma`` call (every step: forward, and
 backward to sigma) on one sample and on a batch of 8; the FLOPs are linear in the number of samples, so a
 run costs samples * FLOPs-per-sample. The share of the wall time spent drawing the Gaussian noise on the
-CPU (``torch.randn`` of the same shapes) is reported too.
+CPU (``torch.randn`` of the same shapes) is reported too. Timing: ``_timing`` (interleaved
+``torch.utils.benchmark.Timer`` measurements, each with one untimed call first).
 
 Usage: python benchmarks/sigma_optimisation.py [--quick] [--device auto|cpu|cuda] [--out PATH]
 """
@@ -24,6 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+import _stats as S  # noqa: E402
+import _timing as T  # noqa: E402
 import torch  # noqa: E402
 
 from certssb.core import ensemble, noise  # noqa: E402
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     fns = {"batched": batched, "per_sample_loop": loop}
     if args.diag_batch:
         fns["batched_small_batch"] = batched_small
-    res, _ = C.bench_interleaved(fns, dev, warmup=1, repeat=repeat)
+    res, _ = T.bench_interleaved(fns, dev, repeat=repeat)
     rb, rl = res["batched"], res["per_sample_loop"]
     peak_b, peak_l = rb.pop("peak_memory_mib"), rl.pop("peak_memory_mib")
 
@@ -102,12 +105,12 @@ def main(argv: list[str] | None = None) -> dict:
         for _ in range(draws_per_run):
             torch.randn(shape, generator=gen).to(dev)
 
-    rn = C.bench(draw_noise, dev, warmup=1, repeat=repeat)
+    rn = T.bench(draw_noise, dev, repeat=repeat)
 
     thr_b = n / rb["best_s"]
     thr_l = s_loop / rl["best_s"]
     # speed-up: (n / t_batched) / (s_loop / t_loop), median over the clean interleaved rounds
-    pr = C.paired_ratio(rl, rb)
+    pr = S.paired_ratio(rl, rb)
     speedup_rounds = pr["median_of_rounds"] * n / s_loop
     result["workload"] = {
         "dataset": "mnist_embedded (test images, repeated if N > 1000)", "samples_batched": n,
@@ -124,16 +127,16 @@ def main(argv: list[str] | None = None) -> dict:
     }
     result["results"] = {
         "batched": {**rb, "samples": n, "samples_per_second": thr_b, "seconds_per_sample": 1 / thr_b,
-                    **C.achieved(flops_per_sample * n, rb["best_s"], c_ref), "peak_memory_mib": peak_b},
+                    **S.achieved(flops_per_sample * n, rb["best_s"], c_ref), "peak_memory_mib": peak_b},
         "per_sample_loop": {**rl, "samples": s_loop, "samples_per_second": thr_l, "seconds_per_sample": 1 / thr_l,
                             "extrapolated": True,
-                            **C.achieved(flops_per_sample * s_loop, rl["best_s"], c_ref), "peak_memory_mib": peak_l},
+                            **S.achieved(flops_per_sample * s_loop, rl["best_s"], c_ref), "peak_memory_mib": peak_l},
         **({"diagnostic_batched_small_batch": {
             **res["batched_small_batch"], "sigma_batch_size": args.diag_batch, "samples": n,
             "samples_per_second": n / res["batched_small_batch"]["best_s"],
-            "speedup_over_default_batched": C.paired_ratio(rb, res["batched_small_batch"])["median_of_rounds"],
+            "speedup_over_default_batched": S.paired_ratio(rb, res["batched_small_batch"])["median_of_rounds"],
             "speedup_over_loop": (n / res["batched_small_batch"]["best_s"]) / thr_l,
-            **C.achieved(flops_per_sample * n, res["batched_small_batch"]["best_s"], c_ref),
+            **S.achieved(flops_per_sample * n, res["batched_small_batch"]["best_s"], c_ref),
             "note": "not the target configuration: SigmaConfig.batch_size lowered from "
                     f"{cfg.batch_size} to {args.diag_batch} samples"}} if args.diag_batch else {}),
         "noise_generation_in_batched": {**rn, "randn_calls": draws_per_run, "shape": list(shape),
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     speedup = speedup_rounds
     c_ref = C.finish_ceiling(ceiling, dev, quick=args.quick)
-    C.set_fractions(result["results"], c_ref)
+    S.set_fractions(result["results"], c_ref)
     C.print_ceiling(ceiling)
     result["summary"] = {"speedup_batched_over_loop": speedup, "speedup_of_best_runs": thr_b / thr_l,
                          "note": "speed-up = median over the uncontended interleaved rounds of the samples/second ratio",
