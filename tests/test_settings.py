@@ -23,7 +23,7 @@ def test_paper_environments_merge_softly_and_are_valid(env):
     validate(params, {"__default__"})
 
 
-@pytest.mark.parametrize("env", ["paper_mnist_embedded", "certifier_curves"])
+@pytest.mark.parametrize("env", ["paper_mnist_embedded", "certifier_curves", "backdoor_sigma"])
 def test_cpu_paper_and_sweep_environments_are_valid(env):
     loader = OmegaConfigLoader(str(ROOT / "conf"), env=env, **{k: v for k, v in CONFIG_LOADER_ARGS.items()
                                                                if k != "default_run_env"})
@@ -32,8 +32,10 @@ def test_cpu_paper_and_sweep_environments_are_valid(env):
     if env == "paper_mnist_embedded":
         assert params["noise"]["num_models"] == 1000 and params["data"]["classes"] == [1, 0]
         assert params["evaluation"]["bound"] == "hoeffding" and params["evaluation"]["aggregation"] == "soft"
-    else:
+    elif env == "certifier_curves":
         assert params["study"]["rates"] == [0.005, 0.01, 0.02, 0.05]
+    else:
+        assert params["study"]["attacks"] == ["badnets"] and params["attack"]["name"] == "badnets"
 
 
 def test_binary_environment():
