@@ -272,52 +272,59 @@ def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *
 
     ``certs`` is the certificate tables of every cell with ``attack`` and ``cell_sigma`` (σ₀) columns.
     """
-    fig = Figure(figsize=(3.6 * len(sigmas), 2.9 * len(attacks) + 0.6))
-    axes = fig.subplots(len(attacks), len(sigmas), sharey=True, squeeze=False)
+    panels = [(a, sg) for a in attacks for sg in sigmas]
+    # one sigma_0 and many attacks (a rate axis): wrap the panels into rows of up to 4
+    ncols = min(4, len(panels)) if len(sigmas) == 1 else len(sigmas)
+    nrows = -(-len(panels) // ncols)
+    height = 2.9 * nrows + 0.6
+    fig = Figure(figsize=(3.6 * ncols, height))
+    grid = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
+    for ax in grid.flat[len(panels):]:
+        ax.set_visible(False)
     ceilings = ceilings or {}
-    for i, a in enumerate(attacks):
-        for j, sg in enumerate(sigmas):
-            ax = axes[i, j]
-            cell = certs[(certs["attack"] == a) & np.isclose(certs["cell_sigma"], sg)]
-            drawn: list[tuple[Any, str, str, str, StepCurve]] = []
-            for method in dict.fromkeys(cell["method"]):
-                name = method_label(method)
-                for split in ("clean", "triggered"):
-                    g = cell[(cell["method"] == method) & (cell["split"] == split)]
-                    if len(g) == 0:
-                        continue
-                    drawn.append((method, "-" if split == "clean" else ":", f"{name}, {split}", "radius",
-                                  step_curve(g)))
-                    if split == "clean" and "radius_published" in g.columns and method == "cert_ssb" and \
-                            not np.allclose(g["radius_published"], g["radius"]):
-                        drawn.append((method, "--", "Cert-SSB as published, clean", "published",
-                                      step_curve(g, "radius_published")))
-            largest = max([c.max_radius for *_, c in drawn] + [0.0])
-            x_max = 1.12 * largest if largest > 0 else 1.0
-            for method, ls, label, _kind, curve in drawn:
-                x, y = curve.xy(x_max)
-                ax.plot(x, y, drawstyle="steps-post", ls=ls, lw=1.5, color=COLOURS.get(method),
-                        label=label)
-            for method in dict.fromkeys(cell["method"]):
-                c = ceilings.get((a, sg, method))
-                g = cell[cell["method"] == method]
-                col = "sigma_min" if "sigma_min" in g.columns else "sigma"
-                if c is not None and c * float(g[col].max()) <= x_max:
-                    ax.axvline(c * float(g[col].max()), color=COLOURS.get(method, "k"), ls="-.", lw=0.8)
-            ax.set_xlim(0, x_max)
-            ax.set_ylim(0, 1.02)
-            ax.set_title(f"attack {a}, σ₀ = {sg:g}", fontsize=9)
-            ax.grid(alpha=0.3)
-            if i == len(attacks) - 1:
-                ax.set_xlabel("radius r (ℓ2)")
-            if j == 0:
-                ax.set_ylabel("certified accuracy")
-            if i == 0 and j == 0:
-                ax.legend(fontsize=6, loc="upper right")
+    for k, (a, sg) in enumerate(panels):
+        i, j = divmod(k, ncols)
+        ax = grid[i, j]
+        cell = certs[(certs["attack"] == a) & np.isclose(certs["cell_sigma"], sg)]
+        drawn: list[tuple[Any, str, str, str, StepCurve]] = []
+        for method in dict.fromkeys(cell["method"]):
+            name = method_label(method)
+            for split in ("clean", "triggered"):
+                g = cell[(cell["method"] == method) & (cell["split"] == split)]
+                if len(g) == 0:
+                    continue
+                drawn.append((method, "-" if split == "clean" else ":", f"{name}, {split}", "radius",
+                              step_curve(g)))
+                if split == "clean" and "radius_published" in g.columns and method == "cert_ssb" and \
+                        not np.allclose(g["radius_published"], g["radius"]):
+                    drawn.append((method, "--", "Cert-SSB as published, clean", "published",
+                                  step_curve(g, "radius_published")))
+        largest = max([c.max_radius for *_, c in drawn] + [0.0])
+        x_max = 1.12 * largest if largest > 0 else 1.0
+        for method, ls, label, _kind, curve in drawn:
+            x, y = curve.xy(x_max)
+            ax.plot(x, y, drawstyle="steps-post", ls=ls, lw=1.5, color=COLOURS.get(method),
+                    label=label)
+        for method in dict.fromkeys(cell["method"]):
+            c = ceilings.get((a, sg, method))
+            g = cell[cell["method"] == method]
+            col = "sigma_min" if "sigma_min" in g.columns else "sigma"
+            if c is not None and c * float(g[col].max()) <= x_max:
+                ax.axvline(c * float(g[col].max()), color=COLOURS.get(method, "k"), ls="-.", lw=0.8)
+        ax.set_xlim(0, x_max)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"attack {a}, σ₀ = {sg:g}", fontsize=9)
+        ax.grid(alpha=0.3)
+        if k + ncols >= len(panels):
+            ax.set_xlabel("radius r (ℓ2)")
+        if j == 0:
+            ax.set_ylabel("certified accuracy")
+        if k == 0:
+            ax.legend(fontsize=6, loc="upper right")
     title = "certified accuracy vs radius (exact); dash-dot: ceiling of the bound"
     if parameters is not None:
         title = run_title(title, {**parameters, "noise": {**parameters.get("noise", {}), "sigma": None}})
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))  # room for the title above the first row
     return fig
 
