@@ -154,3 +154,18 @@ def test_benchmark_modules_are_short_or_say_why(path: Path):
     if n > 350:
         doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
         assert any(line.strip().startswith("Length:") for line in doc.splitlines()), f"{path.name}: {n} lines"
+
+
+def test_compare_certificates_maps_the_old_column_names_and_finds_a_difference():
+    import pandas as pd
+
+    import compare_certificates as cc
+
+    base = {"label": [0, 1], "prediction": [0, -1], "p_lower_a": [0.9, 0.4], "p_upper_b": [0.1, 0.6],
+            "sigma": [0.3, 0.3], "abstained": [False, True]}
+    old = pd.DataFrame({**base, "radius": [0.5, 0.0], "conservative_radius": [0.4, 0.0]})
+    new = pd.DataFrame({**base, "radius_published": [0.5, 0.0], "radius": [0.4, 0.0]})
+    assert all(same for *_, same in cc.compare(old, new))
+    new.loc[0, "radius"] = 0.41
+    assert [(a, b) for a, b, same in cc.compare(old, new) if not same] == [("conservative_radius", "radius")]
+    assert not all(same for *_, same in cc.compare(old, new.iloc[:1]))  # a missing row is a difference
