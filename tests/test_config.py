@@ -194,3 +194,19 @@ def test_core_configs_built_from_the_blocks(base):
     assert config.train_config(base, epochs=1).epochs == 1
     with pytest.raises(ConfigError, match=r"^parameter 'model.epochs' = 0 is invalid"):
         config.train_config(with_value(base, "model.epochs", 0))
+
+
+def test_a_bad_quick_strength_grid_is_refused_before_the_run():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    params = {**yaml.safe_load((root / "conf/base/parameters.yml").read_text()),
+              **yaml.safe_load((root / "conf/base/parameters_data_engineering.yml").read_text()),
+              **yaml.safe_load((root / "conf/base/parameters_modelling.yml").read_text()),
+              **yaml.safe_load((root / "conf/base/parameters_attack_strength.yml").read_text())}
+    config.validate(params, {"attack_strength"})
+    params["strength"] = {**params["strength"], "quick": True, "quick_grid": {"epochs": [0]}}
+    with pytest.raises(ConfigError, match=r"strength\.epochs.*strength\.quick_grid"):
+        config.validate(params, {"attack_strength"})
+    params["strength"]["quick"] = False  # not used: not checked beyond its keys
+    config.validate(params, {"attack_strength"})

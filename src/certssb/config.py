@@ -434,6 +434,11 @@ def check_certifiable(noise: NoiseBlock, evaluation: EvaluationBlock) -> None:
 
 def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> None:
     d, a, n, e, s = cfg.data, cfg.attack, cfg.noise, cfg.evaluation, cfg.sigma_opt
+    if cfg.strength is not None and cfg.strength.quick and cfg.strength.quick_grid:
+        try:  # the grid a quick sweep will use, checked now rather than after the download
+            block("strength", {**params["strength"], **cfg.strength.quick_grid, "quick": False, "quick_grid": {}})
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in strength.quick_grid, used because strength.quick is true)") from None
     if d is not None and d.dataset == "local" and not d.local_path:
         fail("data.local_path", d.local_path, "dataset 'local' needs the path of an .npz")
     if a is not None:
