@@ -163,3 +163,17 @@ def test_certificate_reach_covers_nothing_when_the_test_trigger_alone_is_too_lar
                                                          "points_ratio": pytest.approx(25.0)}
     with pytest.raises(ValueError, match="radius"):
         metrics.certificate_reach(float("nan"), 0.1, 0.1)
+
+
+def test_the_run_summary_gives_the_reach_only_when_points_were_poisoned():
+    from certssb.core.summary import _reach
+
+    certs = pd.DataFrame({"split": ["clean", "clean", "triggered"], "correct": [True, True, True],
+                          "abstained": [False, False, False], "radius": [0.4, 0.6, 0.1]})
+    poisoned = {"train_poisoned_norms": [1.0, 1.0], "test_trigger_norm_max": 0.3, "joint_norm": 1.5}
+    got = _reach(certs, poisoned)
+    assert got["certified_radius_median"] == pytest.approx(0.5)
+    assert got["attack_norm_covered"] == pytest.approx(0.5 / 1.5)
+    assert got["attack_points_covered"] == 0 and got["certificate_covers_test_trigger"]  # 0.3 < 0.5 < sqrt(1.09)
+    none = _reach(certs, {"train_poisoned_norms": [], "test_trigger_norm_max": 0.0, "joint_norm": 0.0})
+    assert "attack_points_covered" not in none and none["attack_norm_covered"] == 1.0

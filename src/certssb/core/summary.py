@@ -59,12 +59,14 @@ def _reach(certificates: pd.DataFrame, poison_summary: dict[str, Any]) -> dict[s
         return {}
     r = float(clean["radius"].median())
     delta = float(np.mean(poison_summary["train_poisoned_norms"])) if poison_summary["train_poisoned_norms"] else 0.0
-    reach = metrics.certificate_reach(r, delta, float(poison_summary["test_trigger_norm_max"]))
     joint = float(poison_summary["joint_norm"])
-    return {"certified_radius_median": r, "attack_point_norm": delta,
-            "attack_norm_covered": min(r / joint, 1.0) if joint > 0 else 1.0,
-            "attack_points_covered": reach["points_covered"], "certificate_covers_test_trigger":
-            reach["covers_test_trigger"]}
+    out = {"certified_radius_median": r, "attack_point_norm": delta,
+           "attack_norm_covered": min(r / joint, 1.0) if joint > 0 else 1.0}
+    if delta > 0:  # no poisoned point (attack 'none'): no count to give
+        reach = metrics.certificate_reach(r, delta, float(poison_summary["test_trigger_norm_max"]))
+        out["attack_points_covered"] = reach["points_covered"]
+        out["certificate_covers_test_trigger"] = reach["covers_test_trigger"]
+    return out
 
 
 def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], sigma: dict[str, Any],
