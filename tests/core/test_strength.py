@@ -33,7 +33,7 @@ def test_the_grid_varies_delta_only_for_additive_triggers():
     grid = strength.settings_grid(["onepixel", "badnets"], ["dirty", "clean"], [0.01, 0.1], [1.0, 4.0], [2])
     assert len(grid) == 2 * 2 * 2 + 1 * 2 * 2  # onepixel x 2 deltas, badnets x 1
     assert {s.delta for s in grid if s.trigger == "badnets"} == {1.0}
-    assert len({s.key for s in grid}) == len(grid)
+    assert len(set(grid)) == len(grid)
 
 
 @pytest.mark.parametrize("axis, kwargs, match", [

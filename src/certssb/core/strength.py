@@ -23,7 +23,6 @@ its batch order).
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -35,14 +34,13 @@ import torch
 
 from .ensemble import TrainConfig, load_member, train_one
 from .noise import make_noise_plan
-from .poisoning import LABEL_MODES, make_triggered_test, poison
-from .triggers import TRIGGERS, apply_trigger
+from .poisoning import LABEL_MODES, PoisonResult, make_triggered_test, poison
+from . import metrics
+from .triggers import ADDITIVE_TRIGGERS, TRIGGERS
+from .splits import tensor_fingerprint
 from .validation import choice, fail, number, positive
 
-__all__ = ["ADDITIVE", "Setting", "settings_grid", "measure_setting", "sweep", "weakest_settings"]
-
-ADDITIVE: tuple[str, ...] = ("onepixel", "fourpixel", "blending")
-"""Triggers whose strength is ``delta`` (an l2 norm); the others ignore it."""
+__all__ = ["Setting", "settings_grid", "measure_setting", "sweep", "weakest_settings"]
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,6 @@ class Setting:
     poison_rate: float
     delta: float
     epochs: int
-
-    @property
-    def key(self) -> tuple[str, str, float, float, int]:
-        return (self.trigger, self.label_mode, self.poison_rate, self.delta, self.epochs)
 
 
 def settings_grid(
@@ -83,16 +77,14 @@ def settings_grid(
         positive("strength.epochs", e, integer=True)
     out = []
     for t, m, r, e in itertools.product(triggers, label_modes, poison_rates, epochs):
-        for d in (deltas if t in ADDITIVE else deltas[:1]):
+        for d in (deltas if t in ADDITIVE_TRIGGERS else deltas[:1]):
             out.append(Setting(t, m, float(r), float(d), int(e)))
     return out
 
 
-def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-              batch: int = 1000) -> np.ndarray:
+def _predict(net: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int = 1000) -> np.ndarray:
     with torch.no_grad():
-        pred = torch.cat([net(x[i:i + batch].to(device)).argmax(1).cpu() for i in range(0, x.shape[0], batch)])
-    return pred.numpy()
+        return torch.cat([net(x[i:i + batch].to(device)).argmax(1).cpu() for i in range(0, x.shape[0], batch)]).numpy()
 
 
 def _train(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, num_classes: int, seed: int,
@@ -101,6 +93,30 @@ def _train(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, num_classes: int,
                            input_shape=tuple(x.shape[1:]))
     res = train_one(x, y, torch.zeros(x.shape[0]), plan, 0, cfg, num_classes, device, noise=False)
     return load_member(cfg.architecture, list(x.shape[1:]), num_classes, res.params, 0, device).eval()
+
+
+def _attack(setting: Setting, data: dict[str, Any], target: int, seed: int,
+            trigger_kwargs: dict[str, Any]) -> tuple[PoisonResult, dict[str, Any]]:
+    """The poisoned training set and the triggered test set of a setting (cheap next to training)."""
+    res = poison(data["x_train"], data["y_train"], attack=setting.trigger, poison_rate=setting.poison_rate,
+                 target=target, delta=setting.delta, num_classes=int(data["num_classes"]), seed=seed,
+                 label_mode=setting.label_mode, **trigger_kwargs)
+    trig = make_triggered_test(data["x_test"], data["y_test"], trigger=setting.trigger, delta=setting.delta,
+                               target=target, **trigger_kwargs)
+    return res, trig
+
+
+def _measure(setting: Setting, res: PoisonResult, trig: dict[str, Any], data: dict[str, Any], model: dict[str, Any],
+             seed: int, device: torch.device, reference: Callable[[int], float] | None) -> dict[str, Any]:
+    net = _train(res.x, res.y, TrainConfig(**{**model, "epochs": setting.epochs}), int(data["num_classes"]), seed,
+                 device)
+    acc = metrics.clean_accuracy(_predict(net, data["x_test"], device), data["y_test"].numpy())
+    ref = reference(setting.epochs) if reference is not None else float("nan")
+    return {**asdict(setting), "n_poisoned": int(res.indices.numel()),
+            "trigger_norm": float(trig["norms"].mean()), "clean_accuracy": acc,
+            "attack_success_rate": metrics.attack_success_rate(_predict(net, trig["x"], device),
+                                                               trig["target_y"].numpy()),
+            "clean_reference": ref, "clean_drop": ref - acc}
 
 
 def measure_setting(
@@ -116,23 +132,8 @@ def measure_setting(
     ``trigger_norm`` (mean realised l2 norm of the test trigger), ``clean_accuracy``,
     ``attack_success_rate``, ``clean_reference`` and ``clean_drop``.
     """
-    kw = dict(trigger_kwargs or {})
-    c = int(data["num_classes"])
-    x, y = data["x_train"], data["y_train"]
-    res = poison(x, y, attack=setting.trigger, poison_rate=setting.poison_rate, target=target,
-                 delta=setting.delta, num_classes=c, seed=seed, label_mode=setting.label_mode, **kw)
-    cfg = TrainConfig(**{**model, "epochs": setting.epochs})
-    net = _train(res.x, res.y, cfg, c, seed, device)
-    clean_pred = _accuracy(net, data["x_test"], data["y_test"], device)
-    trig = make_triggered_test(data["x_test"], data["y_test"], trigger=setting.trigger, delta=setting.delta,
-                               target=target, **kw)
-    trig_pred = _accuracy(net, trig["x"], trig["y"], device)
-    acc = float((clean_pred == data["y_test"].numpy()).mean())
-    ref = reference(setting.epochs) if reference is not None else float("nan")
-    return {**asdict(setting), "n_poisoned": int(res.indices.numel()),
-            "trigger_norm": float(trig["norms"].mean()), "clean_accuracy": acc,
-            "attack_success_rate": float((trig_pred == target).mean()), "clean_reference": ref,
-            "clean_drop": ref - acc}
+    res, trig = _attack(setting, data, target, seed, dict(trigger_kwargs or {}))
+    return _measure(setting, res, trig, data, model, seed, device, reference)
 
 
 def sweep(
@@ -145,7 +146,7 @@ def sweep(
     A setting that makes exactly the same poisoned set and test trigger as an earlier one with the same epochs
     (``onepixel`` at any delta >= 1: its pixel is clamped at 1) is not retrained: its row repeats the earlier
     one's measurements, with ``same_as_delta`` naming that setting's delta (NaN for measured rows)."""
-    settings = list(settings)
+    kw = dict(trigger_kwargs or {})
     c = int(data["num_classes"])
     refs: dict[int, float] = {}
 
@@ -153,36 +154,20 @@ def sweep(
         if epochs not in refs:
             net = _train(data["x_train"], data["y_train"], TrainConfig(**{**model, "epochs": epochs}), c, seed,
                          device)
-            refs[epochs] = float((_accuracy(net, data["x_test"], data["y_test"], device)
-                                  == data["y_test"].numpy()).mean())
+            refs[epochs] = metrics.clean_accuracy(_predict(net, data["x_test"], device), data["y_test"].numpy())
         return refs[epochs]
 
     done: dict[tuple[str, int], dict[str, Any]] = {}
     rows = []
-    for s in progress(settings):
-        key = (_poisoned_fingerprint(s, data, target, seed, trigger_kwargs), s.epochs)
+    for s in progress(list(settings)):
+        res, trig = _attack(s, data, target, seed, kw)
+        key = (tensor_fingerprint(res.x, res.y, trig["x"]), s.epochs)
         if key in done:  # the same poisoned set and test trigger (e.g. onepixel clamped at any delta >= 1)
             rows.append({**done[key], **asdict(s), "same_as_delta": done[key]["delta"]})
             continue
-        row = measure_setting(s, data, target=target, model=model, seed=seed, device=device,
-                              trigger_kwargs=trigger_kwargs, reference=reference)
-        done[key] = row
-        rows.append({**row, "same_as_delta": float("nan")})
+        done[key] = _measure(s, res, trig, data, model, seed, device, reference)
+        rows.append({**done[key], "same_as_delta": float("nan")})
     return pd.DataFrame(rows)
-
-
-def _poisoned_fingerprint(s: Setting, data: dict[str, Any], target: int, seed: int,
-                          trigger_kwargs: dict[str, Any] | None) -> str:
-    """A hash of the poisoned training set and the triggered test images a setting makes (cheap next to
-    training): two settings with equal hashes and epochs give the same row, so it is trained once."""
-    kw = dict(trigger_kwargs or {})
-    res = poison(data["x_train"], data["y_train"], attack=s.trigger, poison_rate=s.poison_rate, target=target,
-                 delta=s.delta, num_classes=int(data["num_classes"]), seed=seed, label_mode=s.label_mode, **kw)
-    xt, _ = apply_trigger(data["x_test"][:64], s.trigger, s.delta, **kw)
-    h = hashlib.sha256()
-    for t in (res.x, res.y, xt):
-        h.update(t.contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def weakest_settings(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9),

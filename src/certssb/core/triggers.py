@@ -44,6 +44,7 @@ __all__ = [
     "ADDITIVE_TRIGGERS",
     "TRIGGER_DEFAULTS",
     "TRIGGER_FUNCTIONS",
+    "trigger_options",
     "trigger_perturbation",
     "apply_trigger",
     "realised_norms",
@@ -51,6 +52,11 @@ __all__ = [
 
 TRIGGER_DEFAULTS: dict[str, Any] = {"pattern_seed": 1234, "badnets_size": 3, "blend_alpha": 0.2}
 """The keyword arguments a trigger accepts (``**trigger_kwargs``) and their defaults."""
+
+
+def trigger_options(block: dict[str, Any]) -> dict[str, Any]:
+    """The trigger options (keys of :data:`TRIGGER_DEFAULTS`) present in a parameter block such as ``attack``."""
+    return {k: block[k] for k in TRIGGER_DEFAULTS if k in block}
 
 
 def check_trigger_kwargs(trigger_kwargs: dict[str, Any]) -> dict[str, Any]:

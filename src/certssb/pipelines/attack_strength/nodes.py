@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from certssb.core import strength as core
 from certssb.core.ensemble import resolve_device
+from certssb.core.triggers import trigger_options
 from certssb.progress import progress_bar
 from certssb.attack_figures import strength_figure
 
@@ -25,14 +26,13 @@ def sweep_attack_strength(raw_dataset: dict[str, Any], strength: dict[str, Any],
     """Undefended ASR and clean accuracy for every setting of the grid (``strength.quick``: the quick grid)."""
     g = _grid(strength)
     settings = core.settings_grid(g["triggers"], g["label_modes"], g["poison_rates"], g["deltas"], g["epochs"])
-    kw = {k: attack[k] for k in ("pattern_seed", "badnets_size", "blend_alpha")}
     with progress_bar(len(settings), "attack-strength settings") as bar:
         def progress(it):
             for s in it:
                 yield s
                 bar.update(1)
         return core.sweep(settings, raw_dataset, target=attack["target"], model=model, seed=seed,
-                          device=resolve_device(device), trigger_kwargs=kw, progress=progress)
+                          device=resolve_device(device), trigger_kwargs=trigger_options(attack), progress=progress)
 
 
 def summarise_attack_strength(table: pd.DataFrame, strength: dict[str, Any]) -> tuple[pd.DataFrame, Figure]:

@@ -9,6 +9,7 @@ import torch
 
 from certssb.core import noise, poisoning
 from certssb.core.splits import stratified_subsample, tensor_fingerprint
+from certssb.core.triggers import trigger_options
 from certssb.core.validation import ConfigError
 from certssb.io import prepare_dataset
 
@@ -25,10 +26,6 @@ def download(data: dict[str, Any], seed: int) -> dict[str, Any]:
     log.info("%s: %d train / %d test images of shape %s, %d classes", out["dataset"], len(out["y_train"]),
              len(out["y_test"]), tuple(out["x_train"].shape[1:]), out["num_classes"])
     return out
-
-
-def _trigger_kwargs(attack: dict[str, Any]) -> dict[str, Any]:
-    return {k: attack[k] for k in ("pattern_seed", "badnets_size", "blend_alpha") if k in attack}
 
 
 OUTSIDE = "outside the certified threat model"
@@ -57,7 +54,7 @@ def poison(
     res = poisoning.poison(
         x, y, attack=name, poison_rate=attack["poison_rate"], target=attack["target"], delta=attack["delta"],
         num_classes=c, seed=seed, trigger=attack["trigger"], scores=scores, label_mode=label_mode,
-        **_trigger_kwargs(attack),
+        **trigger_options(attack),
     )
     keep = stratified_subsample(raw_dataset["y_test"], data.get("certify_size"), seed)
     xt, yt = raw_dataset["x_test"][keep], raw_dataset["y_test"][keep]
@@ -67,7 +64,7 @@ def poison(
         trig = attack["trigger"]
         target = attack["target"]
     triggered = poisoning.make_triggered_test(xt, yt, trigger=trig, delta=attack["delta"], target=target,
-                                            **_trigger_kwargs(attack))
+                                            **trigger_options(attack))
     lineage = {"raw_dataset": raw_dataset["fingerprint"], "attack": dict(attack), "seed": seed}
     poisoned_train = {
         "x": res.x, "y": res.y, "poison_index": res.indices, "num_classes": c,
