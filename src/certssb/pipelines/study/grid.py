@@ -22,10 +22,11 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from certssb.core import poisoning
 from certssb.core.validation import ConfigError
 
 CELL_PARAMS = "study_cell"
-CERTIFIER_ATTACKS = ("abstain", "radius_collapse")
+CERTIFIER_ATTACKS = poisoning.CERTIFIER_ATTACKS
 
 
 @dataclass(frozen=True)
