@@ -72,6 +72,7 @@ BAD = [
     ("attack.poison_rate", 1.5, "must be a number in [0, 1]"),
     ("attack.delta", -0.1, "must be a number in [0, inf)"),
     ("attack.label_mode", "grey", "allowed values are 'dirty'"),
+    ("attack.certifier_labels", "tie", "allowed values are 'split', 'random', 'runner_up'"),
     ("noise.sigma", -1, "must be a number in (0, inf)"),
     ("noise.sigma", "0.25", "must be a number in (0, inf)"),
     ("noise.num_models", 7.5, "must be an integer in (0, inf)"),
@@ -135,12 +136,14 @@ def test_an_unknown_key_without_a_close_match_lists_the_keys(base):
     ({"attack.target": 10}, "attack.target", "must be an integer in [0, 9]"),
     ({"data.classes": [1, 0], "attack.target": 2}, "attack.target", "must be an integer in [0, 1]"),
     ({"attack.name": "abstain", "attack.label_mode": "clean"}, "attack.label_mode", "only 'dirty' applies"),
+    ({"attack.name": "abstain", "attack.certifier_labels": "runner_up"}, "attack.certifier_labels",
+     "allowed values are 'split', 'random'"),
+    ({"attack.name": "radius_collapse", "attack.certifier_labels": "random"}, "attack.certifier_labels",
+     "allowed values are 'split', 'runner_up'"),
     ({"data.dataset": "local"}, "data.local_path", "needs the path of an .npz"),
     ({"evaluation.selection": "split", "evaluation.n0": 0}, "evaluation.n0", "n0 >= 1"),
 ])
 def test_cross_block_rules(base, changes, name, fragment):
-    if changes.get("attack.label_mode") not in (None, *config.LABEL_MODES):
-        pytest.skip("label_mode 'clean' arrives with core.poisoning (H1)")
     params = base
     for path, value in changes.items():
         params = with_value(params, path, value)

@@ -50,6 +50,7 @@ ATTACKS: tuple[str, ...] = tuple(poisoning.ATTACKS)
 CERTIFIER_ATTACKS: tuple[str, ...] = tuple(poisoning.CERTIFIER_ATTACKS)
 TRIGGERS: tuple[str, ...] = tuple(triggers.TRIGGERS)
 LABEL_MODES: tuple[str, ...] = tuple(poisoning.LABEL_MODES)
+CERTIFIER_LABELS: tuple[str, ...] = tuple(dict.fromkeys(v for vs in poisoning.CERTIFIER_LABELS.values() for v in vs))
 STORAGE_RULES: tuple[str, ...] = tuple(storage.RULES)
 AUDIT_STRATEGIES: tuple[str, ...] = tuple(audit.STRATEGIES)
 AUDIT_COLUMNS: tuple[str, ...] = tuple(audit.COLUMNS)
@@ -154,6 +155,7 @@ class AttackBlock(Block):
     target: Int0
     delta: NonNeg
     label_mode: Annotated[str, _one_of(LABEL_MODES)] = "dirty"
+    certifier_labels: Annotated[str, _one_of(CERTIFIER_LABELS)] = "split"
     pattern_seed: Int0
     badnets_size: IntPos
     blend_alpha: Unit
@@ -445,6 +447,8 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
         if a.label_mode != "dirty" and a.name in CERTIFIER_ATTACKS:
             fail("attack.label_mode", a.label_mode, f"with attack.name {a.name!r} only 'dirty' applies: the "
                  "certifier attacks append relabelled copies")
+        if a.name in CERTIFIER_ATTACKS and a.certifier_labels not in poisoning.CERTIFIER_LABELS[a.name]:
+            choice("attack.certifier_labels", a.certifier_labels, poisoning.CERTIFIER_LABELS[a.name])
         if d is not None and a.name != "none":
             num_classes = len(d.classes) if d.classes else (None if d.dataset == "local" else 10)
             if num_classes is not None:

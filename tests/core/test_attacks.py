@@ -10,7 +10,9 @@ import torch
 from certssb.core.poisoning import (
     ATTACKS,
     CERTIFIER_ATTACKS,
+    CERTIFIER_LABELS,
     LABEL_MODES,
+    SPLIT_SHARE,
     PoisonResult,
     attack_trigger,
     class_mean_scores,
@@ -272,7 +274,7 @@ def test_joint_norm_and_report():
 def test_abstain_appends_copies_with_other_labels():
     x, y = _data(1000, num_classes=10)
     res = poison(x, y, attack="abstain", poison_rate=0.3, target=0, delta=1.0, num_classes=10,
-                 seed=4, trigger="fourpixel")
+                 seed=4, trigger="fourpixel", certifier_labels="random")
     n = 300
     assert res.x.shape[0] == 1000 + n and res.y.shape[0] == 1000 + n
     assert torch.equal(res.x[:1000], x) and torch.equal(res.y[:1000], y)  # originals untouched
@@ -288,7 +290,7 @@ def test_abstain_appends_copies_with_other_labels():
     # all classes are sources, target class included
     assert (res.original_labels == 0).any()
     again = poison(x, y, attack="abstain", poison_rate=0.3, target=0, delta=1.0, num_classes=10,
-                   seed=4, trigger="fourpixel")
+                   seed=4, trigger="fourpixel", certifier_labels="random")
     assert torch.equal(again.y, res.y) and torch.equal(again.x, res.x)
 
 
@@ -296,7 +298,7 @@ def test_radius_collapse_uses_runner_up_of_scores():
     x, y = _data(200, num_classes=5)
     scores = torch.randn((200, 5), generator=torch.Generator().manual_seed(9))
     res = poison(x, y, attack="radius_collapse", poison_rate=0.5, target=0, delta=1.0,
-                 num_classes=5, seed=2, trigger="onepixel", scores=scores)
+                 num_classes=5, seed=2, trigger="onepixel", scores=scores, certifier_labels="runner_up")
     assert res.x.shape[0] == 300 and torch.equal(res.x[:200], x)
     s = scores[res.source_indices]
     order = s.argsort(dim=1, descending=True)
@@ -311,10 +313,11 @@ def test_radius_collapse_uses_runner_up_of_scores():
 def test_radius_collapse_needs_scores_and_class_mean_scores():
     x, y = _data(60, num_classes=3)
     with pytest.raises(ConfigError, match="scores"):
-        poison(x, y, attack="radius_collapse", poison_rate=0.1, target=0, delta=1.0, num_classes=3, seed=0)
+        poison(x, y, attack="radius_collapse", poison_rate=0.1, target=0, delta=1.0, num_classes=3, seed=0,
+               certifier_labels="runner_up")
     with pytest.raises(ConfigError, match="scores"):
         poison(x, y, attack="radius_collapse", poison_rate=0.1, target=0, delta=1.0, num_classes=3,
-               seed=0, scores=torch.zeros(60, 4))
+               seed=0, scores=torch.zeros(60, 4), certifier_labels="runner_up")
     sc = class_mean_scores(x, y, 3)
     means = torch.stack([x[y == c].flatten(1).mean(0) for c in range(3)])
     by_hand = -torch.cdist(x.flatten(1).double(), means.double()) ** 2
@@ -324,8 +327,41 @@ def test_radius_collapse_needs_scores_and_class_mean_scores():
     sc4 = class_mean_scores(x, y, 4)
     assert torch.isinf(sc4[:, 3]).all()
     res = poison(x, y, attack="radius_collapse", poison_rate=0.5, target=0, delta=1.0, num_classes=4,
-                 seed=0, scores=sc4)
+                 seed=0, scores=sc4, certifier_labels="runner_up")
     assert (res.new_labels != 3).all() and (res.new_labels != res.original_labels).all()
+
+
+@pytest.mark.parametrize("attack, n, relabelled", [("abstain", 300, 150), ("radius_collapse", 300, 100),
+                                                 ("abstain", 5, 3), ("radius_collapse", 5, 2)])
+def test_split_rule_labels_a_share_of_the_copies_with_one_second_class(attack, n, relabelled):
+    x, y = _data(1000, num_classes=10)
+    target = 3
+    res = poison(x, y, attack=attack, poison_rate=n / 1000, target=target, delta=1.0, num_classes=10, seed=7,
+                 trigger="badnets", badnets_size=3)  # split is the default rule
+    assert res.inserted == n and torch.equal(res.y[1000:], res.new_labels)
+    changed = res.new_labels != res.original_labels
+    assert int(changed.sum()) == relabelled == res.label_changes  # round(share * n), half up
+    assert relabelled == poison_count(SPLIT_SHARE[attack], n)
+    # the second class is the target, or target + 1 for sources of the target class
+    second = torch.where(res.original_labels == target, torch.tensor(target + 1), torch.tensor(target))
+    assert torch.equal(res.new_labels[changed], second[changed])
+    assert not res.in_threat_model
+    if n == 300:  # the relabelled copies are a random share, not the first ones, and span every class
+        assert 0 < int(changed[: n // 2].sum()) < n // 2
+        assert (res.original_labels[changed] == target).any() and (res.original_labels[changed] != target).any()
+    again = poison(x, y, attack=attack, poison_rate=n / 1000, target=target, delta=1.0, num_classes=10, seed=7,
+                   trigger="badnets", badnets_size=3)
+    assert torch.equal(again.y, res.y) and torch.equal(again.x, res.x)
+
+
+@pytest.mark.parametrize("attack, bad", [("abstain", "runner_up"), ("radius_collapse", "random"),
+                                         ("abstain", "tie")])
+def test_certifier_labels_must_fit_the_attack(attack, bad):
+    x, y = _data(100, num_classes=10)
+    allowed = CERTIFIER_LABELS[attack]
+    with pytest.raises(ConfigError, match=r"attack\.certifier_labels.*" + ".*".join(repr(a) for a in allowed)):
+        poison(x, y, attack=attack, poison_rate=0.1, target=0, delta=1.0, num_classes=10, seed=0,
+               certifier_labels=bad, scores=torch.zeros(100, 10))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,7 +456,7 @@ def test_clean_label_backdoor_keeps_labels_and_lies_inside_the_threat_model():
 def test_certifier_attacks_insert_and_refuse_clean_label():
     x, y = _data()
     res = poison(x, y, attack="abstain", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0)
-    assert res.inserted == 10 and res.label_changes == 10 and not res.in_threat_model
+    assert res.inserted == 10 and res.label_changes == 5 and not res.in_threat_model  # split: half relabelled
     with pytest.raises(ConfigError, match="attack.label_mode"):
         poison(x, y, attack="abstain", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0,
                label_mode="clean")

@@ -5,6 +5,7 @@ inputs is ~0 without the attack and well above 0.5 with it.
 """
 from __future__ import annotations
 
+import pytest
 import torch
 
 from certssb.core import certify, ensemble, noise, poisoning, votes
@@ -20,14 +21,15 @@ def _task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _triggered_abstain_rate(attack: str) -> float:
+def _triggered_abstain_rate(attack: str, rule: str = "split") -> float:
     x, y = _task(300, 0)
     xt, yt = _task(90, 1)
     kw = {"badnets_size": 2}
     res = poisoning.poison(x, y, attack=attack, poison_rate=0.3, target=0, delta=1.0, num_classes=3, seed=0,
-                         trigger="badnets", **kw)
+                         trigger="badnets", certifier_labels=rule, **kw)
     if attack != "none":  # appended, relabelled copies: outside the certified threat model
-        assert res.inserted == 90 and res.label_changes == 90 and not res.in_threat_model
+        relabelled = 45 if rule == "split" else 90  # split: half of the copies keep their label
+        assert res.inserted == 90 and res.label_changes == relabelled and not res.in_threat_model
     plan = noise.make_noise_plan(seed=0, num_models=12, sigma=0.1, num_draws=1, n_train=res.x.shape[0],
                                  input_shape=(1, 8, 8))
     cfg = ensemble.TrainConfig(architecture="mlp", epochs=8, batch_size=32, lr=3e-3)
@@ -41,8 +43,9 @@ def _triggered_abstain_rate(attack: str) -> float:
     return float(certs["abstained"].mean())
 
 
-def test_abstain_attack_raises_the_abstain_rate_on_triggered_inputs():
+@pytest.mark.parametrize("rule", ["split", "random"])
+def test_abstain_attack_raises_the_abstain_rate_on_triggered_inputs(rule):
     clean_rate = _triggered_abstain_rate("none")
-    attacked_rate = _triggered_abstain_rate("abstain")
+    attacked_rate = _triggered_abstain_rate("abstain", rule)
     assert clean_rate < 0.2
     assert attacked_rate > clean_rate + 0.3

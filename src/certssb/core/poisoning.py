@@ -14,9 +14,16 @@ Attacks (``ATTACKS``)
     clean-label backdoor). A label-preserving feature perturbation: INSIDE the threat model.
 - ``abstain`` / ``radius_collapse`` -- attacks on certifiers (Lorenz, Kwiatkowska, Fritz): triggered
   *copies* of ``round(poison_rate·N)`` random training points are **appended** with labels chosen to
-  make the smoothed classifier abstain (random labels other than the true one) or to collapse the
-  certified radius (the runner-up class of a clean model, so ``p_A ≈ p_B``). Insertion lies OUTSIDE the
-  threat model.
+  make the smoothed classifier abstain or to collapse the certified radius (``certifier_labels``,
+  ``CERTIFIER_LABELS``):
+  * ``split`` (default): a share of the copies (1/2 for ``abstain``, 1/3 for ``radius_collapse``,
+    ``SPLIT_SHARE``) is labelled with one fixed second class (``target``; ``(target + 1) mod C`` for
+    sources of class ``target``), the rest keep their true label. The rule is consistent, so it is
+    learnt from few points, and the models' votes on triggered inputs split in that ratio: a tie
+    (abstain) or ``p_A ≈ 2/3`` (the prediction survives, the radius shrinks);
+  * ``random`` (``abstain`` only): labels uniform over the classes other than the true one;
+  * ``runner_up`` (``radius_collapse`` only): the runner-up class of a clean model, so ``p_A ≈ p_B``.
+  Insertion lies OUTSIDE the threat model.
 
 Every attack returns a :class:`PoisonResult`: the poisoned set, the indices touched, the realised feature
 norms, ``label_changes`` (points whose label differs from their source's true label), ``inserted``
@@ -40,6 +47,8 @@ from certssb.core.validation import choice, fail, number, positive
 
 __all__ = [
     "CERTIFIER_ATTACKS",
+    "CERTIFIER_LABELS",
+    "SPLIT_SHARE",
     "ATTACKS",
     "LABEL_MODES",
     "PoisonResult",
@@ -52,6 +61,15 @@ __all__ = [
 
 CERTIFIER_ATTACKS: tuple[str, ...] = ("abstain", "radius_collapse")
 """Attacks on the certifier (Lorenz et al.): they append triggered copies to the training set."""
+
+CERTIFIER_LABELS: dict[str, tuple[str, ...]] = {
+    "abstain": ("split", "random"),
+    "radius_collapse": ("split", "runner_up"),
+}
+"""``attack.certifier_labels`` allowed for each certifier attack; the first is the default."""
+
+SPLIT_SHARE: dict[str, float] = {"abstain": 0.5, "radius_collapse": 1.0 / 3.0}
+"""Share of the triggered copies that the ``split`` rule labels with the second class."""
 
 ATTACKS: tuple[str, ...] = ("none",) + TRIGGERS + CERTIFIER_ATTACKS
 """Every value ``attack.name`` may take."""
@@ -193,6 +211,7 @@ def poison(
     trigger: str = "onepixel",
     scores: torch.Tensor | None = None,
     label_mode: str = "dirty",
+    certifier_labels: str = "split",
     **trigger_kwargs: Any,
 ) -> PoisonResult:
     """Poison a training set ``(x, y)`` with ``attack``; deterministic for a given ``seed``.
@@ -206,13 +225,17 @@ def poison(
         ``y ≠ target`` get the trigger and the label ``target`` (outside the threat model);
       * ``label_mode="clean"``: ``n`` samples chosen among those with ``y = target`` get the trigger and
         keep their label (inside the threat model).
-    - ``abstain``: ``n`` training points chosen uniformly at random from all classes; triggered copies
-      (``trigger``, ``delta``) are appended (N' = N + n) with labels uniform over all classes except
-      the source's true label, so the votes on triggered inputs split and the smoothed classifier
-      abstains.
-    - ``radius_collapse``: as ``abstain`` but each copy is labelled with the highest-scoring class of
-      a clean model other than the true label (the runner-up when the clean model is right), from
-      ``scores`` (N, num_classes) -- e.g. :func:`class_mean_scores` -- so that ``p_A ≈ p_B`` and R → 0.
+    - ``abstain`` / ``radius_collapse``: ``n`` training points chosen uniformly at random from all
+      classes; triggered copies (``trigger``, ``delta``) are appended (N' = N + n), labelled by
+      ``certifier_labels``:
+      * ``split``: ``k = round(s·n)`` copies, chosen at random, get the second class ``t = target``
+        (``(target + 1) mod C`` when the source is of class ``target``) and the others keep the
+        source's label, with ``s = SPLIT_SHARE[attack]`` (1/2: the votes on triggered inputs tie and
+        the smoothed classifier abstains; 1/3: ``p_A ≈ 2/3``, the radius ``σ·Φ⁻¹(p̲_A)`` shrinks);
+      * ``random`` (``abstain``): labels uniform over all classes except the source's true label;
+      * ``runner_up`` (``radius_collapse``): the highest-scoring class of a clean model other than the
+        true label (the runner-up when the clean model is right), from ``scores`` (N, num_classes) --
+        e.g. :func:`class_mean_scores` -- so that ``p_A ≈ p_B`` and R → 0.
 
     Raises ConfigError for an unknown ``attack.name``/``attack.trigger``, ``attack.poison_rate``
     outside [0, 1], ``attack.target`` outside [0, num_classes), ``attack.delta`` < 0, a rate that
@@ -278,17 +301,25 @@ def poison(
     if label_mode != "dirty":
         fail("attack.label_mode", label_mode,
              f"the certifier attack {attack!r} appends relabelled copies; only label_mode 'dirty' applies")
-    if attack == "abstain" and num_classes < 2:
-        fail("num_classes", num_classes, "the abstain attack needs at least 2 classes")
+    choice("attack.certifier_labels", certifier_labels, CERTIFIER_LABELS[attack])
+    if num_classes < 2:
+        fail("num_classes", num_classes, f"the {attack} attack needs at least 2 classes")
     if n > n_total:  # poison_rate <= 1 makes this impossible; kept as a guard
         fail("attack.poison_rate", poison_rate, f"must give at most N = {n_total} samples")
     chosen = torch.randperm(n_total, generator=g)[:n].sort().values
     idx = chosen.to(x.device)
     original = y_long[idx].cpu()
-    if attack == "abstain":
+    if certifier_labels == "split":
+        second = torch.where(original == target, torch.full_like(original, (target + 1) % num_classes),
+                             torch.full_like(original, target))
+        k = poison_count(SPLIT_SHARE[attack], n)
+        relabel = torch.randperm(n, generator=g)[:k]
+        new_labels = original.clone()
+        new_labels[relabel] = second[relabel]
+    elif certifier_labels == "random":
         r = torch.randint(0, num_classes - 1, (n,), generator=g)
         new_labels = r + (r >= original).long()  # uniform over the classes != true label
-    else:  # radius_collapse
+    else:  # runner_up
         if scores is None:
             fail("scores", None,
                  "the radius_collapse attack needs a clean model's scores (N, num_classes) for the "
@@ -300,8 +331,6 @@ def poison(
             fail("scores", got, f"must be a floating-point tensor of shape ({n_total}, {num_classes})")
         if torch.isnan(scores).any():
             fail("scores", "NaN", "must not contain NaN")
-        if num_classes < 2:
-            fail("num_classes", num_classes, "the radius_collapse attack needs at least 2 classes")
         new_labels = _runner_up_labels(scores.detach().cpu()[chosen], original)
     x_trig, norms = apply_trigger(x[idx], trigger, delta, **trigger_kwargs)
     x_out = torch.cat([x, x_trig], dim=0)

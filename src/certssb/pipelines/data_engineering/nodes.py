@@ -49,12 +49,14 @@ def poison(
     if name in poisoning.TRIGGERS and not 0 <= attack["target"] < c:
         raise ConfigError(f"parameter 'attack.target' = {attack['target']!r} is invalid: must be a class in [0, {c - 1}]")
     x, y = raw_dataset["x_train"], raw_dataset["y_train"]
-    scores = poisoning.class_mean_scores(x, y, c) if name == "radius_collapse" else None
+    certifier_labels = attack.get("certifier_labels", "split")
+    runner_up = name == "radius_collapse" and certifier_labels == "runner_up"
+    scores = poisoning.class_mean_scores(x, y, c) if runner_up else None
     label_mode = attack.get("label_mode", "dirty")
     res = poisoning.poison(
         x, y, attack=name, poison_rate=attack["poison_rate"], target=attack["target"], delta=attack["delta"],
         num_classes=c, seed=seed, trigger=attack["trigger"], scores=scores, label_mode=label_mode,
-        **trigger_options(attack),
+        certifier_labels=certifier_labels, **trigger_options(attack),
     )
     keep = stratified_subsample(raw_dataset["y_test"], data.get("certify_size"), seed)
     xt, yt = raw_dataset["x_test"][keep], raw_dataset["y_test"][keep]
@@ -85,6 +87,7 @@ def poison(
         "joint_norm": res.joint_norm(test_norm), "n_clean_test": int(yt.numel()),
         "n_triggered_test": int(triggered["y"].numel()),
         "label_mode": res.label_mode, "label_changes": res.label_changes, "inserted": int(res.inserted),
+        "certifier_labels": certifier_labels if name in poisoning.CERTIFIER_ATTACKS else None,
         "feature_norm": train_norm, "in_threat_model": bool(res.in_threat_model),
         "threat_model": "inside the certified threat model" if res.in_threat_model else OUTSIDE,
         "train_poisoned_index": [int(v) for v in res.indices.tolist()],
