@@ -78,16 +78,24 @@ def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def cell_poison_rate(study: dict[str, Any], cell: Cell) -> float | None:
+    """The poison rate the grid sets for ``cell``: its rate-axis value, else ``study.certifier_attack_rate``
+    for a certifier attack; ``None`` where the cell keeps ``attack.poison_rate``."""
+    if cell.rate is not None:
+        return cell.rate
+    return float(study["certifier_attack_rate"]) if cell.attack in CERTIFIER_ATTACKS else None
+
+
 def cell_parameters(parameters: dict[str, Any], cell: Cell) -> dict[str, Any]:
     """The whole parameter tree of one cell (see the module docstring)."""
     s = parameters["study"]
     p = _deep_update(parameters, s.get("quick_overrides") or {}) if s.get("quick") else copy.deepcopy(parameters)
     p["attack"]["name"] = cell.attack
     if cell.attack in CERTIFIER_ATTACKS:
-        p["attack"]["poison_rate"] = s["certifier_attack_rate"]
         p["attack"]["trigger"] = s["certifier_trigger"]
-    if cell.rate is not None:
-        p["attack"]["poison_rate"] = cell.rate
+    rate = cell_poison_rate(s, cell)
+    if rate is not None:
+        p["attack"]["poison_rate"] = rate
     p["noise"]["sigma"] = cell.sigma
     return p
 

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from certssb import attack_figures, reporting
 
-from .grid import CERTIFIER_ATTACKS, Cell
+from .grid import Cell, cell_poison_rate
 
 
 def summarise(study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: tuple[str, ...]
@@ -23,7 +23,7 @@ def summarise(study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: 
     for cell in grid:
         for method in methods:
             metrics, table, cert = next(it), next(it), next(it)
-            label = {"attack": cell.attack, "sigma": cell.sigma, "method": method, "rate": _rate(study, cell)}
+            label = {"attack": cell.attack, "sigma": cell.sigma, "method": method, "rate": cell_poison_rate(study, cell)}
             rows.append({**label, **{k: v for k, v in metrics.items()
                                      if isinstance(v, (int, float)) and not isinstance(v, bool)}})
             curves.append(table.assign(attack=cell.attack, sigma=cell.sigma))
@@ -33,10 +33,3 @@ def summarise(study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: 
     fig = reporting.study_figure(pd.concat(certs, ignore_index=True), list(dict.fromkeys(c.panel for c in grid)),
                                  list(dict.fromkeys(c.sigma for c in grid)), ceilings=ceilings)
     return summary, pd.concat(curves, ignore_index=True), fig, attack_figures.rate_figure(summary)
-
-
-def _rate(study: dict[str, Any], cell: Cell) -> float | None:
-    """The cell's poison rate where the grid fixes it (a rate axis, or the certifier attacks' rate)."""
-    if cell.rate is not None:
-        return cell.rate
-    return float(study["certifier_attack_rate"]) if cell.attack in CERTIFIER_ATTACKS else None
