@@ -213,3 +213,22 @@ def test_a_bad_quick_strength_grid_is_refused_before_the_run():
         config.validate(params, {"attack_strength"})
     params["strength"]["quick"] = False  # not used: not checked beyond its keys
     config.validate(params, {"attack_strength"})
+
+
+def _study_warnings(params: dict, caplog) -> list[str]:
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="certssb.config"):
+        config.validate(params, {"study"})
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("study cells with sigma_0")]
+
+
+def test_study_warns_once_per_uncertifiable_sigma_with_the_blocks_its_cells_run(base, caplog):
+    params = with_value(base, "study.sigmas", [0.12, 0.5])
+    # M = 50, n0 = 5: Clopper-Pearson's ceiling 1.07 sigma_0 misses r = 0.25 at sigma_0 = 0.12 only
+    msgs = _study_warnings(params, caplog)
+    assert len(msgs) == 1 and "sigma_0 = 0.12" in msgs[0] and "'noise.num_models' = 50" in msgs[0]
+    # quick mode: the cells run M = 20, n0 = 2, and the warning names those blocks, once per sigma
+    msgs = _study_warnings(with_value(params, "study.quick", True), caplog)
+    assert [m.split(":")[0] for m in msgs] == ["study cells with sigma_0 = 0.12", "study cells with sigma_0 = 0.5"]
+    assert all("'noise.num_models' = 20" in m for m in msgs)
+    assert _study_warnings(with_value(params, "evaluation.allow_tiny", True), caplog) == []

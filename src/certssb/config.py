@@ -478,12 +478,16 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
                      {"study"})
     if e is not None and n is not None and pipelines & {"evaluation", "__default__"}:
         check_certifiable(n, e)
-    elif cfg.study is not None and e is not None and n is not None and not e.allow_tiny:
-        for s0 in cfg.study.sigmas:  # the study's cells: a warning, the grid includes small sigmas on purpose
+    elif cfg.study is not None and e is not None and n is not None:
+        if cfg.study.quick:  # the cells run with the quick overrides: warn about those blocks
+            quick = _deep_update({"noise": params["noise"], "evaluation": params["evaluation"]},
+                                 cfg.study.quick_overrides)
+            n, e = block("noise", quick["noise"]), block("evaluation", quick["evaluation"])
+        for s0 in ([] if e.allow_tiny else cfg.study.sigmas):  # a warning: the grid has small sigmas on purpose
             try:
                 check_certifiable(n.model_copy(update={"sigma": s0}), e)
             except ConfigError as exc:
-                log.warning("study cell sigma = %g: %s", s0, exc)
+                log.warning("study cells with sigma_0 = %g: %s", s0, exc)
 
 
 def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -155,7 +155,7 @@ class StudyCellParameters:
                 "so set it in a configuration environment rather than with --params")
         for name in sorted(wanted):
             p = cell_parameters(parameters, grid[name])
-            if self._validate is not None:
-                self._validate(p, {"study_cell"})
+            if self._validate is not None:  # the cell's own blocks; the grid (and its warnings) is checked once
+                self._validate({k: v for k, v in p.items() if k != "study"}, {"study_cell"})
             for key, value in flat_params(f"{CELL_PARAMS}.{name}", p).items():
                 catalog[key] = value
