@@ -227,8 +227,10 @@ def test_study_warns_once_per_uncertifiable_sigma_with_the_blocks_its_cells_run(
     # M = 50, n0 = 5: Clopper-Pearson's ceiling 1.07 sigma_0 misses r = 0.25 at sigma_0 = 0.12 only
     msgs = _study_warnings(params, caplog)
     assert len(msgs) == 1 and "sigma_0 = 0.12" in msgs[0] and "'noise.num_models' = 50" in msgs[0]
-    # quick mode: the cells run M = 20, n0 = 2, and the warning names those blocks, once per sigma
-    msgs = _study_warnings(with_value(params, "study.quick", True), caplog)
+    # quick mode: the cells run the quick blocks (here M = 20, n0 = 2); the warning names them, once per sigma
+    quick = with_value(with_value(params, "study.quick", True), "study.quick_overrides",
+                       {"noise": {"num_models": 20}, "evaluation": {"n0": 2}})
+    msgs = _study_warnings(quick, caplog)
     assert [m.split(":")[0] for m in msgs] == ["study cells with sigma_0 = 0.12", "study cells with sigma_0 = 0.5"]
     assert all("'noise.num_models' = 20" in m for m in msgs)
     assert _study_warnings(with_value(params, "evaluation.allow_tiny", True), caplog) == []
