@@ -447,7 +447,7 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
         if a.label_mode != "dirty" and a.name in CERTIFIER_ATTACKS:
             fail("attack.label_mode", a.label_mode, f"with attack.name {a.name!r} only 'dirty' applies: the "
                  "certifier attacks append relabelled copies")
-        if a.name in CERTIFIER_ATTACKS and a.certifier_labels not in poisoning.CERTIFIER_LABELS[a.name]:
+        if a.name in CERTIFIER_ATTACKS:  # each certifier attack takes its own label rules
             choice("attack.certifier_labels", a.certifier_labels, poisoning.CERTIFIER_LABELS[a.name])
         if d is not None and a.name != "none":
             num_classes = len(d.classes) if d.classes else (None if d.dataset == "local" else 10)
