@@ -471,18 +471,16 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
     ray_used = (cfg.ensemble is not None and cfg.ensemble.backend == "ray") or (e is not None and e.backend == "ray")
     if ray_used and n is not None:
         _ray_backend().check_options((params.get("ensemble") or {}).get("ray") or {}, n.num_models)
-    if cfg.study is not None:
-        if cfg.study.quick:
-            # the cells' own blocks (no ``study`` block: the radius-ceiling check stays a warning there)
-            validate(_deep_update({k: v for k, v in params.items() if k != "study"}, cfg.study.quick_overrides),
-                     {"study"})
+    quick = None
+    if cfg.study is not None and cfg.study.quick:
+        # the cells' own blocks (no ``study`` block: the radius-ceiling check stays a warning there)
+        quick = validate(_deep_update({k: v for k, v in params.items() if k != "study"}, cfg.study.quick_overrides),
+                         {"study"})
     if e is not None and n is not None and pipelines & {"evaluation", "__default__"}:
         check_certifiable(n, e)
     elif cfg.study is not None and e is not None and n is not None:
-        if cfg.study.quick:  # the cells run with the quick overrides: warn about those blocks
-            quick = _deep_update({"noise": params["noise"], "evaluation": params["evaluation"]},
-                                 cfg.study.quick_overrides)
-            n, e = block("noise", quick["noise"]), block("evaluation", quick["evaluation"])
+        if quick is not None:  # the cells run with the quick overrides: warn about those blocks
+            n, e = quick.noise, quick.evaluation
         for s0 in ([] if e.allow_tiny else cfg.study.sigmas):  # a warning: the grid has small sigmas on purpose
             try:
                 check_certifiable(n.model_copy(update={"sigma": s0}), e)
