@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from certssb.config import deep_update
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
@@ -25,13 +27,6 @@ TINY: dict[str, Any] = {
 }
 
 
-def _deep_update(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 class Project:
     """A copy of conf/ and pyproject.toml in ``path``; ``run`` runs pipelines through a KedroSession."""
 
@@ -45,7 +40,7 @@ class Project:
         import mlflow
 
         bootstrap_project(self.path)
-        runtime = _deep_update(TINY, params or {})
+        runtime = deep_update(TINY, params or {})
         try:
             with KedroSession.create(project_path=self.path, runtime_params=runtime) as session:
                 return session.run(pipeline_names=pipelines, **kwargs)

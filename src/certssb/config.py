@@ -474,7 +474,7 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
     quick = None
     if cfg.study is not None and cfg.study.quick:
         # the cells' own blocks (no ``study`` block: the radius-ceiling check stays a warning there)
-        quick = validate(_deep_update({k: v for k, v in params.items() if k != "study"}, cfg.study.quick_overrides),
+        quick = validate(deep_update({k: v for k, v in params.items() if k != "study"}, cfg.study.quick_overrides),
                          {"study"})
     if e is not None and n is not None and pipelines & {"evaluation", "__default__"}:
         check_certifiable(n, e)
@@ -488,10 +488,11 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
                 log.warning("study cells with sigma_0 = %g: %s", s0, exc)
 
 
-def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``extra`` merged in, nested dicts key by key (how overrides apply to parameters)."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
-        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -568,6 +569,6 @@ def train_config(p: dict[str, Any], epochs: int | None = None) -> _ensemble.Trai
 
 
 __all__ = [
-    "BLOCKS", "METHODS", "PIPELINE_BLOCKS", "Config", "block", "blocks_for", "check_certifiable",
+    "BLOCKS", "METHODS", "PIPELINE_BLOCKS", "Config", "block", "blocks_for", "check_certifiable", "deep_update",
     "estimation_models", "models_needed", "sigma_config", "train_config", "unknown_key_message", "validate",
 ]

@@ -22,6 +22,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from certssb.config import deep_update
 from certssb.core import poisoning
 from certssb.core.validation import ConfigError
 
@@ -71,13 +72,6 @@ def cells(study: dict[str, Any]) -> list[Cell]:
     return out
 
 
-def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def cell_poison_rate(study: dict[str, Any], cell: Cell) -> float | None:
     """The poison rate the grid sets for ``cell``: its rate-axis value, else ``study.certifier_attack_rate``
     for a certifier attack; ``None`` where the cell keeps ``attack.poison_rate``."""
@@ -89,7 +83,7 @@ def cell_poison_rate(study: dict[str, Any], cell: Cell) -> float | None:
 def cell_parameters(parameters: dict[str, Any], cell: Cell) -> dict[str, Any]:
     """The whole parameter tree of one cell (see the module docstring)."""
     s = parameters["study"]
-    p = _deep_update(parameters, s.get("quick_overrides") or {}) if s.get("quick") else copy.deepcopy(parameters)
+    p = deep_update(parameters, s.get("quick_overrides") or {}) if s.get("quick") else copy.deepcopy(parameters)
     p["attack"]["name"] = cell.attack
     if cell.attack in CERTIFIER_ATTACKS:
         p["attack"]["trigger"] = s["certifier_trigger"]
