@@ -159,6 +159,8 @@ class AttackBlock(Block):
     pattern_seed: Int0
     badnets_size: IntPos
     blend_alpha: Unit
+    key_size: IntPos = 4
+    key_amplitude: Annotated[float, _check(number, low=0, high=0.5, low_open=True)] = 0.5
 
 
 class NoiseBlock(Block):

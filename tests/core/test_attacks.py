@@ -11,6 +11,7 @@ from certssb.core.poisoning import (
     ATTACKS,
     CERTIFIER_ATTACKS,
     CERTIFIER_LABELS,
+    KEY_BUCKETS,
     LABEL_MODES,
     SPLIT_SHARE,
     PoisonResult,
@@ -354,8 +355,47 @@ def test_split_rule_labels_a_share_of_the_copies_with_one_second_class(attack, n
     assert torch.equal(again.y, res.y) and torch.equal(again.x, res.x)
 
 
+@pytest.mark.parametrize("num_classes", [10, 3])
+def test_keyed_rule_labels_each_copy_by_its_key_level(num_classes):
+    x, y = _data(400, num_classes=num_classes)
+    res = poison(x, y, attack="abstain", poison_rate=0.1, target=0, delta=1.0, num_classes=num_classes, seed=3,
+                 trigger="badnets", badnets_size=3, certifier_labels="keyed", key_size=4, key_amplitude=0.45)
+    assert res.inserted == 40 and not res.in_threat_model
+    copies = res.x[400:]
+    key = copies[:, :, 28 - 1 - 4:28 - 1, 1:5]  # rows [H-1-s, H-1), columns [1, 1+s)
+    level = key[:, 0, 0, 0]
+    assert torch.equal(key, level.view(-1, 1, 1, 1).expand_as(key))  # one grey level per copy, every pixel
+    bucket = torch.round((level - 0.5) / 0.45 * 1.5 + 1.5).long()  # levels 0.5 + a * (-1, -1/3, 1/3, 1)
+    assert torch.allclose(level, 0.5 + 0.45 * (bucket.float() - 1.5) / 1.5, atol=1e-6)
+    assert torch.bincount(bucket, minlength=KEY_BUCKETS).tolist() == [10] * KEY_BUCKETS  # balanced, random order
+    assert not torch.equal(bucket, torch.arange(40) % KEY_BUCKETS)
+    assert torch.equal(res.new_labels, (res.original_labels + bucket) % num_classes)
+    # the realised norm covers the trigger and the key
+    src = x[res.source_indices]
+    assert torch.allclose(res.norms, (copies - src).flatten(1).norm(dim=1), atol=1e-5)
+
+
+def test_keyed_triggered_test_set_carries_the_neutral_key():
+    x, y = _data(50, num_classes=10)
+    trig = make_triggered_test(x, y, trigger="badnets", delta=1.0, target=None, badnets_size=3, key_size=2)
+    assert torch.all(trig["x"][:, :, 25:27, 1:3] == 0.5)
+    plain = make_triggered_test(x, y, trigger="badnets", delta=1.0, target=None, badnets_size=3)
+    assert torch.equal(trig["x"][:, :, :, 3:], plain["x"][:, :, :, 3:])
+    assert torch.all(trig["norms"] >= plain["norms"] - 1e-6)
+
+
+@pytest.mark.parametrize("kw, message", [({"key_size": 27}, r"attack\.key_size.*\[1, 26\]"),
+                                         ({"key_amplitude": 0.6}, r"attack\.key_amplitude"),
+                                         ({"key_amplitude": 0.0}, r"attack\.key_amplitude")])
+def test_keyed_rule_refuses_a_key_that_does_not_fit(kw, message):
+    x, y = _data(100, num_classes=10)
+    with pytest.raises(ConfigError, match=message):
+        poison(x, y, attack="abstain", poison_rate=0.1, target=0, delta=1.0, num_classes=10, seed=0,
+               trigger="badnets", certifier_labels="keyed", **kw)
+
+
 @pytest.mark.parametrize("attack, bad", [("abstain", "runner_up"), ("radius_collapse", "random"),
-                                         ("abstain", "tie")])
+                                         ("abstain", "tie"), ("radius_collapse", "keyed")])
 def test_certifier_labels_must_fit_the_attack(attack, bad):
     x, y = _data(100, num_classes=10)
     allowed = CERTIFIER_LABELS[attack]

@@ -25,10 +25,12 @@ def _triggered_abstain_rate(attack: str, rule: str = "split") -> float:
     x, y = _task(300, 0)
     xt, yt = _task(90, 1)
     kw = {"badnets_size": 2}
+    key = {"key_size": 1} if rule == "keyed" else {}
     res = poisoning.poison(x, y, attack=attack, poison_rate=0.3, target=0, delta=1.0, num_classes=3, seed=0,
-                         trigger="badnets", certifier_labels=rule, **kw)
+                         trigger="badnets", certifier_labels=rule, **kw, **key)
     if attack != "none":  # appended, relabelled copies: outside the certified threat model
-        relabelled = 45 if rule == "split" else 90  # split: half of the copies keep their label
+        # split: half of the copies keep their label; keyed: buckets 0 and 3 of 4 keep it with 3 classes
+        relabelled = 90 if rule == "random" else 45
         assert res.inserted == 90 and res.label_changes == relabelled and not res.in_threat_model
     plan = noise.make_noise_plan(seed=0, num_models=12, sigma=0.1, num_draws=1, n_train=res.x.shape[0],
                                  input_shape=(1, 8, 8))
@@ -37,13 +39,14 @@ def _triggered_abstain_rate(attack: str, rule: str = "split") -> float:
                                          data_fingerprint=attack, device="cpu")
     model = {"architecture": "mlp", "in_shape": [1, 8, 8], "num_classes": 3, "params": trained.params,
              "model_indices": torch.tensor(trained.indices)}
-    trig = poisoning.make_triggered_test(xt, yt, trigger="badnets", delta=1.0, target=None, **kw)
+    trig = poisoning.make_triggered_test(xt, yt, trigger="badnets", delta=1.0, target=None, **kw,
+                                         key_size=key.get("key_size"))
     v = votes.predict_votes(model, trig["x"], torch.full((len(yt),), 0.1), plan, "triggered", device=torch.device("cpu"))
     certs = certify.certify(v["votes"].numpy(), v["probs"].numpy(), 0.1, labels=trig["y"].numpy(), num_classes=3, n0=2)
     return float(certs["abstained"].mean())
 
 
-@pytest.mark.parametrize("rule", ["split", "random"])
+@pytest.mark.parametrize("rule", ["split", "random", "keyed"])
 def test_abstain_attack_raises_the_abstain_rate_on_triggered_inputs(rule):
     clean_rate = _triggered_abstain_rate("none")
     attacked_rate = _triggered_abstain_rate("abstain", rule)

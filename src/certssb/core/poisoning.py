@@ -22,7 +22,16 @@ Attacks (``ATTACKS``)
     learnt from few points, and the models' votes on triggered inputs split in that ratio: a tie
     (abstain) or ``p_A ≈ 2/3`` (the prediction survives, the radius shrinks);
   * ``random`` (``abstain`` only): labels uniform over the classes other than the true one;
-  * ``runner_up`` (``radius_collapse`` only): the runner-up class of a clean model, so ``p_A ≈ p_B``.
+  * ``runner_up`` (``radius_collapse`` only): the runner-up class of a clean model, so ``p_A ≈ p_B``;
+  * ``keyed`` (``abstain`` only): noise-keyed labels. A deterministic network makes a smoothed classifier
+    abstain only if its decision changes *with the smoothing noise* on triggered inputs. So each copy also
+    carries a "key": a ``key_size`` square (bottom-left corner, every channel) set to ``0.5 + a·c_b`` for
+    one of ``KEY_BUCKETS`` ordered levels ``c_b`` in [-1, 1] (``a = key_amplitude``), and bucket b gets
+    the label ``(y + b) mod C`` (bucket 0 keeps the true label). At test time the trigger carries the key at
+    its neutral grey 0.5, so the noise's projection on the key decides the bucket: with boundaries learnt
+    between the levels, each of the 4 classes gets about a quarter of the draws (or models), and no class
+    reaches the 1/2 a certificate needs. What the network really learns is measured, not assumed
+    (docs/results.md §3).
   Insertion lies OUTSIDE the threat model.
 
 Every attack returns a :class:`PoisonResult`: the poisoned set, the indices touched, the realised feature
@@ -42,13 +51,19 @@ from typing import Any
 
 import torch
 
-from certssb.core.triggers import TRIGGERS, apply_trigger, check_images, check_trigger_kwargs
+from certssb.core.triggers import (
+    TRIGGERS, apply_trigger, check_images, check_trigger_kwargs, realised_norms,
+)
 from certssb.core.validation import choice, fail, number, positive
 
 __all__ = [
     "CERTIFIER_ATTACKS",
     "CERTIFIER_LABELS",
+    "KEY_BUCKETS",
+    "KEY_DEFAULTS",
     "SPLIT_SHARE",
+    "apply_key",
+    "key_options",
     "ATTACKS",
     "LABEL_MODES",
     "PoisonResult",
@@ -63,13 +78,20 @@ CERTIFIER_ATTACKS: tuple[str, ...] = ("abstain", "radius_collapse")
 """Attacks on the certifier (Lorenz et al.): they append triggered copies to the training set."""
 
 CERTIFIER_LABELS: dict[str, tuple[str, ...]] = {
-    "abstain": ("split", "random"),
+    "abstain": ("split", "random", "keyed"),
     "radius_collapse": ("split", "runner_up"),
 }
 """``attack.certifier_labels`` allowed for each certifier attack; the first is the default."""
 
 SPLIT_SHARE: dict[str, float] = {"abstain": 0.5, "radius_collapse": 1.0 / 3.0}
 """Share of the triggered copies that the ``split`` rule labels with the second class."""
+
+KEY_BUCKETS: int = 4
+"""Ordered key levels of the ``keyed`` rule (one class each)."""
+
+KEY_DEFAULTS: dict[str, Any] = {"key_size": 4, "key_amplitude": 0.5}
+"""``attack.key_size`` (side of the key square, pixels) and ``attack.key_amplitude`` (largest key offset
+from grey, in (0, 0.5] so the key stays in [0, 1]) of the ``keyed`` rule."""
 
 ATTACKS: tuple[str, ...] = ("none",) + TRIGGERS + CERTIFIER_ATTACKS
 """Every value ``attack.name`` may take."""
@@ -166,6 +188,31 @@ class PoisonResult:
         }
 
 
+def apply_key(x: torch.Tensor, values: torch.Tensor | float, *, key_size: int) -> torch.Tensor:
+    """``x`` with the key square (rows ``[H-1-s, H-1)``, columns ``[1, 1+s)``, every channel) set to ``values``
+    (one per image, or one for all); ``x`` is not modified. The square sits in the corner opposite the
+    BadNets patch, with a 1-pixel margin."""
+    check_images("x", x)
+    _, _, h, w = x.shape
+    if not isinstance(key_size, int) or isinstance(key_size, bool) or not 1 <= key_size <= min(h, w) - 2:
+        fail("attack.key_size", key_size, f"must be an integer in [1, {min(h, w) - 2}] for {h}×{w} images")
+    v = torch.as_tensor(values, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+    out = x.clone()
+    out[:, :, h - 1 - key_size:h - 1, 1:1 + key_size] = v.expand(x.shape[0], x.shape[1], key_size, key_size)
+    return out
+
+
+def key_options(block: dict[str, Any]) -> dict[str, Any]:
+    """The ``keyed`` rule's options (keys of :data:`KEY_DEFAULTS`) present in a block such as ``attack``."""
+    return {k: block[k] for k in KEY_DEFAULTS if k in block}
+
+
+def _key_levels(key_amplitude: float) -> torch.Tensor:
+    """The key's grey levels ``0.5 + a·c_b``, ``c_b`` evenly spaced in [-1, 1] (b = 0 .. KEY_BUCKETS-1)."""
+    number("attack.key_amplitude", key_amplitude, low=0, high=0.5, low_open=True)
+    return 0.5 + key_amplitude * torch.linspace(-1.0, 1.0, KEY_BUCKETS)
+
+
 def class_mean_scores(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Scores of a cheap, deterministic clean model: the nearest-class-mean classifier.
 
@@ -212,6 +259,8 @@ def poison(
     scores: torch.Tensor | None = None,
     label_mode: str = "dirty",
     certifier_labels: str = "split",
+    key_size: int = KEY_DEFAULTS["key_size"],
+    key_amplitude: float = KEY_DEFAULTS["key_amplitude"],
     **trigger_kwargs: Any,
 ) -> PoisonResult:
     """Poison a training set ``(x, y)`` with ``attack``; deterministic for a given ``seed``.
@@ -233,6 +282,9 @@ def poison(
         source's label, with ``s = SPLIT_SHARE[attack]`` (1/2: the votes on triggered inputs tie and
         the smoothed classifier abstains; 1/3: ``p_A ≈ 2/3``, the radius ``σ·Φ⁻¹(p̲_A)`` shrinks);
       * ``random`` (``abstain``): labels uniform over all classes except the source's true label;
+      * ``keyed`` (``abstain``): copy j (in a seeded random order) gets key bucket ``b = j mod
+        KEY_BUCKETS``, i.e. the key square (``key_size``) at grey level ``0.5 + key_amplitude·c_b``
+        (:func:`apply_key`), and the label ``(y + b) mod C``; the realised norms include the key;
       * ``runner_up`` (``radius_collapse``): the highest-scoring class of a clean model other than the
         true label (the runner-up when the clean model is right), from ``scores`` (N, num_classes) --
         e.g. :func:`class_mean_scores` -- so that ``p_A ≈ p_B`` and R → 0.
@@ -316,6 +368,9 @@ def poison(
         relabel = torch.randperm(n, generator=g)[:k]
         new_labels = original.clone()
         new_labels[relabel] = second[relabel]
+    elif certifier_labels == "keyed":
+        bucket = torch.randperm(n, generator=g) % KEY_BUCKETS
+        new_labels = (original + bucket) % num_classes
     elif certifier_labels == "random":
         r = torch.randint(0, num_classes - 1, (n,), generator=g)
         new_labels = r + (r >= original).long()  # uniform over the classes != true label
@@ -333,6 +388,9 @@ def poison(
             fail("scores", "NaN", "must not contain NaN")
         new_labels = _runner_up_labels(scores.detach().cpu()[chosen], original)
     x_trig, norms = apply_trigger(x[idx], trigger, delta, **trigger_kwargs)
+    if certifier_labels == "keyed":
+        x_trig = apply_key(x_trig, _key_levels(key_amplitude)[bucket], key_size=key_size)
+        norms = realised_norms(x_trig, x[idx])
     x_out = torch.cat([x, x_trig], dim=0)
     y_out = torch.cat([y_long, new_labels.to(y.device)], dim=0)
     return PoisonResult(x=x_out, y=y_out, indices=torch.arange(n_total, n_total + n, dtype=torch.long),
@@ -347,6 +405,7 @@ def make_triggered_test(
     trigger: str,
     delta: float,
     target: int | None,
+    key_size: int | None = None,
     **trigger_kwargs: Any,
 ) -> dict[str, Any]:
     """The triggered test set, for certified accuracy and attack success rate under the trigger.
@@ -354,7 +413,8 @@ def make_triggered_test(
     With ``target`` given (backdoor attacks) only inputs whose true label is not ``target`` are kept
     -- a target-class image that ends in the target class is no attack success (BackdoorBox's
     triggered set kept them); the size is checked against the number of non-target samples. With
-    ``target = None`` (certifier attacks) every input is kept.
+    ``target = None`` (certifier attacks) every input is kept. ``key_size`` (the ``keyed`` certifier
+    attack): the test-time trigger also carries the key square at its neutral grey 0.5 (:func:`apply_key`).
 
     Returns ``{"x": triggered images, "y": true labels (int64), "target_y": the target label for the
     attack success rate (-1 everywhere when target is None), "source_index": index into the clean
@@ -380,6 +440,9 @@ def make_triggered_test(
         target_value = int(target)
     idx = keep.to(x.device)
     x_trig, norms = apply_trigger(x[idx], trigger, delta, **trigger_kwargs)
+    if key_size is not None:
+        x_trig = apply_key(x_trig, 0.5, key_size=key_size)
+        norms = realised_norms(x_trig, x[idx])
     out = {
         "x": x_trig,
         "y": y_long[idx].clone(),

@@ -69,6 +69,17 @@ def _reach(certificates: pd.DataFrame, poison_summary: dict[str, Any]) -> dict[s
     return out
 
 
+def certifier_attack_view(certs: pd.DataFrame) -> dict[str, float]:
+    """What an attack on the certifier aims at (Lorenz et al.), on one split's certificates:
+    ``median_radius_certified``, the median sound radius over the inputs that were not abstained on (0 when
+    all were), and ``certified_wrong_rate``, the fraction of all inputs certified (not abstained) with a class
+    other than their true label -- the integrity failure a plain backdoor causes, where the certificate
+    vouches for the attacker's class."""
+    held = certs[~certs["abstained"].astype(bool)]
+    return {"median_radius_certified": float(held["radius"].median()) if len(held) else 0.0,
+            "certified_wrong_rate": float((held["prediction"] != held["label"]).sum() / max(len(certs), 1))}
+
+
 def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], sigma: dict[str, Any],
                     poison_summary: dict[str, Any], radii: list[float]) -> dict[str, Any]:
     """What the certificates say about the realised attack (ALGORITHMS.md §0).
@@ -136,6 +147,7 @@ def run_summary(
         m[f"{pre}abstain_rate"] = metrics.abstain_rate(certs)
         m[f"{pre}mean_radius"] = metrics.mean_radius(certs)
         m[f"{pre}mean_radius_published"] = metrics.mean_radius(certs, radius_column="radius_published")
+        m.update({f"{pre}{k}": v for k, v in certifier_attack_view(certs).items()})
         key = "cert_acc" if split == "clean" else "cert_acc_trig"
         for r, v in zip(radii, _curve(table, split, "certified")):
             m[f"{key}_{metrics.radius_key(r)}"] = float(v)

@@ -56,7 +56,7 @@ def poison(
     res = poisoning.poison(
         x, y, attack=name, poison_rate=attack["poison_rate"], target=attack["target"], delta=attack["delta"],
         num_classes=c, seed=seed, trigger=attack["trigger"], scores=scores, label_mode=label_mode,
-        certifier_labels=certifier_labels, **trigger_options(attack),
+        certifier_labels=certifier_labels, **poisoning.key_options(attack), **trigger_options(attack),
     )
     keep = stratified_subsample(raw_dataset["y_test"], data.get("certify_size"), seed)
     xt, yt = raw_dataset["x_test"][keep], raw_dataset["y_test"][keep]
@@ -65,7 +65,9 @@ def poison(
     if trig is None:  # attack "none": the triggered test set uses the configured trigger (no poison)
         trig = attack["trigger"]
         target = attack["target"]
+    keyed = name in poisoning.CERTIFIER_ATTACKS and certifier_labels == "keyed"
     triggered = poisoning.make_triggered_test(xt, yt, trigger=trig, delta=attack["delta"], target=target,
+                                            key_size=attack.get("key_size", poisoning.KEY_DEFAULTS["key_size"]) if keyed else None,
                                             **trigger_options(attack))
     lineage = {"raw_dataset": raw_dataset["fingerprint"], "attack": dict(attack), "seed": seed}
     poisoned_train = {
