@@ -106,7 +106,8 @@ def main() -> None:
         "pair_default_slowdown_vs_alone": best["pair/default"] / best["alone/default"],
         "pair_policy_slowdown_vs_alone": best["pair/policy"] / best["alone/policy"],
     }
-    result = {"benchmark": "threads", "quick": bool(args.quick), "environment": environment(torch.device("cpu")),
+    env = environment(torch.device("cpu"))
+    result = {"benchmark": "threads", "quick": bool(args.quick), "environment": env,
               "workload": {"function": "certssb.core.ensemble.train_one", "architecture": "small_cnn",
                            "n_train": n, "epochs": epochs, "batch_size": 128, "input": [1, 28, 28]},
               "cores": cores, "rounds": repeat,
@@ -114,8 +115,8 @@ def main() -> None:
               "results": stats, "ratios": ratios,
               "note": "seconds = training time of one process (pairs: the slower of the two); best = minimum "
                       "over interleaved rounds; ratio > 1: the policy (cores / concurrent jobs) is faster"}
-    rows = [{"config": k, "threads": ",".join(map(str, seen_threads[k])), "best_s": f"{stats[k]['best_s']:.2f}",
-             "median_s": f"{stats[k]['median_s']:.2f}"} for k in runs]
+    rows = [{"config": k, "threads": ",".join(map(str, seen_threads[k])),
+             "best_s": f"{stats[k]['best_s']:.2f}", "median_s": f"{stats[k]['median_s']:.2f}"} for k in runs]
     print_table(rows, ["config", "threads", "best_s", "median_s"], title=f"threads on {cores} cores")
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")

@@ -1,5 +1,5 @@
-"""The reliability hooks (certssb.hooks): one run per folder, this run's load versions, MLflow runs left RUNNING
-by dead runs, the thread policy. docs/reliability.md."""
+"""The reliability hooks (certssb.hooks): one run per folder, this run's load versions, MLflow runs left
+RUNNING by dead runs, the thread policy. docs/reliability.md."""
 from __future__ import annotations
 
 import os
@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def _hold_lock(path: Path, describe: str = "kedro run --pipelines=study") -> subprocess.Popen:
     """Another process holding the folder's lock (as a running `kedro run` does) until it is killed."""
     code = (f"import time; from certssb.execution.lock import RunLock; "
-            f"RunLock({str(path)!r}, describe={describe!r}).acquire(); print('held', flush=True); time.sleep(600)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ})
+            f"RunLock({str(path)!r}, describe={describe!r}).acquire(); print('held', flush=True); "
+            "time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ})
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -61,7 +63,8 @@ def test_nodes_load_the_version_this_run_saved(tmp_path):
     """Another run saving a newer version in between does not change what this run's next node loads."""
     ds = TorchDataset(filepath=str(tmp_path / "a.pt"), version=Version(None, "2026-01-01T00.00.00.000Z"))
     catalog = DataCatalog({"a": ds})
-    PinLoadVersionsHook().before_pipeline_run({}, Pipeline([node(lambda: 1, None, "a", name="make")]), catalog)
+    pipe = Pipeline([node(lambda: 1, None, "a", name="make")])
+    PinLoadVersionsHook().before_pipeline_run({}, pipe, catalog)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Kedro's "Save version ... did not match load version" would raise
         catalog.save("a", {"run": "this"})

@@ -183,8 +183,8 @@ class RunLockHook:
     ONE line naming the running one (``Error: ...``, exit status 2). The operating system releases the lock of
     a process that dies, so a killed run never blocks the next one.
 
-    Register it BEFORE ``ValidateParametersHook`` in ``settings.HOOKS``: both are ``tryfirst`` and pluggy calls
-    the later-registered first, so a run with a bad parameter never takes the lock."""
+    Register it BEFORE ``ValidateParametersHook`` in ``settings.HOOKS``: both are ``tryfirst`` and pluggy
+    calls the later-registered first, so a run with a bad parameter never takes the lock."""
 
     def __init__(self) -> None:
         self._root: Path | None = None
@@ -208,7 +208,8 @@ class RunLockHook:
         self._release()
 
     @hook_impl
-    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any,
+                          catalog: Any) -> None:
         self._release()
 
     def _release(self) -> None:
@@ -235,7 +236,7 @@ class PinLoadVersionsHook:
         for name in sorted(pipeline.all_outputs()):
             try:
                 ds = catalog.get(name)
-            except Exception:  # noqa: BLE001 - not a catalog entry (a MemoryDataset made at run time)
+            except Exception:  # noqa: BLE001, S112 - not a catalog entry (a MemoryDataset made at run time)
                 continue
             version = getattr(ds, "_version", None)
             if isinstance(ds, AbstractVersionedDataset) and version is not None and version.load is None \

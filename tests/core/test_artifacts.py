@@ -203,23 +203,25 @@ def _certificates(n_clean=3, n_trig=2, sigma_fp="s1", ensemble_fp="e1"):
             rows.append({"method": "uniform", "split": split, "sample_id": i, "label": 1, "prediction": 1,
                          "p_lower_a": 0.9, "p_upper_b": 0.1, "r1": 1.2, "sigma": 0.25, "sigma_min": 0.25,
                          "radius": 0.3, "radius_published": 0.3, "abstained": False, "correct": True,
-                         "n_estimation": 9, "ensemble_fingerprint": ensemble_fp, "sigma_fingerprint": sigma_fp})
+                         "n_estimation": 9, "ensemble_fingerprint": ensemble_fp,
+                         "sigma_fingerprint": sigma_fp})
     return pd.DataFrame(rows)
 
 
 def _sigma(n_clean=3, n_trig=2):
     from certssb.core.artifacts import SigmaArtifact
 
-    art = SigmaArtifact.build("uniform", 0.25, {"train": torch.full((5,), 0.25), "clean": torch.full((n_clean,), 0.25),
-                                                "triggered": torch.full((n_trig,), 0.25)}, inputs={})
-    return art
+    sigmas = {"train": torch.full((5,), 0.25), "clean": torch.full((n_clean,), 0.25),
+              "triggered": torch.full((n_trig,), 0.25)}
+    return SigmaArtifact.build("uniform", 0.25, sigmas, inputs={})
 
 
 def test_a_certificate_table_of_its_sigma_and_ensemble_passes():
     from certssb.core.artifacts import check_certificates
 
     sig = _sigma()
-    check_certificates(_certificates(sigma_fp=sig.fingerprint), "uniform.certificates", sigma=sig, ensemble="e1")
+    table = _certificates(sigma_fp=sig.fingerprint)
+    check_certificates(table, "uniform.certificates", sigma=sig, ensemble="e1")
 
 
 @pytest.mark.parametrize("damage, needle", [
@@ -228,7 +230,8 @@ def test_a_certificate_table_of_its_sigma_and_ensemble_passes():
     (lambda t: t.assign(radius=["0.3x"] + [0.3] * 4), r"column 'radius' must hold numbers"),
     (lambda t: t.assign(abstained=[1.5] * 5), r"column 'abstained' must hold booleans"),
     (lambda t: t.assign(ensemble_fingerprint=["e1", "e1", "e2", "e1", "e1"]), r"mixes rows of several runs"),
-    (lambda t: t.assign(ensemble_fingerprint="e9"), r"was made from another ensemble \(fingerprints e9 vs e1\)"),
+    (lambda t: t.assign(ensemble_fingerprint="e9"),
+     r"was made from another ensemble \(fingerprints e9 vs e1\)"),
 ])
 def test_a_damaged_certificate_table_is_refused_in_one_line(damage, needle):
     from certssb.core.artifacts import check_certificates
@@ -243,7 +246,7 @@ def test_a_damaged_certificate_table_is_refused_in_one_line(damage, needle):
 def test_the_noise_plan_fingerprint_covers_its_training_set():
     from certssb.core.noise import make_noise_plan
 
-    kw = dict(seed=0, num_models=2, sigma=0.25, num_draws=1, n_train=4, input_shape=(1, 2, 2))
+    kw = {"seed": 0, "num_models": 2, "sigma": 0.25, "num_draws": 1, "n_train": 4, "input_shape": (1, 2, 2)}
     a, b = make_noise_plan(**kw, poisoned_train="aa"), make_noise_plan(**kw, poisoned_train="bb")
     assert a["fingerprint"] != b["fingerprint"] and a["poisoned_train"] == "aa"
     assert torch.equal(a["train_seeds"], b["train_seeds"])  # the same noise, another lineage

@@ -37,7 +37,8 @@ CFG = TrainConfig(architecture="mlp", epochs=1, batch_size=16, lr=1e-3)
 
 
 def train(x, y, s, plan, **kw):
-    return train_ensemble(x, y, s, plan, CFG, num_classes=C, data_fingerprint="d", device="cpu", chunk_size=2, **kw)
+    return train_ensemble(x, y, s, plan, CFG, num_classes=C, data_fingerprint="d", device="cpu", chunk_size=2,
+                          **kw)
 
 
 # ------------------------------------------------------------------------------------------------ threads
@@ -66,7 +67,7 @@ def test_apply_threads_sets_torch():
 
 
 def test_the_fingerprint_records_threads_and_training_code(monkeypatch):
-    x, y, s, plan = data()
+    _, _, s, plan = data()
     one = ensemble_fingerprint("d", s, plan, CFG, C, threads=1)
     assert one != ensemble_fingerprint("d", s, plan, CFG, C, threads=2)
     assert one == ensemble_fingerprint("d", s, plan, CFG, C, threads=1)
@@ -110,7 +111,8 @@ def test_a_truncated_chunk_is_named_moved_aside_and_retrained(tmp_path, caplog):
 def test_checkpoints_leave_no_temporary_file(tmp_path):
     x, y, s, plan = data()
     _, fp = train(x, y, s, plan, checkpoint_dir=tmp_path)
-    assert sorted(p.name for p in (tmp_path / fp).iterdir()) == ["chunk_00000_00001.pt", "chunk_00002_00003.pt"]
+    names = sorted(p.name for p in (tmp_path / fp).iterdir())
+    assert names == ["chunk_00000_00001.pt", "chunk_00002_00003.pt"]
 
 
 # ------------------------------------------------------------------------------------------------ the lock
@@ -161,9 +163,8 @@ def test_atomic_datasets_round_trip_and_leave_no_temporary_file(tmp_path):
 def test_an_interrupted_write_leaves_the_old_file(tmp_path):
     target = tmp_path / "report.json"
     target.write_text(json.dumps({"old": True}))
-    with pytest.raises(RuntimeError):
-        with AtomicFile(target, "w") as fh:
-            fh.write('{"new": ')
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), AtomicFile(target, "w") as fh:
+        fh.write('{"new": ')
+        raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]

@@ -81,5 +81,6 @@ def test_evaluation_refuses_models_from_another_run(project):
     project.run(["modelling"])
     project.run(["data_engineering"], params={"seed": 3})  # new data, old models
     with pytest.raises(Exception, match=r"ensemble was made from another (noise_plan|poisoned_train|\S*sigma)"
-                                        r"(?: than \S+)? \(fingerprints \w+ vs \w+\): rerun `kedro run --pipelines=modelling`"):
+                                        r"(?: than \S+)? \(fingerprints \w+ vs \w+\): "
+                                        r"rerun `kedro run --pipelines=modelling`"):
         project.run(["evaluation"])

@@ -66,5 +66,6 @@ def test_the_audit_refuses_a_damaged_certificate_table(project, damage):
         table.to_csv(path, index=False)
     match = {"cut": r"certificates has 25 rows \(\d+ clean \+ \d+ triggered\), but its test sets have",
              "garbage": r"certificates column 'radius' must hold numbers",
-             "other_run": r"certificates was made from another \w+\.sigma \(fingerprints 0123456789abcdef vs"}[damage]
+             "other_run": r"certificates was made from another \w+\.sigma "
+                          r"\(fingerprints 0123456789abcdef vs"}[damage]
     _refused(project, ["audit"], {"audit": {"quick": True, "quick_points": 2}}, match=match)

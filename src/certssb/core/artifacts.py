@@ -275,7 +275,8 @@ def check_plan_parameters(plan: NoisePlan, noise: Mapping[str, Any]) -> None:
 CERTIFICATE_COLUMNS: dict[str, str] = {
     "method": "s", "split": "s", "sample_id": "i", "label": "i", "prediction": "i", "p_lower_a": "f",
     "p_upper_b": "f", "r1": "f", "sigma": "f", "sigma_min": "f", "radius": "f", "radius_published": "f",
-    "abstained": "b", "correct": "b", "n_estimation": "i", "ensemble_fingerprint": "s", "sigma_fingerprint": "s",
+    "abstained": "b", "correct": "b", "n_estimation": "i",
+    "ensemble_fingerprint": "s", "sigma_fingerprint": "s",
 }
 
 
@@ -314,7 +315,8 @@ def check_certificates(certificates: Any, name: str, *, sigma: SigmaArtifact | N
             raise ConfigError(f"{name} mixes rows of several runs (column {col!r} has "
                               f"{certificates[col].nunique()} values): {hint}")
     if len(certificates) and sigma is not None and "sigma_fingerprint" in columns:
-        require_same(name, f"{sigma.method}.sigma", str(certificates["sigma_fingerprint"].iloc[0]), sigma.fingerprint)
+        recorded = str(certificates["sigma_fingerprint"].iloc[0])
+        require_same(name, f"{sigma.method}.sigma", recorded, sigma.fingerprint)
     if len(certificates) and ensemble is not None and "ensemble_fingerprint" in columns:
         require_same(name, "ensemble", str(certificates["ensemble_fingerprint"].iloc[0]), ensemble)
     if sigma is not None:
@@ -322,6 +324,6 @@ def check_certificates(certificates: Any, name: str, *, sigma: SigmaArtifact | N
         want = {"clean": len(sigma.clean), "triggered": len(sigma.triggered)}
         got = {s: int(counts.get(s, 0)) for s in want}
         if got != want or sum(got.values()) != len(certificates):
-            raise ConfigError(f"{name} has {len(certificates)} rows ({got['clean']} clean + {got['triggered']} "
-                              f"triggered), but its test sets have {want['clean']} + {want['triggered']}: the table "
-                              f"is cut or extended; {hint}")
+            raise ConfigError(f"{name} has {len(certificates)} rows ({got['clean']} clean + "
+                              f"{got['triggered']} triggered), but its test sets have {want['clean']} + "
+                              f"{want['triggered']}: the table is cut or extended; {hint}")

@@ -92,7 +92,8 @@ def _save_atomic(obj: Any, path: Path) -> None:
 
 
 def move_aside(path: Path) -> Path:
-    """Rename a damaged checkpoint to ``<name>.corrupt-<unix time>`` (kept for inspection); returns the new path."""
+    """Rename a damaged checkpoint to ``<name>.corrupt-<unix time>`` (kept for inspection); returns the new
+    path."""
     dest = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
     os.replace(path, dest)
     fsync_dir(path.parent)

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def train_threads(backend: str, ray_options: dict[str, Any] | None = None) -> int:
     """The torch threads the models train with: ``ensemble.ray.num_cpus_per_shard`` inside Ray shards (which
-    set it themselves), else this process's (``certssb.execution.threads``, applied at the start of the run)."""
+    set it themselves), else this process's (``certssb.execution.threads``, applied at the start of the
+    run)."""
     if backend == "ray":
         return max(1, int((ray_options or {}).get("num_cpus_per_shard") or 1))
     return torch.get_num_threads()
@@ -79,7 +80,8 @@ def train_ensemble(
         raise ConfigError(f"parameter 'sigma' is invalid: every sample's sigma must be > 0 (min {float(sigma.min())})")
     m = plan["num_models"] if num_models is None else int(num_models)
     number("noise.num_models", m, low=1, high=plan["num_models"], integer=True)
-    fp = ensemble_fingerprint(data_fingerprint, sigma, plan, cfg, num_classes, train_threads(backend, ray_options))
+    threads = train_threads(backend, ray_options)
+    fp = ensemble_fingerprint(data_fingerprint, sigma, plan, cfg, num_classes, threads)
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir) / fp
@@ -87,7 +89,8 @@ def train_ensemble(
     todo: list[list[int]] = []
     done: list[ChunkResult] = []
     for idx in chunks_of(m, chunk_size):
-        restored = _restore(chunk_path(ckpt, idx)) if ckpt is not None and chunk_path(ckpt, idx).exists() else None
+        saved = ckpt is not None and chunk_path(ckpt, idx).exists()
+        restored = _restore(chunk_path(ckpt, idx)) if saved else None
         if restored is not None:
             done.append(restored)
             if progress:

@@ -1,7 +1,7 @@
 """Durable, atomic versions of the Kedro datasets for tables, dicts and figures.
 
-``CSVDataset``, ``JSONDataset`` and ``MatplotlibDataset`` are kedro-datasets' own classes whose local writes go
-to a temporary file in the target folder, which is flushed and fsync'ed, renamed over the target
+``CSVDataset``, ``JSONDataset`` and ``MatplotlibDataset`` are kedro-datasets' own classes whose local writes
+go to a temporary file in the target folder, which is flushed and fsync'ed, renamed over the target
 (``os.replace``: atomic) and whose folder is fsync'ed: a crash or a kill leaves the old file or the new one,
 never a truncated one, and a rename that returned survives a power loss. Other protocols (``s3://``, ...)
 write as kedro-datasets does. Catalog entries name them like the originals::

@@ -98,8 +98,8 @@ class TorchDataset(AbstractVersionedDataset[Any, Any]):
     """Load / save plain tensor artifacts with ``torch.load(weights_only=True)`` / ``torch.save``.
 
     Local saves go to a temporary file in the target directory, fsync'ed, followed by an atomic
-    ``os.replace`` and an fsync of the directory, so a crash never leaves a half-written artifact; on other filesystems the bytes
-    are written to a temporary path next to the target and moved into place.
+    ``os.replace`` and an fsync of the directory, so a crash never leaves a half-written artifact;
+    on other filesystems the bytes are written to a temporary path next to the target and moved into place.
 
     Example:
         >>> ds = TorchDataset(filepath=str(tmp_path / "a.pt"))

@@ -10,7 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from certssb.core.artifacts import (
-    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, check_certificates, check_ensemble_lineage, require_same,
+    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, check_certificates, check_ensemble_lineage,
+    require_same,
 )
 from certssb.core.audit import summarise
 from certssb.execution.audit import audit_method

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from certssb import reporting, tracking
 from certssb.core import certify, metrics, storage, summary
 from certssb.core.artifacts import (
-    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, VotesArtifact, check_certificates, check_ensemble_lineage,
-    check_plan_parameters, require_same,
+    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, VotesArtifact, check_certificates,
+    check_ensemble_lineage, check_plan_parameters, require_same,
 )
 from certssb.core.ensemble import load_member, resolve_device
 from certssb.core.votes import predict_votes
@@ -73,7 +73,8 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
     ``sigma_min`` per sample is ``min(sigma_x, min over ALL training sigma_i)`` (the attacker may touch any
     training point), so ``radius = sigma_min * r1`` is the sound l2 radius and ``radius_published =
     sigma_x * r1`` is Cert-SSB as published (certssb.core.certify). The columns ``ensemble_fingerprint`` and
-    ``sigma_fingerprint`` carry the table's lineage (checked on read: ``certssb.core.artifacts.check_certificates``).
+    ``sigma_fingerprint`` carry the table's lineage (checked on read:
+    ``certssb.core.artifacts.check_certificates``).
     """
     method = votes["method"]
     require_same(f"{method}.votes", f"{method}.sigma", votes["sigma"], sigma["fingerprint"])
@@ -87,8 +88,9 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
             selection=e["selection"], n0=e["n0"], alpha_split=e["alpha_split"], sigma_min=np.minimum(s, min_train),
         )
         frames.append(df.assign(split=split)[["split", *df.columns]])
-    table = pd.concat(frames, ignore_index=True).assign(method=votes["method"])[["method", "split", *df.columns]]
-    return table.assign(ensemble_fingerprint=str(votes["ensemble"]), sigma_fingerprint=str(sigma["fingerprint"]))
+    table = pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
+    return table.assign(ensemble_fingerprint=str(votes["ensemble"]),
+                        sigma_fingerprint=str(sigma["fingerprint"]))
 
 
 def storage_update(certificates: pd.DataFrame, clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -103,7 +105,8 @@ def storage_update(certificates: pd.DataFrame, clean_test: dict[str, Any], trigg
 def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
                         device: str, noise_plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """Clean accuracy and attack success rate of the undefended model (no noise in training or test), which
-    must have been trained on the training set of this run's ``noise_plan`` (recorded as ``poisoned_train``)."""
+    must have been trained on the training set of this run's ``noise_plan`` (recorded as
+    ``poisoned_train``)."""
     undefended = ModelArtifact.from_dict(undefended_model, "undefended_model")
     plan = NoisePlan.from_dict(noise_plan) if noise_plan is not None else None
     if plan is not None and plan.poisoned_train is not None:
@@ -129,12 +132,13 @@ def compute_metrics(
     clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any], poison_summary: dict[str, Any],
     undefended_metrics: dict[str, Any], evaluation: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Certified accuracy table and summary metrics on the sound radius (:func:`certssb.core.summary.run_summary`),
-    after the lineage: the certificates are those of these votes and sigma (schema and row count), and the
-    poison summary and the undefended model's metrics come from the training set the votes' ensemble saw."""
+    """Certified accuracy table and summary metrics on the sound radius
+    (:func:`certssb.core.summary.run_summary`), after the lineage: the certificates are those of these votes
+    and sigma (schema and row count), and the poison summary and the undefended model's metrics come from the
+    training set the votes' ensemble saw."""
     method = votes["method"]
-    check_certificates(certificates, f"{method}.certificates", sigma=SigmaArtifact.from_dict(sigma, f"{method}.sigma"),
-                       ensemble=votes["ensemble"])
+    sig = SigmaArtifact.from_dict(sigma, f"{method}.sigma")
+    check_certificates(certificates, f"{method}.certificates", sigma=sig, ensemble=votes["ensemble"])
     trained_on = votes.get("poisoned_train")
     if trained_on is not None:
         for name, art in (("poison_summary", poison_summary), ("undefended_metrics", undefended_metrics)):

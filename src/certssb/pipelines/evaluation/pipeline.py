@@ -39,7 +39,8 @@ def method_pipeline() -> Pipeline:
 
 def create_pipeline(**kwargs) -> Pipeline:
     shared = pipeline([
-        node(evaluate_undefended, ["undefended_model", "clean_test", "triggered_test", "params:device", "noise_plan"],
+        node(evaluate_undefended,
+             ["undefended_model", "clean_test", "triggered_test", "params:device", "noise_plan"],
              "undefended_metrics", name="evaluate_undefended"),
     ])
     per_method = [

@@ -33,13 +33,15 @@ def _train_and_plan(poisoned_train: dict[str, Any], noise_plan: dict[str, Any]) 
     return data, plan
 
 
-def _model_artifact(result: ensemble.ChunkResult, cfg: TrainConfig, data: SplitData, trained_by: str = "sequential",
-                    ray_options: dict[str, Any] | None = None, **lineage: Any) -> ModelArtifact:
+def _model_artifact(result: ensemble.ChunkResult, cfg: TrainConfig, data: SplitData,
+                    trained_by: str = "sequential", ray_options: dict[str, Any] | None = None,
+                    **lineage: Any) -> ModelArtifact:
     """The artifact; its ``train_config`` holds the config and the thread count and training-code version the
     models were trained with (``certssb.execution.training.provenance``)."""
     return ModelArtifact(architecture=cfg.architecture, in_shape=list(data.x.shape[1:]), num_classes=data.num_classes,
                          params=result.params, model_indices=torch.tensor(result.indices),
-                         train_config={**cfg.__dict__, **training.provenance(trained_by, ray_options)}, **lineage)
+                         train_config={**cfg.__dict__, **training.provenance(trained_by, ray_options)},
+                         **lineage)
 
 
 def _train_single(poisoned_train: dict[str, Any], noise_plan: dict[str, Any], model: dict[str, Any], device: str,
