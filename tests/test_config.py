@@ -48,8 +48,18 @@ def test_the_shipped_parameters_pass_for_every_pipeline(base):
     for name in ("data_engineering", "modelling", "evaluation", "__default__", "study", "audit"):
         cfg = config.validate(base, {name})
         assert isinstance(cfg, config.Config)
-        for block in config.blocks_for({name}):
+        for block in config.blocks_for({name}) - {"num_threads"}:  # num_threads: null is its default
             assert getattr(cfg, block) is not None, (name, block)
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, "4", True])
+def test_a_bad_num_threads_is_refused(base, value):
+    assert "parameter 'num_threads'" in refused(with_value(base, "num_threads", value), {"modelling"})
+
+
+def test_num_threads_accepts_null_and_a_count(base):
+    assert config.validate(with_value(base, "num_threads", 1), {"modelling"}).num_threads == 1
+    assert config.validate(base, {"evaluation"}).num_threads is None
 
 
 def test_only_the_blocks_of_the_selected_pipelines_are_validated(base):

@@ -291,6 +291,7 @@ class Config(Block):
 
     seed: Annotated[int | None, _check(number, low=0, integer=True, optional=True)] = None
     device: Annotated[str | None, _check(choice, _ensemble.DEVICES, optional=True)] = None
+    num_threads: IntPosOpt = None  # null: $OMP_NUM_THREADS, else all cores (certssb.execution.threads)
     data: DataBlock | None = None
     attack: AttackBlock | None = None
     noise: NoiseBlock | None = None
@@ -307,9 +308,9 @@ class Config(Block):
 
 
 BLOCKS: tuple[str, ...] = tuple(Config.model_fields)
-_DE = {"seed", "data", "attack", "noise"}
-_MO = {"seed", "device", "noise", "model", "pilot", "sigma_opt", "ensemble", *METHODS}
-_EV = {"seed", "device", "attack", "noise", "ensemble", "evaluation", *METHODS}
+_DE = {"seed", "num_threads", "data", "attack", "noise"}
+_MO = {"seed", "device", "num_threads", "noise", "model", "pilot", "sigma_opt", "ensemble", *METHODS}
+_EV = {"seed", "device", "num_threads", "attack", "noise", "ensemble", "evaluation", *METHODS}
 #: The blocks each registered pipeline reads. A pipeline not listed (a new one) gets every block present.
 PIPELINE_BLOCKS: dict[str, set[str]] = {
     "data_engineering": _DE,
@@ -318,7 +319,7 @@ PIPELINE_BLOCKS: dict[str, set[str]] = {
     "__default__": _DE | _MO | _EV,
     "study": set(BLOCKS) - {"audit", "strength"},
     "audit": set(BLOCKS) - {"study", "strength"},
-    "attack_strength": {"seed", "device", "data", "attack", "model", "strength"},
+    "attack_strength": {"seed", "device", "num_threads", "data", "attack", "model", "strength"},
 }
 
 
@@ -532,7 +533,7 @@ def validate(params: dict[str, Any], pipelines: set[str] | None = None) -> Confi
     _key_check(params, "", Config)
     want = blocks_for(pipelines)
     for name in sorted(want & set(BLOCKS)):
-        if params.get(name) is None and name not in ("study", "audit", "strength"):
+        if params.get(name) is None and name not in ("study", "audit", "strength", "num_threads"):
             raise ConfigError(f"parameter '{name}' is missing: set it in conf/base/parameters*.yml")
     try:
         cfg = Config.model_validate({k: v for k, v in params.items() if k in want})

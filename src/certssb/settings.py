@@ -12,17 +12,22 @@ for _message in (
 
 from certssb.config import validate
 from certssb.hooks import MlflowArtifactsHook, MlflowRunHook, ResultsTableHook, ValidateParametersHook
+from certssb.hooks import PinLoadVersionsHook, RunLockHook, StaleMlflowRunsHook, ThreadPolicyHook
 from certssb.pipelines.study.grid import StudyCellParameters
 from certssb.tracking_uri import ResolveTrackingUriHook
 
 _MLFLOW_RUN = MlflowRunHook()
 HOOKS = (
     ResolveTrackingUriHook(),  # a relative sqlite MLflow URI means <project root>/mlflow.db
+    RunLockHook(),  # one run per folder (registered before the validation: a bad parameter takes no lock)
     ValidateParametersHook(),  # bad parameters stop the run before anything is written
     StudyCellParameters(validate),  # the study's cells get (and validate) their own parameter blocks
     _MLFLOW_RUN,
     MlflowArtifactsHook(),
     ResultsTableHook(_MLFLOW_RUN),
+    ThreadPolicyHook(),  # torch.set_num_threads(num_threads) at the start of the run
+    PinLoadVersionsHook(),  # nodes load the versions this run saved
+    StaleMlflowRunsHook(),  # MLflow runs left RUNNING by runs that died -> KILLED
 )
 
 CONFIG_LOADER_ARGS = {

@@ -188,3 +188,66 @@ def test_check_ensemble_lineage_checks_every_link():
     s = SigmaArtifact.from_dict({**sigma(), "inputs": {**sigma()["inputs"], "poisoned_train": "0" * 16}})
     with pytest.raises(ConfigError, match=r"another poisoned_train than cert_ssb\.sigma"):
         check_ensemble_lineage(args[0], s, args[2])
+
+
+# ---------------------------------------------------------------------------------------------------
+# the certificate table: schema, row count and lineage on read
+
+
+def _certificates(n_clean=3, n_trig=2, sigma_fp="s1", ensemble_fp="e1"):
+    import pandas as pd
+
+    rows = []
+    for split, n in (("clean", n_clean), ("triggered", n_trig)):
+        for i in range(n):
+            rows.append({"method": "uniform", "split": split, "sample_id": i, "label": 1, "prediction": 1,
+                         "p_lower_a": 0.9, "p_upper_b": 0.1, "r1": 1.2, "sigma": 0.25, "sigma_min": 0.25,
+                         "radius": 0.3, "radius_published": 0.3, "abstained": False, "correct": True,
+                         "n_estimation": 9, "ensemble_fingerprint": ensemble_fp,
+                         "sigma_fingerprint": sigma_fp})
+    return pd.DataFrame(rows)
+
+
+def _sigma(n_clean=3, n_trig=2):
+    from certssb.core.artifacts import SigmaArtifact
+
+    sigmas = {"train": torch.full((5,), 0.25), "clean": torch.full((n_clean,), 0.25),
+              "triggered": torch.full((n_trig,), 0.25)}
+    return SigmaArtifact.build("uniform", 0.25, sigmas, inputs={})
+
+
+def test_a_certificate_table_of_its_sigma_and_ensemble_passes():
+    from certssb.core.artifacts import check_certificates
+
+    sig = _sigma()
+    table = _certificates(sigma_fp=sig.fingerprint)
+    check_certificates(table, "uniform.certificates", sigma=sig, ensemble="e1")
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda t: t.head(4), r"has 4 rows \(3 clean \+ 1 triggered\), but its test sets have 3 \+ 2"),
+    (lambda t: t.drop(columns="radius"), r"lacks the column\(s\) radius"),
+    (lambda t: t.assign(radius=["0.3x"] + [0.3] * 4), r"column 'radius' must hold numbers"),
+    (lambda t: t.assign(abstained=[1.5] * 5), r"column 'abstained' must hold booleans"),
+    (lambda t: t.assign(ensemble_fingerprint=["e1", "e1", "e2", "e1", "e1"]), r"mixes rows of several runs"),
+    (lambda t: t.assign(ensemble_fingerprint="e9"),
+     r"was made from another ensemble \(fingerprints e9 vs e1\)"),
+])
+def test_a_damaged_certificate_table_is_refused_in_one_line(damage, needle):
+    from certssb.core.artifacts import check_certificates
+
+    sig = _sigma()
+    with pytest.raises(ConfigError, match=needle) as err:
+        check_certificates(damage(_certificates(sigma_fp=sig.fingerprint)), "uniform.certificates", sigma=sig,
+                           ensemble="e1")
+    assert "\n" not in str(err.value) and str(err.value).startswith("uniform.certificates ")
+
+
+def test_the_noise_plan_fingerprint_covers_its_training_set():
+    from certssb.core.noise import make_noise_plan
+
+    kw = {"seed": 0, "num_models": 2, "sigma": 0.25, "num_draws": 1, "n_train": 4, "input_shape": (1, 2, 2)}
+    a, b = make_noise_plan(**kw, poisoned_train="aa"), make_noise_plan(**kw, poisoned_train="bb")
+    assert a["fingerprint"] != b["fingerprint"] and a["poisoned_train"] == "aa"
+    assert torch.equal(a["train_seeds"], b["train_seeds"])  # the same noise, another lineage
+    assert make_noise_plan(**kw)["fingerprint"] != a["fingerprint"]

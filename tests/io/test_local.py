@@ -82,3 +82,32 @@ def test_load_local_missing_file_and_pickled_content(tmp_path):
     np.savez(obj, x=np.array([object(), 1], dtype=object), y=np.zeros(2, np.int64))
     with pytest.raises(ConfigError, match=r"data\.local_path.*pickle"):
         local.load_local(obj)
+
+
+def test_a_stray_label_is_refused_not_taken_as_more_classes(tmp_path):
+    """A label of 1000 among ten classes is not a 1001-class task."""
+    y = np.append(np.arange(10).repeat(3), 1000)
+    path = _write_npz(tmp_path / "d.npz", x=np.zeros((31, 4, 4), np.uint8), y=y)
+    with pytest.raises(ConfigError, match=r"data\.local_path.*labels up to 1000 but only 11 of the classes "
+                                          r"0\.\.1000 have a sample; labels must lie in \[0, K\)"):
+        local.load_local(path)
+    names = np.array([str(i) for i in range(10)])
+    _write_npz(tmp_path / "n.npz", x=np.zeros((31, 4, 4), np.uint8), y=y, class_names=names)
+    with pytest.raises(ConfigError, match=r"labels must lie in \[0, 10\)"):
+        local.load_local(tmp_path / "n.npz")
+
+
+def test_a_single_class_dataset_names_the_dataset(tmp_path):
+    path = _write_npz(tmp_path / "one.npz", x=np.zeros((20, 4, 4), np.uint8), y=np.zeros(20, np.int64))
+    with pytest.raises(ConfigError, match=r"dataset 'local' \(data\.local_path = '.*one\.npz'\) has a single "
+                                          r"class in its training split") as err:
+        prepare.prepare_dataset("local", root="unused", local_path=path, test_fraction=0.25)
+    assert "poison_rate" not in str(err.value)
+
+
+def test_random_bytes_are_not_called_pickled_data(tmp_path):
+    path = tmp_path / "noise.npz"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ConfigError, match=r"data\.local_path.*is not an \.npz archive \(a zip file") as err:
+        local.load_local(path)
+    assert "pickle" not in str(err.value)

@@ -218,7 +218,8 @@ class ModelArtifact(Artifact):
 @dataclass(frozen=True, eq=False)
 class VotesArtifact(Artifact):
     """``{method}.votes``: per split (``clean``, ``triggered``) the ``votes`` and ``probs`` of
-    ``certssb.core.votes.predict_votes``, and the fingerprints of the ``ensemble`` and ``sigma`` used."""
+    ``certssb.core.votes.predict_votes``, and the fingerprints of the ``ensemble`` and ``sigma`` used (and
+    of the ``noise_plan`` and ``poisoned_train`` behind them, which later consumers check)."""
 
     NAME: ClassVar[str] = "votes"
     method: str
@@ -226,6 +227,8 @@ class VotesArtifact(Artifact):
     sigma: str
     clean: dict[str, torch.Tensor]
     triggered: dict[str, torch.Tensor]
+    noise_plan: str | None = None
+    poisoned_train: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     _order: tuple[str, ...] = field(default=(), repr=False)
 
@@ -240,13 +243,87 @@ def check_ensemble_lineage(ensemble: ModelArtifact, sigma: SigmaArtifact, plan: 
     """The ensemble, its sigma and its noise plan, and each of ``poisoned_train`` / ``clean_test`` /
     ``triggered_test`` given, come from one run (:func:`require_same` on each link)."""
     ens, sig = f"{ensemble.method}.ensemble", f"{ensemble.method}.sigma"
-    checks: list[tuple[Any, ...]] = [
+    checks: list[tuple[Any, ...]] = []
+    if plan.poisoned_train is not None:  # the most telling mismatch first: another training set
+        checks.append((ens, "poisoned_train", ensemble.poisoned_train, plan.poisoned_train, "noise_plan"))
+    checks += [
         (ens, "noise_plan", ensemble.noise_plan, plan.fingerprint),
         (ens, sig, ensemble.sigma, sigma.fingerprint),
         (ens, "poisoned_train", ensemble.poisoned_train, sigma.inputs.get("poisoned_train"), sig),
+        (sig, "noise_plan", sigma.inputs.get("noise_plan"), plan.fingerprint),
     ]
     if poisoned_train is not None:
         checks.append((ens, "poisoned_train", ensemble.poisoned_train, poisoned_train.fingerprint))
     checks += [(sig, name, sigma.inputs.get(name), data.fingerprint)
                for name, data in (("clean_test", clean_test), ("triggered_test", triggered_test)) if data is not None]
     check_lineage(*checks)
+
+
+def check_plan_parameters(plan: NoisePlan, noise: Mapping[str, Any]) -> None:
+    """The noise plan was made with the ``noise`` parameters of this run (``sigma``, ``num_models``,
+    ``num_draws``): the run's labels (MLflow run names, plot titles) and its artifacts then say the same."""
+    check_lineage(*[("noise_plan", f"parameter noise.{key}", recorded, noise[key])
+                    for key, recorded in (("sigma", plan.sigma0), ("num_models", plan.num_models),
+                                          ("num_draws", plan.num_draws)) if key in noise])
+
+
+# ---------------------------------------------------------------------------------------------------
+# the certificate table (CSV): lineage columns and a schema check on read
+
+#: The columns a certificate table must have and their kind (``i`` integer, ``f`` number, ``b`` boolean,
+#: ``s`` text): what ``certssb.core.certify.certify`` writes, plus ``method``, ``split`` and the lineage.
+CERTIFICATE_COLUMNS: dict[str, str] = {
+    "method": "s", "split": "s", "sample_id": "i", "label": "i", "prediction": "i", "p_lower_a": "f",
+    "p_upper_b": "f", "r1": "f", "sigma": "f", "sigma_min": "f", "radius": "f", "radius_published": "f",
+    "abstained": "b", "correct": "b", "n_estimation": "i",
+    "ensemble_fingerprint": "s", "sigma_fingerprint": "s",
+}
+
+
+def _kind_ok(series: Any, kind: str) -> bool:
+    import pandas.api.types as pt
+
+    if kind == "s":
+        return pt.is_object_dtype(series) or pt.is_string_dtype(series)
+    if kind == "b":
+        return pt.is_bool_dtype(series)
+    if kind == "i":
+        return pt.is_integer_dtype(series) and not pt.is_bool_dtype(series)
+    return pt.is_numeric_dtype(series) and not pt.is_bool_dtype(series)
+
+
+def check_certificates(certificates: Any, name: str, *, sigma: SigmaArtifact | None = None,
+                       ensemble: str | None = None, columns: Mapping[str, str] | None = None) -> None:
+    """Refuse a certificate table that is not the one of ``sigma`` and ``ensemble`` (fingerprints), or that
+    is cut or damaged: every column of ``columns`` (default :data:`CERTIFICATE_COLUMNS`) present with its
+    kind, one lineage value per column, and ``len(sigma.clean)`` clean + ``len(sigma.triggered)`` triggered
+    rows. One :class:`ConfigError` naming ``name`` and what is wrong."""
+    columns = CERTIFICATE_COLUMNS if columns is None else columns
+    hint = f"{rerun_hint(name)} (or pass matching --load-versions)"
+    missing = [c for c in columns if c not in getattr(certificates, "columns", [])]
+    if missing:
+        raise ConfigError(f"{name} lacks the column(s) {', '.join(missing)} (written by another version of "
+                          f"certssb, or edited): {hint}")
+    kinds = {"i": "integers", "f": "numbers", "b": "booleans (True/False)", "s": "text"}
+    for col, kind in columns.items():
+        if not _kind_ok(certificates[col], kind):
+            bad = certificates[col].iloc[0] if len(certificates) else None
+            raise ConfigError(f"{name} column {col!r} must hold {kinds[kind]}, not {certificates[col].dtype} "
+                              f"(e.g. {bad!r}): the file is damaged; {hint}")
+    for col in ("ensemble_fingerprint", "sigma_fingerprint"):
+        if col in columns and certificates[col].nunique() > 1:
+            raise ConfigError(f"{name} mixes rows of several runs (column {col!r} has "
+                              f"{certificates[col].nunique()} values): {hint}")
+    if len(certificates) and sigma is not None and "sigma_fingerprint" in columns:
+        recorded = str(certificates["sigma_fingerprint"].iloc[0])
+        require_same(name, f"{sigma.method}.sigma", recorded, sigma.fingerprint)
+    if len(certificates) and ensemble is not None and "ensemble_fingerprint" in columns:
+        require_same(name, "ensemble", str(certificates["ensemble_fingerprint"].iloc[0]), ensemble)
+    if sigma is not None:
+        counts = certificates["split"].value_counts().to_dict()
+        want = {"clean": len(sigma.clean), "triggered": len(sigma.triggered)}
+        got = {s: int(counts.get(s, 0)) for s in want}
+        if got != want or sum(got.values()) != len(certificates):
+            raise ConfigError(f"{name} has {len(certificates)} rows ({got['clean']} clean + "
+                              f"{got['triggered']} triggered), but its test sets have {want['clean']} + "
+                              f"{want['triggered']}: the table is cut or extended; {hint}")

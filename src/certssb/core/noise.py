@@ -39,13 +39,16 @@ def _derive(seed: int, *keys: int) -> int:
 
 
 def make_noise_plan(
-    *, seed: int, num_models: int, sigma: float, num_draws: int, n_train: int, input_shape: Sequence[int]
+    *, seed: int, num_models: int, sigma: float, num_draws: int, n_train: int, input_shape: Sequence[int],
+    poisoned_train: str | None = None,
 ) -> dict[str, Any]:
     """Build the plan for ``num_models`` noisy training copies and their test-time draws.
 
     Returns a dict of plain values and int64 tensors: ``train_seeds[k]`` generates Z_k (the unit noise
     of copy k over all ``n_train`` samples), ``test_seeds[k]`` the input noise of model k,
-    ``model_seeds[k]`` its initial weights and batch order; ``sigma0`` the base sigma.
+    ``model_seeds[k]`` its initial weights and batch order; ``sigma0`` the base sigma; ``poisoned_train``
+    (when given) the fingerprint of the training set the plan is made for, which enters the plan's
+    ``fingerprint``: a plan of the same shape made for another training set is another plan.
     """
     number("seed", seed, low=0, integer=True)
     positive("noise.sigma", sigma)
@@ -64,14 +67,20 @@ def make_noise_plan(
         "test_seeds": torch.tensor([_derive(seed, 1, int(i)) for i in k], dtype=torch.int64),
         "model_seeds": torch.tensor([_derive(seed, 2, int(i)) for i in k], dtype=torch.int64),
     }
+    if poisoned_train is not None:
+        plan["poisoned_train"] = str(poisoned_train)
     plan["fingerprint"] = plan_fingerprint(plan)
     return plan
 
 
 def plan_fingerprint(plan: dict[str, Any]) -> str:
-    """A short hash of everything that determines the plan's noise."""
+    """A short hash of everything that determines the plan's noise and of the training set it is for
+    (``poisoned_train``, when the plan records it; plans without it keep their old fingerprint)."""
     keys = ("seed", "sigma0", "num_models", "num_draws", "n_train", "input_shape")
-    return hashlib.sha256(json.dumps({k: plan[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
+    content = {k: plan[k] for k in keys}
+    if plan.get("poisoned_train") is not None:
+        content["poisoned_train"] = plan["poisoned_train"]
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def unit_noise(seed: int, shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -144,5 +153,5 @@ def auxiliary_plan(plan: dict[str, Any], name: str) -> dict[str, Any]:
     salt = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
     return make_noise_plan(
         seed=_derive(plan["seed"], 99, salt), num_models=1, sigma=plan["sigma0"], num_draws=plan["num_draws"],
-        n_train=plan["n_train"], input_shape=plan["input_shape"],
+        n_train=plan["n_train"], input_shape=plan["input_shape"], poisoned_train=plan.get("poisoned_train"),
     )

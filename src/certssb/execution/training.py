@@ -15,9 +15,38 @@ import torch
 from certssb.core import ensemble
 from certssb.core.ensemble import BACKENDS, ChunkResult, TrainConfig, merge_chunks, resolve_device
 from certssb.core.validation import ConfigError, choice, number, positive
-from certssb.execution.checkpoints import chunk_path, chunks_of, ensemble_fingerprint, load_chunk, save_chunk
+from certssb.execution.checkpoints import (
+    chunk_path, chunks_of, ensemble_fingerprint, load_chunk, move_aside, save_chunk, training_provenance,
+)
 
 log = logging.getLogger(__name__)
+
+
+def train_threads(backend: str, ray_options: dict[str, Any] | None = None) -> int:
+    """The torch threads the models train with: ``ensemble.ray.num_cpus_per_shard`` inside Ray shards (which
+    set it themselves), else this process's (``certssb.execution.threads``, applied at the start of the
+    run)."""
+    if backend == "ray":
+        return max(1, int((ray_options or {}).get("num_cpus_per_shard") or 1))
+    return torch.get_num_threads()
+
+
+def provenance(backend: str, ray_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``num_threads`` and ``training_code`` of this training (recorded in the ensemble's training config)."""
+    return training_provenance(train_threads(backend, ray_options))
+
+
+def _restore(path: Path) -> ChunkResult | None:
+    """The chunk saved at ``path``, or None (after one warning naming it) when it cannot be read: the file
+    is moved aside and its models are retrained."""
+    try:
+        return load_chunk(path)
+    except Exception as exc:  # noqa: BLE001 - a truncated / damaged file: any reader error
+        aside = move_aside(path)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("checkpoint %s cannot be read (%s): moved to %s, its models are retrained", path, first,
+                    aside.name)
+        return None
 
 
 def train_ensemble(
@@ -51,7 +80,8 @@ def train_ensemble(
         raise ConfigError(f"parameter 'sigma' is invalid: every sample's sigma must be > 0 (min {float(sigma.min())})")
     m = plan["num_models"] if num_models is None else int(num_models)
     number("noise.num_models", m, low=1, high=plan["num_models"], integer=True)
-    fp = ensemble_fingerprint(data_fingerprint, sigma, plan, cfg, num_classes)
+    threads = train_threads(backend, ray_options)
+    fp = ensemble_fingerprint(data_fingerprint, sigma, plan, cfg, num_classes, threads)
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir) / fp
@@ -59,8 +89,10 @@ def train_ensemble(
     todo: list[list[int]] = []
     done: list[ChunkResult] = []
     for idx in chunks_of(m, chunk_size):
-        if ckpt is not None and chunk_path(ckpt, idx).exists():
-            done.append(load_chunk(chunk_path(ckpt, idx)))
+        saved = ckpt is not None and chunk_path(ckpt, idx).exists()
+        restored = _restore(chunk_path(ckpt, idx)) if saved else None
+        if restored is not None:
+            done.append(restored)
             if progress:
                 progress(len(idx))
         else:

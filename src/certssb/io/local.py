@@ -22,13 +22,21 @@ def load_local(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
     ``x`` is ``(N, H, W)`` (one channel), ``(N, C, H, W)`` or ``(N, H, W, C)`` with ``C <= 4``
     (``(N, C, H, W)`` is assumed when both axis 1 and the last axis could be channels), either
     uint8 in [0, 255] (divided by 255) or float in [0, 1]. ``y`` is ``(N,)`` non-negative integers.
-    ``class_names`` (strings) must cover every label; without it the names are ``"0".."K-1"`` with
-    ``K = max(y) + 1``. Loaded with ``allow_pickle=False``: an archive that needs pickle is refused.
+    Labels must lie in ``[0, K)``, ``K`` the number of classes: ``len(class_names)`` when given, else
+    ``max(y) + 1`` with the names ``"0".."K-1"`` -- and then every class ``0..K-1`` must have a sample (a
+    stray label 1000 among ten digits would otherwise make a 1001-class task). Loaded with
+    ``allow_pickle=False``: an archive that needs pickle is refused; a file that is no ``.npz`` (zip) at all
+    is called so.
     """
     p = Path(path).expanduser()
     expected = "expected an .npz file with arrays 'x' and 'y' (optional 'class_names')"
     if not p.is_file():
         _local_fail(path, f"file not found; {expected}")
+    with open(p, "rb") as fh:
+        head = fh.read(6)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):  # zip (.npz) or .npy
+        _local_fail(path, f"is not an .npz archive (a zip file; it starts with the bytes {head!r}); "
+                    f"{expected}")
     try:
         npz = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -92,9 +100,14 @@ def load_local(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
         _local_fail(path, f"'x' has dtype {x.dtype}; expected uint8 in [0, 255] or float in [0, 1]")
         raise AssertionError  # unreachable
 
-    # --- class names
+    # --- class names: K classes, labels in [0, K)
     k = int(y.max()) + 1
     if names_arr is None:
+        present = np.unique(y).size
+        if present < k:
+            _local_fail(path, f"'y' has labels up to {k - 1} but only {present} of the classes 0..{k - 1} "
+                        f"have a sample; labels must lie in [0, K) with K = the highest label + 1 = {k} when "
+                        "there is no 'class_names' (add 'class_names' to declare K, or relabel 0..K-1)")
         class_names = [str(i) for i in range(k)]
     else:
         if names_arr.ndim != 1 or names_arr.dtype.kind not in "US":
@@ -102,7 +115,8 @@ def load_local(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
                         "expected a 1-d array of strings")
         class_names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names_arr.tolist()]
         if len(class_names) < k:
-            _local_fail(path, f"'class_names' has {len(class_names)} names but 'y' has labels up to {k - 1}")
+            _local_fail(path, f"'class_names' has {len(class_names)} names but 'y' has labels up to {k - 1}; "
+                        f"labels must lie in [0, {len(class_names)}) (K = the number of class names)")
         if len(set(class_names)) != len(class_names):
             _local_fail(path, f"'class_names' has duplicates: {class_names}")
     return xt, torch.from_numpy(y.astype(np.int64)), class_names

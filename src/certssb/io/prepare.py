@@ -82,6 +82,14 @@ def prepare_dataset(
             "check data.classes, data.test_fraction, data.max_train and data.max_test"
         )
 
+    if y_tr.unique().numel() < 2:
+        where = f" (data.local_path = {str(local_path)!r})" if dataset == "local" else ""
+        raise ConfigError(
+            f"dataset {dataset!r}{where} has a single class in its training split (label {int(y_tr[0])}, "
+            f"{y_tr.numel()} samples): a classifier needs at least 2 classes; check the dataset's labels and "
+            "data.classes"
+        )
+
     out = split_dict(x_tr.contiguous(), y_tr, x_te.contiguous(), y_te, names, dataset)
     out["fingerprint"] = tensor_fingerprint(x_tr, y_tr, x_te, y_te, extra=json.dumps(out["class_names"]))
     return out

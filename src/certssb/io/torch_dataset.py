@@ -81,12 +81,25 @@ def _plain(data: Any, path: str = "") -> Any:
     )
 
 
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class TorchDataset(AbstractVersionedDataset[Any, Any]):
     """Load / save plain tensor artifacts with ``torch.load(weights_only=True)`` / ``torch.save``.
 
-    Local saves go to a temporary file in the target directory followed by an atomic
-    ``os.replace``, so a crash never leaves a half-written artifact; on other filesystems the bytes
-    are written to a temporary path next to the target and moved into place.
+    Local saves go to a temporary file in the target directory, fsync'ed, followed by an atomic
+    ``os.replace`` and an fsync of the directory, so a crash never leaves a half-written artifact;
+    on other filesystems the bytes are written to a temporary path next to the target and moved into place.
 
     Example:
         >>> ds = TorchDataset(filepath=str(tmp_path / "a.pt"))
@@ -172,6 +185,7 @@ class TorchDataset(AbstractVersionedDataset[Any, Any]):
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, target)
+                _fsync_dir(target.parent)  # the rename itself survives a crash of the machine
             except BaseException:
                 if os.path.exists(tmp):
                     os.unlink(tmp)

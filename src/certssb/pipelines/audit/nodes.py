@@ -10,17 +10,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from certssb.core.artifacts import (
-    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, check_ensemble_lineage, require_same,
+    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, check_certificates, check_ensemble_lineage,
+    require_same,
 )
 from certssb.core.audit import summarise
 from certssb.execution.audit import audit_method
 
 
-def _check_lineage(ensemble: dict[str, Any], sigma: dict[str, Any], noise_plan: dict[str, Any],
-                   poisoned_train: dict[str, Any], clean_test: dict[str, Any], pilot_model: dict[str, Any]) -> None:
+def _check_lineage(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any],
+                   noise_plan: dict[str, Any], poisoned_train: dict[str, Any], clean_test: dict[str, Any],
+                   pilot_model: dict[str, Any]) -> None:
     ens, train = ModelArtifact.from_dict(ensemble), SplitData.from_dict(poisoned_train, "poisoned_train")
-    check_ensemble_lineage(ens, SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma"), NoisePlan.from_dict(noise_plan),
+    sig = SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma")
+    check_ensemble_lineage(ens, sig, NoisePlan.from_dict(noise_plan),
                            poisoned_train=train, clean_test=SplitData.from_dict(clean_test, "clean_test"))
+    check_certificates(certificates, f"{ens.method}.certificates", sigma=sig, ensemble=ens.fingerprint)
     pilot = ModelArtifact.from_dict(pilot_model, "pilot_model")
     require_same("pilot_model", "poisoned_train", pilot.poisoned_train, train.fingerprint)
 
@@ -30,7 +34,7 @@ def run_audit(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[
               audit: dict[str, Any], model: dict[str, Any], ensemble_params: dict[str, Any],
               evaluation: dict[str, Any], attack: dict[str, Any], device: str) -> pd.DataFrame:
     """One row per audited point x strategy x radius column."""
-    _check_lineage(ensemble, sigma, noise_plan, poisoned_train, clean_test, pilot_model)
+    _check_lineage(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model)
     return audit_method(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model, audit,
                         model=model, ensemble_params=ensemble_params, evaluation=evaluation, attack=attack,
                         device=device)

@@ -94,6 +94,7 @@ def poison(
         "threat_model": "inside the certified threat model" if res.in_threat_model else OUTSIDE,
         "train_poisoned_index": [int(v) for v in res.indices.tolist()],
         "train_poisoned_norms": [float(v) for v in res.norms.tolist()],
+        "poisoned_train": poisoned_train["fingerprint"],  # lineage: evaluation checks it against the votes
     }
     log.info("attack %s (%s labels): %d of %d training samples poisoned, feature norm %.3f, joint norm "
              "||Delta|| = %.3f, %d labels changed, %d inserted: %s", name, res.label_mode, summary["n_poisoned"],
@@ -117,6 +118,6 @@ def make_noise_plan(
     plan = noise.make_noise_plan(
         seed=seed, num_models=noise_params["num_models"], sigma=noise_params["sigma"],
         num_draws=noise_params["num_draws"], n_train=x.shape[0], input_shape=tuple(x.shape[1:]),
+        poisoned_train=poisoned_train["fingerprint"],
     )
-    plan["poisoned_train"] = poisoned_train["fingerprint"]
     return plan, noise.materialise(x, plan, noise_params.get("materialise", 0))

@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 from certssb import reporting, tracking
 from certssb.core import certify, metrics, storage, summary
 from certssb.core.artifacts import (
-    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, VotesArtifact, check_ensemble_lineage, require_same,
+    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, VotesArtifact, check_certificates,
+    check_ensemble_lineage, check_plan_parameters, require_same,
 )
 from certssb.core.ensemble import load_member, resolve_device
 from certssb.core.votes import predict_votes
@@ -42,21 +43,27 @@ def _voter(evaluation: dict[str, Any], ray: dict[str, Any] | None, device: str) 
 def compute_votes(
     ensemble: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any],
     noise_plan: dict[str, Any], evaluation: dict[str, Any], ray: dict[str, Any] | None, device: str,
+    noise: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Per-model vote fractions and mean probabilities on the clean and triggered test sets (each sample's
-    own sigma); shards of models run as Ray tasks with ``evaluation.backend: ray`` (options ``ensemble.ray``)."""
+    own sigma); shards of models run as Ray tasks with ``evaluation.backend: ray`` (options ``ensemble.ray``).
+    First the lineage: the ensemble, its sigma, the noise plan (made with this run's ``noise`` parameters)
+    and the test sets come from one run."""
     ens = ModelArtifact.from_dict(ensemble)
     sig = SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma")
+    plan = NoisePlan.from_dict(noise_plan)
     tests = {"clean": SplitData.from_dict(clean_test, "clean_test"),
              "triggered": SplitData.from_dict(triggered_test, "triggered_test")}
-    check_ensemble_lineage(ens, sig, NoisePlan.from_dict(noise_plan), clean_test=tests["clean"],
-                           triggered_test=tests["triggered"])
+    check_ensemble_lineage(ens, sig, plan, clean_test=tests["clean"], triggered_test=tests["triggered"])
+    if noise is not None:
+        check_plan_parameters(plan, noise)
     vote, out = _voter(evaluation, ray, device), {}
     with progress_bar(2 * ens.num_models, f"{ens.method}: votes (models x test sets)") as bar:
         for split, data in tests.items():
             out[split] = vote(ensemble, data.x, getattr(sig, split), noise_plan, split,
                               model_chunk=evaluation["model_chunk"], progress=bar.update)
-    return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint, **out).to_dict()
+    return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint, **out,
+                         noise_plan=plan.fingerprint, poisoned_train=ens.poisoned_train).to_dict()
 
 
 def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -65,7 +72,9 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
 
     ``sigma_min`` per sample is ``min(sigma_x, min over ALL training sigma_i)`` (the attacker may touch any
     training point), so ``radius = sigma_min * r1`` is the sound l2 radius and ``radius_published =
-    sigma_x * r1`` is Cert-SSB as published (certssb.core.certify).
+    sigma_x * r1`` is Cert-SSB as published (certssb.core.certify). The columns ``ensemble_fingerprint`` and
+    ``sigma_fingerprint`` carry the table's lineage (checked on read:
+    ``certssb.core.artifacts.check_certificates``).
     """
     method = votes["method"]
     require_same(f"{method}.votes", f"{method}.sigma", votes["sigma"], sigma["fingerprint"])
@@ -79,7 +88,9 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
             selection=e["selection"], n0=e["n0"], alpha_split=e["alpha_split"], sigma_min=np.minimum(s, min_train),
         )
         frames.append(df.assign(split=split)[["split", *df.columns]])
-    return pd.concat(frames, ignore_index=True).assign(method=votes["method"])[["method", "split", *df.columns]]
+    table = pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
+    return table.assign(ensemble_fingerprint=str(votes["ensemble"]),
+                        sigma_fingerprint=str(sigma["fingerprint"]))
 
 
 def storage_update(certificates: pd.DataFrame, clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -92,8 +103,15 @@ def storage_update(certificates: pd.DataFrame, clean_test: dict[str, Any], trigg
 
 
 def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
-                        device: str) -> dict[str, Any]:
-    """Clean accuracy and attack success rate of the undefended model (no noise in training or test)."""
+                        device: str, noise_plan: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Clean accuracy and attack success rate of the undefended model (no noise in training or test), which
+    must have been trained on the training set of this run's ``noise_plan`` (recorded as
+    ``poisoned_train``)."""
+    undefended = ModelArtifact.from_dict(undefended_model, "undefended_model")
+    plan = NoisePlan.from_dict(noise_plan) if noise_plan is not None else None
+    if plan is not None and plan.poisoned_train is not None:
+        require_same("undefended_model", "poisoned_train", undefended.poisoned_train, plan.poisoned_train,
+                     "noise_plan")
     dev = resolve_device(device)
     net = load_member(undefended_model["architecture"], undefended_model["in_shape"], undefended_model["num_classes"],
                       undefended_model["params"], 0, dev)
@@ -104,6 +122,8 @@ def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, 
            "triggered_accuracy": metrics.clean_accuracy(pt, triggered_test["y"].numpy()),
            "attack_success_rate": summary.triggered_asr(pt, triggered_test)}
     log.info("undefended model: %s", out)
+    if undefended.poisoned_train is not None:
+        out["poisoned_train"] = undefended.poisoned_train  # lineage, checked by compute_metrics
     return out
 
 
@@ -112,7 +132,18 @@ def compute_metrics(
     clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any], poison_summary: dict[str, Any],
     undefended_metrics: dict[str, Any], evaluation: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Certified accuracy table and summary metrics on the sound radius (:func:`certssb.core.summary.run_summary`)."""
+    """Certified accuracy table and summary metrics on the sound radius
+    (:func:`certssb.core.summary.run_summary`), after the lineage: the certificates are those of these votes
+    and sigma (schema and row count), and the poison summary and the undefended model's metrics come from the
+    training set the votes' ensemble saw."""
+    method = votes["method"]
+    sig = SigmaArtifact.from_dict(sigma, f"{method}.sigma")
+    check_certificates(certificates, f"{method}.certificates", sigma=sig, ensemble=votes["ensemble"])
+    trained_on = votes.get("poisoned_train")
+    if trained_on is not None:
+        for name, art in (("poison_summary", poison_summary), ("undefended_metrics", undefended_metrics)):
+            if art.get("poisoned_train") is not None:
+                require_same(f"{method}.ensemble", "poisoned_train", trained_on, art["poisoned_train"], name)
     return summary.run_summary(certificates, certificates_updated, votes, clean_test, triggered_test, sigma,
                                poison_summary, undefended_metrics, evaluation)
 

@@ -20,7 +20,7 @@ def method_pipeline() -> Pipeline:
     return pipeline(
         [
             node(compute_votes, ["ensemble", "clean_test", "triggered_test", "sigma", "noise_plan",
-                                 "params:evaluation", "params:ensemble.ray", "params:device"],
+                                 "params:evaluation", "params:ensemble.ray", "params:device", "params:noise"],
                  "votes", name="votes"),
             node(certify_samples, ["votes", "clean_test", "triggered_test", "sigma", "params:evaluation"],
                  "certificates", name="certify"),
@@ -39,7 +39,8 @@ def method_pipeline() -> Pipeline:
 
 def create_pipeline(**kwargs) -> Pipeline:
     shared = pipeline([
-        node(evaluate_undefended, ["undefended_model", "clean_test", "triggered_test", "params:device"],
+        node(evaluate_undefended,
+             ["undefended_model", "clean_test", "triggered_test", "params:device", "noise_plan"],
              "undefended_metrics", name="evaluate_undefended"),
     ])
     per_method = [

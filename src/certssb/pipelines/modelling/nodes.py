@@ -33,11 +33,15 @@ def _train_and_plan(poisoned_train: dict[str, Any], noise_plan: dict[str, Any]) 
     return data, plan
 
 
-def _model_artifact(result: ensemble.ChunkResult, cfg: TrainConfig, data: SplitData, **lineage: Any
-                    ) -> ModelArtifact:
+def _model_artifact(result: ensemble.ChunkResult, cfg: TrainConfig, data: SplitData,
+                    trained_by: str = "sequential", ray_options: dict[str, Any] | None = None,
+                    **lineage: Any) -> ModelArtifact:
+    """The artifact; its ``train_config`` holds the config and the thread count and training-code version the
+    models were trained with (``certssb.execution.training.provenance``)."""
     return ModelArtifact(architecture=cfg.architecture, in_shape=list(data.x.shape[1:]), num_classes=data.num_classes,
                          params=result.params, model_indices=torch.tensor(result.indices),
-                         train_config=dict(cfg.__dict__), **lineage)
+                         train_config={**cfg.__dict__, **training.provenance(trained_by, ray_options)},
+                         **lineage)
 
 
 def _train_single(poisoned_train: dict[str, Any], noise_plan: dict[str, Any], model: dict[str, Any], device: str,
@@ -113,6 +117,7 @@ def train_ensemble(
     data, plan = _train_and_plan(poisoned_train, noise_plan)
     sig = SigmaArtifact.from_dict(sigma, f"{method}.sigma")
     require_same(f"{method}.sigma", "poisoned_train", sig.inputs.get("poisoned_train"), data.fingerprint)
+    require_same(f"{method}.sigma", "noise_plan", sig.inputs.get("noise_plan"), plan.fingerprint)
     cfg, e, m = TrainConfig(**model), ensemble_params, plan.num_models
     with progress_bar(m, f"{method}: training {m} models") as bar:
         result, fp = training.train_ensemble(
@@ -120,8 +125,9 @@ def train_ensemble(
             data_fingerprint=data.fingerprint, backend=e["backend"], device=device, chunk_size=e["chunk_size"],
             checkpoint_dir=e.get("checkpoint_dir"), ray_options=e.get("ray"), progress=bar.update,
         )
-    art = _model_artifact(result, cfg, data, method=method, fingerprint=fp, backend=e["backend"],
-                          poisoned_train=data.fingerprint, noise_plan=plan.fingerprint, sigma=sig.fingerprint)
+    art = _model_artifact(result, cfg, data, e["backend"], e.get("ray"), method=method, fingerprint=fp,
+                          backend=e["backend"], poisoned_train=data.fingerprint, noise_plan=plan.fingerprint,
+                          sigma=sig.fingerprint)
     log_df = pd.DataFrame(result.log)
     return art.to_dict(), log_df, _training_metrics(method, log_df)
 
