@@ -182,6 +182,40 @@ def radius_ceiling(n: int, alpha: float, bound: str, alpha_split: str = "bonferr
     return float(radius(1.0, 1.0 - h, h))
 
 
+def min_certifying_count(n: int, alpha: float) -> int | None:
+    """Smallest top-class count ``k`` of ``n`` estimation votes that certifies under Clopper-Pearson:
+    ``clopper_pearson_lower(k, n, alpha) > 1/2`` (a positive radius). None when no ``k <= n`` does.
+    n = 45, alpha = 0.001 -> 34 (p_hat = 0.756); n = 1,000 -> 550."""
+    number("n", n, low=1, integer=True)
+    k = np.arange(n + 1)
+    ok = np.flatnonzero(clopper_pearson_lower(k, n, alpha) > 0.5)
+    return int(ok[0]) if ok.size else None
+
+
+def collapse_share(n_estimation: int, alpha: float) -> float:
+    """The share of second-class labels for the ``radius_collapse`` attack against a Clopper-Pearson
+    certifier with ``n_estimation`` estimation votes at level ``alpha``: the largest share ``s`` whose
+    expected top-class count ``k = (1 - s) n`` still certifies (a small positive radius, not an abstention)
+    one binomial standard deviation below its expectation.
+
+    With ``k_min = min_certifying_count(n, alpha)``, ``k*`` is the smallest ``k`` with
+    ``k - sqrt(k (n - k) / n) >= k_min`` (capped at ``n - 1`` so that the share is positive whenever a
+    non-unanimous count certifies) and the share is ``(n - k*) / n``. If the model's vote on a triggered
+    input follows the label mix, ``p_hat_A ~ 1 - s``: the radius ``sigma Phi^-1(p_lower_A)`` collapses to a
+    small positive value. n = 45, alpha = 0.001 -> 8/45 = 0.178 (p_hat = 37/45, R1 = 0.24 at the expected
+    count; a share of 1/3, p_hat = 2/3, abstains: p_lower_A = 0.43); n = 1,000 -> 0.434.
+    0.0 when only unanimous votes certify (e.g. n = 10): no share places a radius collapse there.
+    """
+    n = int(number("n_estimation", n_estimation, low=1, integer=True))
+    k_min = min_certifying_count(n, alpha)
+    if k_min is None or k_min >= n:
+        return 0.0
+    k = np.arange(k_min, n + 1, dtype=np.float64)
+    ok = k - np.sqrt(k * (n - k) / n) >= k_min
+    k_star = min(int(k[np.flatnonzero(ok)[0]]), n - 1)
+    return (n - k_star) / n
+
+
 def vote_fractions(votes, num_classes: int) -> np.ndarray:
     """Per-model vote fractions (M, N, C) float64 from either form of the votes artifact.
 
