@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from certssb.core.validation import ConfigError
 
-COLOURS = {"uniform": "tab:blue", "cert_ssb": "tab:red"}
+COLOURS = {"uniform": "tab:blue", "cert_ssb": "tab:red", "cohen": "tab:green"}
 STYLE = COLOURS  # former name, kept for callers
 SPLIT_TITLES = {"clean": "clean test set", "triggered": "triggered test set"}
 PUBLISHED_LABEL = "Cert-SSB as published (not a poisoning certificate)"
@@ -33,7 +33,18 @@ def method_label(method: str, sigma0: float | None = None) -> str:
         return "Cert-SSB"
     if method == "uniform":
         return "uniform σ" if sigma0 is None else f"uniform σ = {sigma0:g}"
+    if method == "cohen":
+        return "Cohen et al. (evasion)"
     return method
+
+
+def comparison_title(methods: Sequence[str]) -> str:
+    """``certified accuracy: uniform σ vs Cert-SSB vs Cohen et al. (evasion)``, with the evasion certifier's
+    threat model on a second line when it is among ``methods`` (it certifies nothing about poisoning)."""
+    from certssb.core.smoothing import NAME, THREAT_MODEL
+
+    title = "certified accuracy: " + " vs ".join(method_label(m) for m in methods)
+    return title + (f"\n{method_label(NAME)}: {THREAT_MODEL}" if NAME in methods else "")
 
 
 @dataclass(frozen=True)

@@ -421,6 +421,12 @@ def certify(
         p_low = p_a - h
         p_up = p_b + h
 
+    return _table(labels, top, p_low, p_up, sigma_arr, min_arr, n_est)
+
+
+def _table(labels, top, p_low, p_up, sigma_arr, min_arr, n_est: int) -> pd.DataFrame:
+    """The certificate table (``CERT_COLUMNS``) from the top class and the two bounds per sample."""
+    n = len(top)
     abstained = ~(p_low > p_up)
     r1 = np.where(abstained, 0.0, radius(1.0, p_low, p_up))
     pred = np.where(abstained, ABSTAIN, top).astype(np.int64)
@@ -442,3 +448,33 @@ def certify(
         },
         columns=list(CERT_COLUMNS),
     )
+
+
+def certify_counts(selection_counts, estimation_counts, sigma, *, labels, alpha: float = 0.001) -> pd.DataFrame:
+    """Cohen et al.'s CERTIFY from class counts over i.i.d. noise draws of ONE fixed base classifier.
+
+    ``selection_counts`` (N, C): how often each class won among the n0 selection draws; the top class ``A``
+    is their argmax (ties -> smaller index). ``estimation_counts`` (N, C) over the separate N estimation
+    draws (every row sums to N): ``p_lower_a`` = the one-sided Clopper-Pearson bound at level ``alpha`` on
+    ``k_A`` of N, ``p_upper_b = 1 - p_lower_a``, ``R1 = Phi^-1(p_lower_a)``, abstain when ``p_lower_a <= 1/2``;
+    radius = ``sigma * R1`` (``sigma_min = sigma``, ``radius_published = radius``). Valid because the draws
+    are i.i.d. given the fixed model -- unlike the K draws of one model in the poisoning certifiers
+    (:func:`certify`), which share that model's training noise. Same table as :func:`certify`.
+    """
+    alpha = _alpha(alpha)
+    sel = np.asarray(selection_counts)
+    est = np.asarray(estimation_counts)
+    labels = np.asarray(labels)
+    if sel.ndim != 2 or est.shape != sel.shape or labels.shape != (sel.shape[0],):
+        raise ConfigError(f"mismatched shapes: selection counts {sel.shape}, estimation counts {est.shape}, "
+                          f"labels {labels.shape}; expected (N, C), (N, C), (N,)")
+    totals = est.sum(axis=1)
+    if est.size and (est.min() < 0 or not np.all(totals == totals[0]) or totals[0] < 1):
+        fail("estimation_counts", f"row sums in [{totals.min()}, {totals.max()}]",
+             "every sample needs the same number N >= 1 of estimation draws, counts >= 0")
+    n, n_est = sel.shape[0], int(totals[0]) if est.size else 1
+    top = sel.argmax(axis=1).astype(np.int64)  # argmax: first (smallest) maximum
+    k_a = est[np.arange(n), top].astype(np.int64)
+    p_low = clopper_pearson_lower(k_a, n_est, alpha)
+    sigma_arr = _per_sample("sigma", sigma, n, est.shape)
+    return _table(labels, top, p_low, 1.0 - p_low, sigma_arr, sigma_arr, n_est)
