@@ -262,3 +262,14 @@ def test_cohen_block_is_checked(base):
     msg = refused(with_value(base, "cohen.num_draws", 10), {"__default__"})
     assert "'cohen.num_draws' = 10" in msg and "ceiling" in msg
     config.validate(with_value(with_value(base, "cohen.num_draws", 10), "evaluation.allow_tiny", True), {"__default__"})
+
+
+def test_sigma_opt_rule_is_checked_and_paper_mnist_embedded_runs_the_released_update(base):
+    assert "'sigma_opt.rule'" in refused(with_value(base, "sigma_opt.rule", "paper"))
+    assert config.sigma_config(base).rule == "anchored"  # the default run keeps today's rule
+    loader = OmegaConfigLoader(str(ROOT / "conf"), env="paper_mnist_embedded",
+                               **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
+    paper = loader["parameters"]
+    config.validate(paper, {"__default__"})
+    s = config.sigma_config(paper)
+    assert (s.rule, s.lr, s.steps) == ("released", 1e-4, 850)

@@ -202,6 +202,7 @@ class SigmaOptBlock(Block):
     max_decrease: NonNeg
     psi_clamp: Annotated[tuple[float, float], _check(_psi_clamp)]
     batch_size: IntPos
+    rule: Annotated[str, _one_of(_sigma.RULES)] = "anchored"
 
 
 def _ray_keys(name: str, value: Any) -> Any:
@@ -607,7 +608,7 @@ def sigma_config(p: dict[str, Any]) -> _sigma.SigmaConfig:
              f"must stay > 0 (noise.sigma = {s0:g})")
     return _sigma.SigmaConfig(steps=s.steps, draws=s.draws, lr=s.lr, gradient=s.gradient,
                              sigma_min=s0 - s.max_decrease, sigma_max=s0 + s.max_increase,
-                             psi_clamp=tuple(s.psi_clamp), batch_size=s.batch_size)
+                             psi_clamp=tuple(s.psi_clamp), batch_size=s.batch_size, rule=s.rule)
 
 
 def train_config(p: dict[str, Any], epochs: int | None = None) -> _ensemble.TrainConfig:
