@@ -42,9 +42,10 @@ from certssb.io import prepare as _prepare
 log = logging.getLogger(__name__)
 
 # -------------------------------------------------------------------------------------------- allowed values
-#: The certifiers, in table order: the ONE list (pipelines, study, audit, hooks read it). ``methods:`` picks a subset.
+#: The certifiers, in table order: the ONE list (pipelines, study, audit, hooks read it); ``methods:`` picks.
 METHODS: tuple[str, ...] = ("uniform", "cert_ssb", "cohen")
-#: Certifiers of a fixed model against test-time input perturbations (not poisoning): no audit, no storage update.
+#: Certifiers of a fixed model against test-time input perturbations (not poisoning): no audit, no storage
+#: update.
 EVASION_METHODS: tuple[str, ...] = ("cohen",)
 EVALUATION_BACKENDS: tuple[str, ...] = ("local", "ray")
 
@@ -477,8 +478,9 @@ def check_cohen_certifiable(noise: NoiseBlock, evaluation: EvaluationBlock, cohe
     top = noise.sigma * _certify.radius_ceiling(cohen.num_draws, evaluation.alpha, "clopper_pearson")
     if top < min(nonzero):
         fail("cohen.num_draws", cohen.num_draws,
-             f"its radius ceiling sigma_0 * Phi^-1(alpha^(1/N)) = {top:.3f} is below the smallest non-zero radius "
-             f"{min(nonzero):g} of evaluation.radii; raise cohen.num_draws (or set evaluation.allow_tiny: true)")
+             f"its radius ceiling sigma_0 * Phi^-1(alpha^(1/N)) = {top:.3f} is below the smallest non-zero "
+             f"radius {min(nonzero):g} of evaluation.radii; raise cohen.num_draws (or set "
+             "evaluation.allow_tiny: true)")
 
 
 def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> None:

@@ -37,9 +37,9 @@ def _check_registered_methods(params: dict[str, Any], project_path: Any) -> None
     given, registered = config.methods_from(params), configured_methods(project_path)
     if set(given) != set(registered):
         raise config.ConfigError(
-            f"parameter 'methods' = {list(given)} differs from the certifiers the pipelines were registered with "
-            f"({list(registered)}, read from conf/): set 'methods' in conf/local/parameters.yml or an environment "
-            "(--env), not with --params")
+            f"parameter 'methods' = {list(given)} differs from the certifiers the pipelines were registered "
+            f"with ({list(registered)}, read from conf/): set 'methods' in conf/local/parameters.yml or an "
+            "environment (--env), not with --params")
 
 
 class ValidateParametersHook:

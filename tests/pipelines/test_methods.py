@@ -16,7 +16,7 @@ def _namespaces(p) -> set[str]:
 def test_the_pipelines_build_one_namespace_per_selected_certifier():
     assert _namespaces(modelling.create_pipeline(METHODS)) == set(METHODS)
     assert _namespaces(evaluation.create_pipeline(("uniform", "cohen"))) == {"uniform", "cohen"}
-    assert _namespaces(audit.create_pipeline(METHODS)) == {"uniform", "cert_ssb"}  # no audit of an evasion cert
+    assert _namespaces(audit.create_pipeline(METHODS)) == {"uniform", "cert_ssb"}  # no evasion-cert audit
     ev = evaluation.create_pipeline(METHODS)
     compare = next(n for n in ev.nodes if n.name == "compare_methods")
     assert [i for i in compare.inputs if i.endswith(".metrics")] == [f"{m}.metrics" for m in METHODS]
@@ -35,6 +35,6 @@ def test_methods_come_from_conf_and_a_runtime_change_is_refused(project):
     assert configured_methods(project.path) == METHODS
     (project.path / "conf" / "local" / "parameters.yml").write_text("methods: [uniform, cert_ssb]\n")
     assert configured_methods(project.path) == ("uniform", "cert_ssb")
-    with pytest.raises(Exception, match=r"parameter 'methods' = \['uniform'\] differs from the certifiers the "
-                                        r"pipelines were registered with \(\['uniform', 'cert_ssb'\]"):
+    with pytest.raises(Exception, match=r"parameter 'methods' = \['uniform'\] differs from the certifiers "
+                                        r"the pipelines were registered with \(\['uniform', 'cert_ssb'\]"):
         project.run(["data_engineering"], params={"methods": ["uniform"]})

@@ -450,14 +450,15 @@ def _table(labels, top, p_low, p_up, sigma_arr, min_arr, n_est: int) -> pd.DataF
     )
 
 
-def certify_counts(selection_counts, estimation_counts, sigma, *, labels, alpha: float = 0.001) -> pd.DataFrame:
+def certify_counts(selection_counts, estimation_counts, sigma, *, labels,
+                   alpha: float = 0.001) -> pd.DataFrame:
     """Cohen et al.'s CERTIFY from class counts over i.i.d. noise draws of ONE fixed base classifier.
 
     ``selection_counts`` (N, C): how often each class won among the n0 selection draws; the top class ``A``
     is their argmax (ties -> smaller index). ``estimation_counts`` (N, C) over the separate N estimation
     draws (every row sums to N): ``p_lower_a`` = the one-sided Clopper-Pearson bound at level ``alpha`` on
-    ``k_A`` of N, ``p_upper_b = 1 - p_lower_a``, ``R1 = Phi^-1(p_lower_a)``, abstain when ``p_lower_a <= 1/2``;
-    radius = ``sigma * R1`` (``sigma_min = sigma``, ``radius_published = radius``). Valid because the draws
+    ``k_A`` of N, ``p_upper_b = 1 - p_lower_a``, ``R1 = Phi^-1(p_lower_a)``, abstain when
+    ``p_lower_a <= 1/2``; radius = ``sigma * R1`` (``sigma_min = sigma``, ``radius_published = radius``). Valid because the draws
     are i.i.d. given the fixed model -- unlike the K draws of one model in the poisoning certifiers
     (:func:`certify`), which share that model's training noise. Same table as :func:`certify`.
     """

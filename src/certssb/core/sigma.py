@@ -23,8 +23,8 @@ is never negative, so in the released code sigma grows at every step for every s
 ``rule="released"`` reproduces the released code's update and budget instead (Cert-SSB's ``get_sigma``):
 ONE noise draw per step, the model output detached (prefactor only), the gap unanchored,
 :math:`g = |\Phi^{-1}\psi_{(1)} - \Phi^{-1}\psi_{(2)}|` of the two largest clamped probabilities, and
-:math:`\sigma \leftarrow \sigma + \eta\, g / 2` with NO clip to ``[sigma_min, sigma_max]`` (``max_increase`` and
-``max_decrease`` do not apply; ``draws`` and ``gradient`` are unused). Each step adds at most
+:math:`\sigma \leftarrow \sigma + \eta\, g / 2` with NO clip to ``[sigma_min, sigma_max]``
+(``max_increase`` and ``max_decrease`` do not apply; ``draws`` and ``gradient`` are unused). Each step adds at most
 :math:`\eta\,(\Phi^{-1}(0.98) - \Phi^{-1}(0.02))/2 = 2.054\,\eta`, so sigma's growth is set by the step
 budget: at :math:`\eta` = 1e-4 the released sigma files' largest increase (+0.1746 on MNIST 1-vs-0) is
 ~850 saturated steps (``conf/paper_mnist_embedded``). The default rule ``anchored`` is the one above.

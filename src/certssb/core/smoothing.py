@@ -9,11 +9,13 @@ smoothed classifier is
 
 CERTIFY (Cohen et al., Alg. 2): n0 selection draws pick the top class A, N separate estimation draws count
 ``k_A``; the draws are i.i.d. given the fixed f, so the one-sided Clopper-Pearson bound at level alpha on
-``k_A / N`` is a valid ``p_lower_A`` and ``R = sigma * Phi^-1(p_lower_A)`` (abstain when ``p_lower_A <= 1/2``):
+``k_A / N`` is a valid ``p_lower_A`` and ``R = sigma * Phi^-1(p_lower_A)`` (abstain when
+``p_lower_A <= 1/2``):
 ``g(x + delta) = A`` for every ``||delta||_2 < R``, with probability ``>= 1 - alpha`` over the draws
 (``certify.certify_counts``). Radius ceiling (all N draws agree): ``sigma * Phi^-1(alpha^(1/N))`` =
-``certify.radius_ceiling(N, alpha, "clopper_pearson")`` times sigma: 3.09 sigma at N = 1,000, alpha = 0.001
-(Cohen et al.'s N = 100,000: 4.26 sigma).
+``certify.radius_ceiling(N, alpha, "clopper_pearson")`` times sigma: 2.46 sigma at N = 1,000,
+alpha = 0.001
+(Cohen et al.'s N = 100,000: 3.81 sigma).
 
 A poisoned training set changes f, hence g; the certificate is about g as trained and says nothing about
 what g would have been without the poison. Lorenz et al.'s certifier attacks target exactly this certifier.
@@ -58,7 +60,8 @@ def noise_counts(
     batch_size = batch_size or (4096 if device.type == "cuda" else 256)
     positive("batch_size", batch_size, integer=True)
     if stage not in STAGES or split not in SPLIT_IDS:
-        raise ConfigError(f"stage {stage!r} / split {split!r}: expected one of {list(STAGES)} / {list(SPLIT_IDS)}")
+        raise ConfigError(f"stage {stage!r} / split {split!r}: expected one of {list(STAGES)} / "
+                          f"{list(SPLIT_IDS)}")
     n = x.shape[0]
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
     if sigma.shape != (n,):

@@ -137,7 +137,8 @@ def run_summary(
     table = pd.concat(rows, ignore_index=True)
     c = clean_test["num_classes"]
     m: dict[str, Any] = {"method": method, "radius": "sound: sigma_min * r1 (certssb.core.certify)",
-                         "radius_published": "= radius (one fixed sigma)" if votes.get("threat_model") else PUBLISHED}
+                         "radius_published": ("= radius (one fixed sigma)" if votes.get("threat_model")
+                                              else PUBLISHED)}
     for split, data in (("clean", clean_test), ("triggered", triggered_test)):
         certs = certificates[certificates["split"] == split]
         pred = certify.smoothed_prediction(votes[split]["votes"].numpy(), c)

@@ -83,8 +83,8 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
 
 
 def compute_cohen_votes(
-    ensemble: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any],
-    noise_plan: dict[str, Any], n0: int, num_draws: int, device: str,
+    ensemble: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
+    sigma: dict[str, Any], noise_plan: dict[str, Any], n0: int, num_draws: int, device: str,
 ) -> dict[str, Any]:
     """``cohen``: class counts of its one base classifier over ``n0`` selection and ``num_draws`` estimation
     draws of input noise per test sample (certssb.core.smoothing), seeded from the noise plan."""
@@ -97,13 +97,15 @@ def compute_cohen_votes(
     net = load_member(ens.architecture, ens.in_shape, ens.num_classes, ens.params, 0, resolve_device(device))
     seed = int(noise.auxiliary_plan(noise_plan, ens.method)["test_seeds"][0])
     out = {}
-    with progress_bar(sum(d.x.shape[0] for d in tests.values()), f"{ens.method}: {n0} + {num_draws} draws") as bar:
+    total = sum(d.x.shape[0] for d in tests.values())
+    with progress_bar(total, f"{ens.method}: {n0} + {num_draws} draws") as bar:
         for split, data in tests.items():
-            out[split] = smoothing.certify_votes(net, data.x, getattr(sig, split), seed=seed, split=split, n0=n0,
-                                                 num_draws=num_draws, num_classes=ens.num_classes,
+            out[split] = smoothing.certify_votes(net, data.x, getattr(sig, split), seed=seed, split=split,
+                                                 n0=n0, num_draws=num_draws, num_classes=ens.num_classes,
                                                  progress=bar.update)
-    return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint,
-                         extra={"bound": "clopper_pearson", "threat_model": smoothing.THREAT_MODEL}, **out).to_dict()
+    extra = {"bound": "clopper_pearson", "threat_model": smoothing.THREAT_MODEL}
+    return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint, extra=extra,
+                         **out).to_dict()
 
 
 def certify_cohen(votes: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -123,9 +125,9 @@ def certify_cohen(votes: dict[str, Any], clean_test: dict[str, Any], triggered_t
 def skip_storage_update(certificates: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``cohen``: the storage update is not applicable (one fixed sigma: certificates never contradict each
     other), so the certificates pass through unchanged."""
-    return certificates.copy(), {"rule": "not applicable", "reason": "evasion certifier with one fixed sigma: "
-                                 "certificates of one smoothed classifier cannot contradict each other",
-                                 "trimmed": 0, "aligned": 0}
+    report = {"rule": "not applicable", "reason": "evasion certifier with one fixed sigma: certificates of "
+              "one smoothed classifier cannot contradict each other", "trimmed": 0, "aligned": 0}
+    return certificates.copy(), report
 
 
 def storage_update(certificates: pd.DataFrame, clean_test: dict[str, Any], triggered_test: dict[str, Any],

@@ -25,7 +25,8 @@ def method_pipeline(method: str = "uniform") -> Pipeline:
     if method in EVASION_METHODS:
         certify = [
             node(compute_cohen_votes, ["ensemble", "clean_test", "triggered_test", "sigma", "noise_plan",
-                                       "params:n0", "params:num_draws", "params:device"], "votes", name="votes"),
+                                       "params:n0", "params:num_draws", "params:device"],
+                 "votes", name="votes"),
             node(certify_cohen, ["votes", "clean_test", "triggered_test", "sigma", "params:evaluation"],
                  "certificates", name="certify"),
             node(skip_storage_update, "certificates", ["certificates_updated", "storage_report"],

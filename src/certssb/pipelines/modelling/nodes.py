@@ -84,7 +84,7 @@ def optimise_sigma(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """sigma per training sample and per (clean and triggered) test sample.
 
-    ``uniform`` and ``cohen``: sigma_0 everywhere. ``cert_ssb``: gradient ascent on the pilot model (training samples
+    ``uniform``, ``cohen``: sigma_0 everywhere. ``cert_ssb``: gradient ascent on the pilot model (training samples
     anchored at their, possibly poisoned, label; test samples at the pilot's smoothed prediction).
     """
     data, plan = _train_and_plan(poisoned_train, noise_plan)
@@ -144,8 +144,8 @@ def train_smoothed_classifier(
     cfg = TrainConfig(**{**model, "epochs": epochs})
     res = ensemble.train_one(data.x, data.y, sig.train, noise.auxiliary_plan(noise_plan, method), 0, cfg,
                              data.num_classes, ensemble.resolve_device(device), augment=True)
-    art = _model_artifact(res, cfg, data, method=method, fingerprint=_digest(method, cfg.__dict__, sig.fingerprint, plan.fingerprint),
-                          backend="augmented", poisoned_train=data.fingerprint, noise_plan=plan.fingerprint,
+    fp = _digest(method, cfg.__dict__, sig.fingerprint, plan.fingerprint)
+    art = _model_artifact(res, cfg, data, method=method, fingerprint=fp, backend="augmented", poisoned_train=data.fingerprint, noise_plan=plan.fingerprint,
                           sigma=sig.fingerprint)
     log_df = pd.DataFrame(res.log)
     return art.to_dict(), log_df, _training_metrics(method, log_df)

@@ -29,8 +29,8 @@ def method_pipeline(method: str = "uniform") -> Pipeline:
                                                  "params:model", "params:epochs", "params:device"],
                      ["ensemble", "training_log", "training_metrics"], name="train_ensemble")
     else:
-        train = node(train_ensemble, ["params:method", "poisoned_train", "sigma", "noise_plan", "params:model",
-                                      "params:ensemble", "params:device"],
+        train = node(train_ensemble, ["params:method", "poisoned_train", "sigma", "noise_plan",
+                                      "params:model", "params:ensemble", "params:device"],
                      ["ensemble", "training_log", "training_metrics"], name="train_ensemble")
     return pipeline([sigma, train])
 

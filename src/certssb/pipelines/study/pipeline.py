@@ -24,7 +24,8 @@ PER_METHOD = ("metrics", "certified_accuracy", "certificates")
 def cell_body(methods: tuple[str, ...] | None = None) -> Pipeline:
     """What one cell runs: everything of the default run but the download (shared by all cells)."""
     de = data_engineering.create_pipeline()
-    return (de - de.only_nodes("download")) + modelling.create_pipeline(methods) + evaluation.create_pipeline(methods)
+    return ((de - de.only_nodes("download")) + modelling.create_pipeline(methods)
+            + evaluation.create_pipeline(methods))
 
 
 def cell_pipeline(cell: Cell, body: Pipeline | None = None) -> Pipeline:
@@ -38,7 +39,8 @@ def summary_inputs(grid: list[Cell], methods: tuple[str, ...]) -> list[str]:
     return [f"study.{c.name}.{m}.{what}" for c in grid for m in methods for what in PER_METHOD]
 
 
-def create_pipeline(grid: list[Cell] | None = None, methods: tuple[str, ...] | None = None, **kwargs) -> Pipeline:
+def create_pipeline(grid: list[Cell] | None = None, methods: tuple[str, ...] | None = None,
+                    **kwargs) -> Pipeline:
     if grid is None:
         study = configured_study()
         if not study:
