@@ -250,7 +250,8 @@ def test_methods_selects_certifiers_and_refuses_unknown_or_repeated_names(base):
     two = with_value(base, "methods", ["uniform", "cert_ssb"])
     del two["cohen"]
     config.validate(two, {"__default__"})
-    assert "parameter 'cohen' is missing" in refused({k: v for k, v in base.items() if k != "cohen"}, {"__default__"})
+    no_cohen = {k: v for k, v in base.items() if k != "cohen"}
+    assert "parameter 'cohen' is missing" in refused(no_cohen, {"__default__"})
 
 
 def test_cohen_block_is_checked(base):
@@ -261,7 +262,8 @@ def test_cohen_block_is_checked(base):
     # N = 10 draws: the ceiling sigma_0 * Phi^-1(0.001^(1/10)) = 0 < 0.25, every certificate would be 0
     msg = refused(with_value(base, "cohen.num_draws", 10), {"__default__"})
     assert "'cohen.num_draws' = 10" in msg and "ceiling" in msg
-    config.validate(with_value(with_value(base, "cohen.num_draws", 10), "evaluation.allow_tiny", True), {"__default__"})
+    tiny = with_value(with_value(base, "cohen.num_draws", 10), "evaluation.allow_tiny", True)
+    config.validate(tiny, {"__default__"})
 
 
 def test_sigma_opt_rule_is_checked_and_paper_mnist_embedded_runs_the_released_update(base):

@@ -296,9 +296,10 @@ def test_mismatched_shapes():
 def test_min_certifying_count_is_the_first_count_whose_cp_bound_passes_one_half():
     for n in (45, 1000):
         k = certify_module.min_certifying_count(n, 0.001)
-        assert certify_module.clopper_pearson_lower(k, n, 0.001) > 0.5 >= certify_module.clopper_pearson_lower(k - 1, n, 0.001)
+        low = certify_module.clopper_pearson_lower
+        assert low(k, n, 0.001) > 0.5 >= low(k - 1, n, 0.001)
     assert certify_module.min_certifying_count(45, 0.001) == 34
-    assert certify_module.min_certifying_count(5, 0.001) is None  # 0.001^(1/5) = 0.25: even unanimity abstains
+    assert certify_module.min_certifying_count(5, 0.001) is None  # 0.001^(1/5) = 0.25: unanimity abstains
 
 
 def test_collapse_share_certifies_a_small_radius_where_one_third_abstains():

@@ -282,9 +282,9 @@ def test_released_rule_two_steps_by_hand_constant_model():
     np.testing.assert_allclose(out["sigma_history"][1].numpy(), 0.25 + 0.01 * gaps / 2, rtol=1e-5)
     np.testing.assert_allclose(out["radius_history"][2].numpy(), expect / 2 * gaps, rtol=1e-5)
     # the anchored rule (prefactor) leaves the mis-anchored samples alone and clips the first at sigma_max
-    anchored = optimise_sigma(Table(probs), x, torch.tensor([1, 2, 0]), 0.25,
-                              SigmaConfig(steps=2, lr=0.01, gradient="prefactor", sigma_min=0.25, sigma_max=0.26,
-                                          batch_size=8), seed=0)
+    cfg_anchored = SigmaConfig(steps=2, lr=0.01, gradient="prefactor", sigma_min=0.25, sigma_max=0.26,
+                               batch_size=8)
+    anchored = optimise_sigma(Table(probs), x, torch.tensor([1, 2, 0]), 0.25, cfg_anchored, seed=0)
     assert torch.all(anchored["sigma"] == 0.25)
 
 

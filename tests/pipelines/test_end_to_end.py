@@ -60,11 +60,12 @@ def test_three_pipelines_end_to_end(project):
     coh_report = json.loads(project.latest("data/08_reporting/cohen/storage_report.json").read_text())
     assert coh_report["rule"] == "not applicable"
     coh_metrics = json.loads(project.latest("data/08_reporting/cohen/metrics.json").read_text())
-    assert coh_metrics["certifies"] == "test-time l2 perturbation of the input, model fixed; certifies nothing " \
-                                       "about poisoning"
+    assert coh_metrics["certifies"] == ("test-time l2 perturbation of the input, model fixed; certifies "
+                                        "nothing about poisoning")
     assert coh_metrics["radius_ceiling_sigma_units"] == pytest.approx(float(norm.ppf(0.001 ** (1 / 40))))
     cs_metrics = json.loads(project.latest("data/08_reporting/cert_ssb/metrics.json").read_text())
-    assert set(coh_metrics) >= {k for k in cs_metrics if k.startswith(("cert_acc_", "abstain", "triggered_abstain"))}
+    same = {k for k in cs_metrics if k.startswith(("cert_acc_", "abstain", "triggered_abstain"))}
+    assert set(coh_metrics) >= same
 
     # MLflow: one nested run per method with the certified-accuracy metrics and the parameters
     client = MlflowClient()
