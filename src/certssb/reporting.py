@@ -245,6 +245,30 @@ def sigma_histogram(sigma: Mapping[str, Any], title: str) -> Figure:
     return fig
 
 
+def sigma_increase_panels(panels: Mapping[str, Mapping[str, Any]], title: str) -> Figure:
+    """Side by side, one panel per source (e.g. this project's σ and a released σ file): the histogram of
+    σ_i − σ₀ for each set, so sources with different σ₀ or test sets share one axis. ``panels`` maps a
+    panel title to ``{"sigma0": float, <set label>: array, ...}``."""
+    fig = Figure(figsize=(4.2 * len(panels), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharex=True))
+    inc = {p: {k: np.asarray(v, dtype=np.float64).reshape(-1) - float(d["sigma0"])
+               for k, v in d.items() if k != "sigma0"} for p, d in panels.items()}
+    hi = max(float(v.max()) for d in inc.values() for v in d.values())
+    lo = min(0.0, min(float(v.min()) for d in inc.values() for v in d.values()))
+    bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 31)
+    for ax, (name, d) in zip(axes, inc.items()):
+        for k, v in d.items():
+            ax.hist(v, bins=bins, histtype="step", lw=1.6,
+                    label=f"{k}: mean +{v.mean():.3f}, max +{v.max():.3f} (n = {v.size})")
+        ax.set(title=f"{name} (σ₀ = {float(panels[name]['sigma0']):g})", xlabel="σ_i − σ₀", ylabel="samples")
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 ACTION_STYLE = {"none": ("tab:gray", "unchanged"), "trim": ("tab:orange", "trimmed"),
                 "zeroed": ("tab:red", "label kept, R = 0"), "align": ("tab:purple", "relabelled (paper rule)"),
                 "abstain": ("k", "abstained")}
