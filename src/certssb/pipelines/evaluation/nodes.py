@@ -177,10 +177,15 @@ def make_plots(certificates: pd.DataFrame, certificates_updated: pd.DataFrame, s
     the storage update (clean and triggered inputs share one memory)."""
     method, sigma0, parameters = metrics_["method"], noise["sigma"], {"noise": noise, "evaluation": evaluation}
     name = reporting.method_label(method, sigma0)
+    what, updated, norm = f"{name}: certified accuracy", certificates_updated, metrics_.get("attack_joint_norm")
+    if metrics_.get("certifies") == smoothing.THREAT_MODEL:  # evasion: its draws, not the ensemble's M and n0;
+        what += f"\n{smoothing.THREAT_MODEL}"  # no storage update, and the attack's norm is no radius of it
+        parameters = {"noise": {"sigma": sigma0}, "evaluation": {"alpha": evaluation["alpha"],
+                                                                 "bound": "clopper_pearson", "selection": "same"}}
+        updated, norm = None, None
     ca = reporting.certified_accuracy_figure(
-        certificates, updated=certificates_updated, sigma0=sigma0, ceiling=_ceiling(metrics_),
-        attack_norm=metrics_.get("attack_joint_norm"),
-        title=reporting.run_title(f"{name}: certified accuracy", parameters))
+        certificates, updated=updated, sigma0=sigma0, ceiling=_ceiling(metrics_), attack_norm=norm,
+        title=reporting.run_title(what, parameters))
     hist = reporting.sigma_histogram(sigma, f"{name}: σ per sample")
     ba = reporting.radius_before_after(certificates, certificates_updated,
                                        f"{name}: storage update (clean and triggered test sets)")
