@@ -21,6 +21,7 @@ TINY: dict[str, Any] = {
     "pilot": {"epochs": 1},
     "sigma_opt": {"steps": 2, "draws": 2, "batch_size": 512},
     "ensemble": {"chunk_size": 2},
+    "cohen": {"epochs": 1, "n0": 8, "num_draws": 40},
     # M - n0 = 3 models cannot certify r = 0.25 at alpha = 0.001: the pre-run check would stop the run
     "evaluation": {"n0": 1, "model_chunk": 2, "allow_tiny": True},
     "device": "cpu",

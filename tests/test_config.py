@@ -246,3 +246,44 @@ def test_study_warns_once_per_uncertifiable_sigma_with_the_blocks_its_cells_run(
     assert [m.split(":")[0] for m in msgs] == ["study cells with sigma_0 = 0.12", "study cells with sigma_0 = 0.5"]
     assert all("'noise.num_models' = 20" in m for m in msgs)
     assert _study_warnings(with_value(params, "evaluation.allow_tiny", True), caplog) == []
+
+
+# ------------------------------------------------------------------------------ certifiers (issue 19)
+def test_methods_selects_certifiers_and_refuses_unknown_or_repeated_names(base):
+    assert config.METHODS == ("uniform", "cert_ssb", "cohen")
+    assert config.methods_from(base) == config.METHODS  # the shipped default: all three
+    assert config.methods_from({"methods": ["cohen", "uniform"]}) == ("uniform", "cohen")  # table order
+    assert config.methods_from({}) == config.METHODS
+    msg = refused(with_value(base, "methods", ["uniform", "rab"]))
+    assert "'methods[]' = 'rab'" in msg and "'uniform', 'cert_ssb', 'cohen'" in msg
+    assert "must not repeat" in refused(with_value(base, "methods", ["uniform", "uniform"]))
+    assert "non-empty list" in refused(with_value(base, "methods", []))
+    # a certifier not selected needs no block
+    two = with_value(base, "methods", ["uniform", "cert_ssb"])
+    del two["cohen"]
+    config.validate(two, {"__default__"})
+    no_cohen = {k: v for k, v in base.items() if k != "cohen"}
+    assert "parameter 'cohen' is missing" in refused(no_cohen, {"__default__"})
+
+
+def test_cohen_block_is_checked(base):
+    assert "'cohen.epochs'" in refused(with_value(base, "cohen.epochs", 0))
+    assert "'cohen.n0'" in refused(with_value(base, "cohen.n0", -1))
+    assert "'cohen.num_draws'" in refused(with_value(base, "cohen.num_draws", 2.5))
+    assert "did you mean 'cohen.num_draws'" in refused(with_value(base, "cohen.num_drawz", 10))
+    # N = 10 draws: the ceiling sigma_0 * Phi^-1(0.001^(1/10)) = 0 < 0.25, every certificate would be 0
+    msg = refused(with_value(base, "cohen.num_draws", 10), {"__default__"})
+    assert "'cohen.num_draws' = 10" in msg and "ceiling" in msg
+    tiny = with_value(with_value(base, "cohen.num_draws", 10), "evaluation.allow_tiny", True)
+    config.validate(tiny, {"__default__"})
+
+
+def test_sigma_opt_rule_is_checked_and_paper_mnist_embedded_runs_the_released_update(base):
+    assert "'sigma_opt.rule'" in refused(with_value(base, "sigma_opt.rule", "paper"))
+    assert config.sigma_config(base).rule == "anchored"  # the default run keeps today's rule
+    loader = OmegaConfigLoader(str(ROOT / "conf"), env="paper_mnist_embedded",
+                               **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
+    paper = loader["parameters"]
+    config.validate(paper, {"__default__"})
+    s = config.sigma_config(paper)
+    assert (s.rule, s.lr, s.steps) == ("released", 1e-4, 850)

@@ -141,3 +141,15 @@ def test_no_backend_chosen_at_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "MPLBACKEND": "svg"}).stdout.split()
     assert out == ["svg", "svg"]
+
+
+def test_sigma_increase_panels_draw_one_panel_per_source_on_a_shared_axis():
+    from certssb import reporting
+
+    fig = reporting.sigma_increase_panels(
+        {"ours": {"sigma0": 0.25, "clean": np.full(5, 0.25) + np.arange(5) * 0.04},
+         "released": {"sigma0": 0.12, "test": np.array([0.22, 0.29, 0.2946])}}, "sigma as released")
+    axes = fig.axes
+    assert len(axes) == 2 and axes[0].get_xlim() == axes[1].get_xlim()
+    labels = [t.get_text() for t in axes[1].get_legend().get_texts()]
+    assert labels == ["test: mean +0.148, max +0.175 (n = 3)"]

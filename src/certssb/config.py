@@ -42,7 +42,11 @@ from certssb.io import prepare as _prepare
 log = logging.getLogger(__name__)
 
 # -------------------------------------------------------------------------------------------- allowed values
-METHODS: tuple[str, ...] = ("uniform", "cert_ssb")
+#: The certifiers, in table order: the ONE list (pipelines, study, audit, hooks read it); ``methods:`` picks.
+METHODS: tuple[str, ...] = ("uniform", "cert_ssb", "cohen")
+#: Certifiers of a fixed model against test-time input perturbations (not poisoning): no audit, no storage
+#: update.
+EVASION_METHODS: tuple[str, ...] = ("cohen",)
 EVALUATION_BACKENDS: tuple[str, ...] = ("local", "ray")
 
 
@@ -201,6 +205,7 @@ class SigmaOptBlock(Block):
     max_decrease: NonNeg
     psi_clamp: Annotated[tuple[float, float], _check(_psi_clamp)]
     batch_size: IntPos
+    rule: Annotated[str, _one_of(_sigma.RULES)] = "anchored"
 
 
 def _ray_keys(name: str, value: Any) -> Any:
@@ -286,10 +291,39 @@ class CertSsbBlock(Block):
     method: Annotated[Literal["cert_ssb"], _one_of(("cert_ssb",))]
 
 
+class CohenBlock(Block):
+    """Cohen et al.'s inference-time smoothing (certssb.core.smoothing): its own training and draws."""
+
+    method: Annotated[Literal["cohen"], _one_of(("cohen",))]
+    epochs: IntPos = 20          # the base classifier trains with fresh Gaussian augmentation to convergence
+    n0: IntPos = 100             # selection draws
+    num_draws: IntPos = 1000     # N estimation draws: ceiling sigma * Phi^-1(alpha^(1/N))
+
+
+def _methods(name: str, value: Any) -> Any:
+    if not isinstance(value, (list, tuple)) or not value:
+        fail(name, value, "must be a non-empty list of certifiers: " + ", ".join(METHODS))
+    for v in value:
+        choice(name + "[]", v, METHODS)
+    if len(set(value)) != len(value):
+        fail(name, list(value), "must not repeat a certifier")
+    return list(value)
+
+
+def methods_from(params: dict[str, Any] | None) -> tuple[str, ...]:
+    """The certifiers ``params["methods"]`` selects, in :data:`METHODS` order (all when absent)."""
+    value = (params or {}).get("methods")
+    if value is None:
+        return METHODS
+    _methods("methods", value)
+    return tuple(m for m in METHODS if m in value)
+
+
 class Config(Block):
     """All parameters; a block is None when the selected pipelines do not use it."""
 
     seed: Annotated[int | None, _check(number, low=0, integer=True, optional=True)] = None
+    methods: Annotated[list[str] | None, _check(_methods, optional=True)] = None
     device: Annotated[str | None, _check(choice, _ensemble.DEVICES, optional=True)] = None
     num_threads: IntPosOpt = None  # null: $OMP_NUM_THREADS, else all cores (certssb.execution.threads)
     data: DataBlock | None = None
@@ -305,12 +339,14 @@ class Config(Block):
     strength: StrengthBlock | None = None
     uniform: UniformBlock | None = None
     cert_ssb: CertSsbBlock | None = None
+    cohen: CohenBlock | None = None
 
 
 BLOCKS: tuple[str, ...] = tuple(Config.model_fields)
 _DE = {"seed", "num_threads", "data", "attack", "noise"}
-_MO = {"seed", "device", "num_threads", "noise", "model", "pilot", "sigma_opt", "ensemble", *METHODS}
-_EV = {"seed", "device", "num_threads", "attack", "noise", "ensemble", "evaluation", *METHODS}
+_RUN = {"seed", "methods", "device", "num_threads"}
+_MO = {*_RUN, "noise", "model", "pilot", "sigma_opt", "ensemble", *METHODS}
+_EV = {*_RUN, "attack", "noise", "ensemble", "evaluation", *METHODS}
 #: The blocks each registered pipeline reads. A pipeline not listed (a new one) gets every block present.
 PIPELINE_BLOCKS: dict[str, set[str]] = {
     "data_engineering": _DE,
@@ -437,6 +473,20 @@ def check_certifiable(noise: NoiseBlock, evaluation: EvaluationBlock) -> None:
          f"would be 0; {hint} (or set evaluation.allow_tiny: true)")
 
 
+def check_cohen_certifiable(noise: NoiseBlock, evaluation: EvaluationBlock, cohen: CohenBlock) -> None:
+    """Stop a run whose ``cohen`` certifier cannot reach the smallest non-zero radius of ``evaluation.radii``:
+    its ceiling is ``sigma_0 * Phi^-1(alpha^(1/N))`` with N = ``cohen.num_draws`` (all draws agree)."""
+    nonzero = [r for r in evaluation.radii if r > 0]
+    if evaluation.allow_tiny or not nonzero:
+        return
+    top = noise.sigma * _certify.radius_ceiling(cohen.num_draws, evaluation.alpha, "clopper_pearson")
+    if top < min(nonzero):
+        fail("cohen.num_draws", cohen.num_draws,
+             f"its radius ceiling sigma_0 * Phi^-1(alpha^(1/N)) = {top:.3f} is below the smallest non-zero "
+             f"radius {min(nonzero):g} of evaluation.radii; raise cohen.num_draws (or set "
+             "evaluation.allow_tiny: true)")
+
+
 def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> None:
     d, a, n, e, s = cfg.data, cfg.attack, cfg.noise, cfg.evaluation, cfg.sigma_opt
     if cfg.strength is not None and cfg.strength.quick and cfg.strength.quick_grid:
@@ -481,6 +531,8 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
                          {"study"})
     if e is not None and n is not None and pipelines & {"evaluation", "__default__"}:
         check_certifiable(n, e)
+        if cfg.cohen is not None and "cohen" in methods_from(params):
+            check_cohen_certifiable(n, e, cfg.cohen)
     elif cfg.study is not None and e is not None and n is not None:
         if quick is not None:  # the cells run with the quick overrides: warn about those blocks
             n, e = quick.noise, quick.evaluation
@@ -532,8 +584,9 @@ def validate(params: dict[str, Any], pipelines: set[str] | None = None) -> Confi
     pipelines = set(pipelines or {"__default__"})
     _key_check(params, "", Config)
     want = blocks_for(pipelines)
-    for name in sorted(want & set(BLOCKS)):
-        if params.get(name) is None and name not in ("study", "audit", "strength", "num_threads"):
+    unused = set(METHODS) - set(methods_from(params))  # a certifier not run needs no block
+    for name in sorted(want & set(BLOCKS) - unused):
+        if params.get(name) is None and name not in ("study", "audit", "strength", "methods", "num_threads"):
             raise ConfigError(f"parameter '{name}' is missing: set it in conf/base/parameters*.yml")
     try:
         cfg = Config.model_validate({k: v for k, v in params.items() if k in want})
@@ -561,7 +614,7 @@ def sigma_config(p: dict[str, Any]) -> _sigma.SigmaConfig:
              f"must stay > 0 (noise.sigma = {s0:g})")
     return _sigma.SigmaConfig(steps=s.steps, draws=s.draws, lr=s.lr, gradient=s.gradient,
                              sigma_min=s0 - s.max_decrease, sigma_max=s0 + s.max_increase,
-                             psi_clamp=tuple(s.psi_clamp), batch_size=s.batch_size)
+                             psi_clamp=tuple(s.psi_clamp), batch_size=s.batch_size, rule=s.rule)
 
 
 def train_config(p: dict[str, Any], epochs: int | None = None) -> _ensemble.TrainConfig:
@@ -572,6 +625,20 @@ def train_config(p: dict[str, Any], epochs: int | None = None) -> _ensemble.Trai
 
 
 __all__ = [
-    "BLOCKS", "METHODS", "PIPELINE_BLOCKS", "Config", "block", "blocks_for", "check_certifiable", "deep_update",
-    "estimation_models", "models_needed", "sigma_config", "train_config", "unknown_key_message", "validate",
+    "BLOCKS",
+    "EVASION_METHODS",
+    "METHODS",
+    "PIPELINE_BLOCKS",
+    "Config",
+    "block",
+    "blocks_for",
+    "check_certifiable",
+    "deep_update",
+    "estimation_models",
+    "methods_from",
+    "models_needed",
+    "sigma_config",
+    "train_config",
+    "unknown_key_message",
+    "validate",
 ]

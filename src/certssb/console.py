@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-LABELS = {"uniform": "uniform σ", "cert_ssb": "Cert-SSB"}
+LABELS = {"uniform": "uniform σ", "cert_ssb": "Cert-SSB", "cohen": "Cohen et al. (evasion)"}
 
 
 def radius_key(r: float) -> str:
@@ -67,6 +67,10 @@ def render(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[
     header, body = rows(method_metrics, undefended, radii)
     title = "certssb results: certified accuracy on the sound radius (pub. = Cert-SSB as published, not a " \
             "poisoning certificate)"
+    if "cohen" in method_metrics:
+        from certssb.core.smoothing import THREAT_MODEL
+
+        title += f"; Cohen et al. (evasion): {THREAT_MODEL}"
     try:
         from rich.console import Console
         from rich.table import Table

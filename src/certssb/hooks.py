@@ -29,6 +29,19 @@ def _pipeline_names(run_params: dict[str, Any]) -> set[str]:
     return {names} if isinstance(names, str) else set(names)
 
 
+def _check_registered_methods(params: dict[str, Any], project_path: Any) -> None:
+    """Refuse ``--params methods=...``: the certifiers' namespaces are built from conf/ when the pipelines are
+    registered (``certssb.pipelines.registered``), so a runtime change would silently not apply."""
+    from certssb.pipelines.registered import configured_methods
+
+    given, registered = config.methods_from(params), configured_methods(project_path)
+    if set(given) != set(registered):
+        raise config.ConfigError(
+            f"parameter 'methods' = {list(given)} differs from the certifiers the pipelines were registered "
+            f"with ({list(registered)}, read from conf/): set 'methods' in conf/local/parameters.yml or an "
+            "environment (--env), not with --params")
+
+
 class ValidateParametersHook:
     """``certssb.config.validate`` once, before the first node; the parent MLflow run's name."""
 
@@ -45,6 +58,7 @@ class ValidateParametersHook:
         params = catalog.load("parameters")
         names = _pipeline_names(run_params)
         self.config = config.validate(params, names)
+        _check_registered_methods(params, getattr(self._context, "project_path", None))
         log.info("parameters valid for pipeline(s) %s", ", ".join(sorted(names)))
         mlflow_config = getattr(self._context, "mlflow", None)
         run = getattr(getattr(mlflow_config, "tracking", None), "run", None)

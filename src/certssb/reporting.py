@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from certssb.core.validation import ConfigError
 
-COLOURS = {"uniform": "tab:blue", "cert_ssb": "tab:red"}
+COLOURS = {"uniform": "tab:blue", "cert_ssb": "tab:red", "cohen": "tab:green"}
 STYLE = COLOURS  # former name, kept for callers
 SPLIT_TITLES = {"clean": "clean test set", "triggered": "triggered test set"}
 PUBLISHED_LABEL = "Cert-SSB as published (not a poisoning certificate)"
@@ -33,7 +33,18 @@ def method_label(method: str, sigma0: float | None = None) -> str:
         return "Cert-SSB"
     if method == "uniform":
         return "uniform σ" if sigma0 is None else f"uniform σ = {sigma0:g}"
+    if method == "cohen":
+        return "Cohen et al. (evasion)"
     return method
+
+
+def comparison_title(methods: Sequence[str]) -> str:
+    """``certified accuracy: uniform σ vs Cert-SSB vs Cohen et al. (evasion)``, with the evasion certifier's
+    threat model on a second line when it is among ``methods`` (it certifies nothing about poisoning)."""
+    from certssb.core.smoothing import NAME, THREAT_MODEL
+
+    title = "certified accuracy: " + " vs ".join(method_label(m) for m in methods)
+    return title + (f"\n{method_label(NAME)}: {THREAT_MODEL}" if NAME in methods else "")
 
 
 @dataclass(frozen=True)
@@ -230,6 +241,30 @@ def sigma_histogram(sigma: Mapping[str, Any], title: str) -> Figure:
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sigma_increase_panels(panels: Mapping[str, Mapping[str, Any]], title: str) -> Figure:
+    """Side by side, one panel per source (e.g. this project's σ and a released σ file): the histogram of
+    σ_i − σ₀ for each set, so sources with different σ₀ or test sets share one axis. ``panels`` maps a
+    panel title to ``{"sigma0": float, <set label>: array, ...}``."""
+    fig = Figure(figsize=(4.2 * len(panels), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharex=True))
+    inc = {p: {k: np.asarray(v, dtype=np.float64).reshape(-1) - float(d["sigma0"])
+               for k, v in d.items() if k != "sigma0"} for p, d in panels.items()}
+    hi = max(float(v.max()) for d in inc.values() for v in d.values())
+    lo = min(0.0, min(float(v.min()) for d in inc.values() for v in d.values()))
+    bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 31)
+    for ax, (name, d) in zip(axes, inc.items()):
+        for k, v in d.items():
+            ax.hist(v, bins=bins, histtype="step", lw=1.6,
+                    label=f"{k}: mean +{v.mean():.3f}, max +{v.max():.3f} (n = {v.size})")
+        ax.set(title=f"{name} (σ₀ = {float(panels[name]['sigma0']):g})", xlabel="σ_i − σ₀", ylabel="samples")
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

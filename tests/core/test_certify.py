@@ -16,6 +16,7 @@ from certssb.core.certify import (
     radius_ceiling,
     smoothed_prediction,
 )
+from certssb.core import certify as certify_module
 from certssb.core.validation import ConfigError
 
 
@@ -286,3 +287,39 @@ def test_mismatched_shapes():
         certify(v, p, s, labels=y, num_classes=4)
     with pytest.raises(ConfigError, match="votes"):
         certify(v + 5, p, s, labels=y, num_classes=3)
+
+
+# ---------------------------------------------------------------------------------------------------
+# radius_collapse: the second-class share per certifier (issue 19)
+
+
+def test_min_certifying_count_is_the_first_count_whose_cp_bound_passes_one_half():
+    for n in (45, 1000):
+        k = certify_module.min_certifying_count(n, 0.001)
+        low = certify_module.clopper_pearson_lower
+        assert low(k, n, 0.001) > 0.5 >= low(k - 1, n, 0.001)
+    assert certify_module.min_certifying_count(45, 0.001) == 34
+    assert certify_module.min_certifying_count(5, 0.001) is None  # 0.001^(1/5) = 0.25: unanimity abstains
+
+
+def test_collapse_share_certifies_a_small_radius_where_one_third_abstains():
+    n, alpha = 45, 0.001  # M = 50, n0 = 5: the default poisoning certifiers
+    s = certify_module.collapse_share(n, alpha)
+    assert s == pytest.approx(8 / 45)
+    k = round((1 - s) * n)
+    low = certify_module.clopper_pearson_lower(k, n, alpha)
+    r1 = float(norm.ppf(low))
+    assert 0 < r1 < 0.3  # certified, with a small radius (sigma units)
+    # one standard deviation below the expected count still certifies
+    assert certify_module.clopper_pearson_lower(int(np.floor(k - np.sqrt(k * (n - k) / n))), n, alpha) > 0.5
+    # the old share of 1/3 abstains (p_hat = 2/3 -> p_lower ~ 0.43), the issue's observation
+    assert certify_module.clopper_pearson_lower(30, n, alpha) == pytest.approx(0.43, abs=0.01)
+
+
+def test_collapse_share_grows_with_the_number_of_votes_and_is_zero_when_only_unanimity_certifies():
+    assert certify_module.collapse_share(1000, 0.001) == pytest.approx(0.434, abs=0.002)
+    assert certify_module.collapse_share(45, 0.001) < certify_module.collapse_share(1000, 0.001) < 0.5
+    assert certify_module.collapse_share(10, 0.001) == 0.0  # 0.001^(1/10) = 0.50: only 10/10 certifies
+    assert certify_module.collapse_share(5, 0.001) == 0.0
+    with pytest.raises(ConfigError, match="n_estimation"):
+        certify_module.collapse_share(0, 0.001)

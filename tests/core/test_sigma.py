@@ -249,3 +249,77 @@ def test_sigma0_not_positive_and_anchor_shape(trained):
         optimise_sigma(net_of(params), x[:4], y[:4], 0.0, scfg(), seed=0)
     with pytest.raises(ConfigError, match="anchors"):
         optimise_sigma(net_of(params), x[:4], y[:3], 0.25, scfg(), seed=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# rule "released": the released Cert-SSB update (issue 19)
+
+
+class Table(torch.nn.Module):
+    """Fixed logits per sample (ignores its input): softmax rows known in closed form."""
+
+    def __init__(self, probs: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = torch.nn.Parameter(probs.log(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.repeat(x.shape[0] // self.logits.shape[0], 1)
+
+
+def test_released_rule_two_steps_by_hand_constant_model():
+    probs = torch.tensor([[0.99, 0.005, 0.005], [0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    x = torch.zeros(3, *SHAPE)
+    cfg = SigmaConfig(steps=2, lr=0.01, rule="released", sigma_min=0.25, sigma_max=0.26, batch_size=8)
+    # anchors that disagree with the top class: the released gap is unanchored, sigma grows anyway
+    out = optimise_sigma(Table(probs), x, torch.tensor([1, 2, 0]), 0.25, cfg, seed=0)
+    gaps = np.array([norm.ppf(0.98) - norm.ppf(0.02),           # 0.99 / 0.005 clamped to 0.98 / 0.02
+                     norm.ppf(0.7) - norm.ppf(0.2),
+                     norm.ppf(0.6) - norm.ppf(0.3)])
+    expect = 0.25 + 2 * 0.01 * gaps / 2                        # two steps of lr * gap / 2
+    np.testing.assert_allclose(out["sigma"].numpy(), expect, rtol=1e-5)
+    assert expect[0] == pytest.approx(0.25 + 2 * 0.01 * 2.0537, abs=1e-4)  # the saturated step 2.054 lr
+    assert float(out["sigma"].max()) > cfg.sigma_max  # no clip to [sigma_min, sigma_max]
+    np.testing.assert_allclose(out["sigma_history"][1].numpy(), 0.25 + 0.01 * gaps / 2, rtol=1e-5)
+    np.testing.assert_allclose(out["radius_history"][2].numpy(), expect / 2 * gaps, rtol=1e-5)
+    # the anchored rule (prefactor) leaves the mis-anchored samples alone and clips the first at sigma_max
+    cfg_anchored = SigmaConfig(steps=2, lr=0.01, gradient="prefactor", sigma_min=0.25, sigma_max=0.26,
+                               batch_size=8)
+    anchored = optimise_sigma(Table(probs), x, torch.tensor([1, 2, 0]), 0.25, cfg_anchored, seed=0)
+    assert torch.all(anchored["sigma"] == 0.25)
+
+
+class Linear(torch.nn.Module):
+    """Two logits [0, w.x]: the noise moves the probabilities, so each step's gap differs."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(w, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.flatten(1) @ self.w
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+def test_released_rule_two_steps_by_hand_with_one_noise_draw_per_step():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(int(np.prod(SHAPE)), generator=g) * 0.3
+    x = torch.rand(4, *SHAPE, generator=g)
+    sig0, lr = 0.5, 0.05
+    cfg = SigmaConfig(steps=2, lr=lr, rule="released", sigma_min=0.5, sigma_max=0.5, batch_size=4, draws=7)
+    out = optimise_sigma(Linear(w), x, torch.zeros(4, dtype=torch.long), sig0, cfg, seed=11)
+    # by hand: the generator of seed 11 gives ONE draw (1, B, C, H, W) per step; p1 = sigmoid(w.(x + s eps))
+    gen = torch.Generator().manual_seed(11)
+    s = np.full(4, sig0)
+    for _ in range(2):
+        eps = torch.randn((1, 4, *SHAPE), generator=gen)[0].flatten(1).double().numpy()
+        z = (x.flatten(1).double().numpy() + s[:, None] * eps) @ w.double().numpy()
+        p1 = np.clip(1 / (1 + np.exp(-z)), 0.02, 0.98)
+        gap = np.abs(norm.ppf(p1) - norm.ppf(np.clip(1 - 1 / (1 + np.exp(-z)), 0.02, 0.98)))
+        s = s + lr * gap / 2
+    np.testing.assert_allclose(out["sigma"].numpy(), s, rtol=1e-4)
+    assert np.all(s > sig0)
+
+
+def test_released_rule_is_a_checked_parameter():
+    with pytest.raises(ConfigError, match="sigma_opt.rule"):
+        SigmaConfig(rule="paper")

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from scipy.stats import norm
 
 pytestmark = pytest.mark.slow
 RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]
@@ -28,8 +29,8 @@ def test_three_pipelines_end_to_end(project):
     assert torch.all(uni["train"] == 0.25)
 
     table = pd.read_csv(project.latest("data/08_reporting/certified_accuracy.csv"))
-    assert set(table["method"]) == {"uniform", "cert_ssb"}
-    assert len(table) == 2 * 2 * 2 * len(RADII)  # methods x splits x regions x radii
+    assert set(table["method"]) == {"uniform", "cert_ssb", "cohen"}
+    assert len(table) == 3 * 2 * 2 * len(RADII)  # methods x splits x regions x radii
     for _, g in table.groupby(["method", "split", "region"]):
         ca = g.sort_values("radius")["certified_accuracy"].to_numpy()
         assert np.all(np.diff(ca) <= 1e-12)  # non-increasing in the radius
@@ -46,6 +47,25 @@ def test_three_pipelines_end_to_end(project):
     assert report["all"]["overlapping_pairs_after"] == 0 and report["rule"] == "trim"
     for name in ("certified_accuracy", "sigma_histogram", "radius_storage_update"):
         assert project.latest(f"data/08_reporting/cert_ssb/{name}.png").stat().st_size > 1000
+
+    # cohen: one augmented base classifier, Clopper-Pearson over its N = 40 input draws (the poisoning
+    # certifiers bound their M - n0 = 3 models), storage update not applicable, its threat model stated
+    coh = torch.load(project.latest("data/06_models/cohen/ensemble.pt"), weights_only=True)
+    assert len(coh["model_indices"]) == 1 and coh["train_config"]["epochs"] == 1
+    cc = pd.read_csv(project.latest("data/07_model_output/cohen/certificates.csv"))
+    assert list(cc.columns) == list(certs.columns) and set(cc["method"]) == {"cohen"}
+    assert (cc["n_estimation"] == 40).all() and (uni["n_estimation"] == 3).all()
+    np.testing.assert_allclose(cc["radius"], cc["radius_published"])
+    assert ((cc["p_lower_a"] <= 0.5) == cc["abstained"]).all()
+    coh_report = json.loads(project.latest("data/08_reporting/cohen/storage_report.json").read_text())
+    assert coh_report["rule"] == "not applicable"
+    coh_metrics = json.loads(project.latest("data/08_reporting/cohen/metrics.json").read_text())
+    assert coh_metrics["certifies"] == ("test-time l2 perturbation of the input, model fixed; certifies "
+                                        "nothing about poisoning")
+    assert coh_metrics["radius_ceiling_sigma_units"] == pytest.approx(float(norm.ppf(0.001 ** (1 / 40))))
+    cs_metrics = json.loads(project.latest("data/08_reporting/cert_ssb/metrics.json").read_text())
+    same = {k for k in cs_metrics if k.startswith(("cert_acc_", "abstain", "triggered_abstain"))}
+    assert set(coh_metrics) >= same
 
     # MLflow: one nested run per method with the certified-accuracy metrics and the parameters
     client = MlflowClient()

@@ -182,6 +182,40 @@ def radius_ceiling(n: int, alpha: float, bound: str, alpha_split: str = "bonferr
     return float(radius(1.0, 1.0 - h, h))
 
 
+def min_certifying_count(n: int, alpha: float) -> int | None:
+    """Smallest top-class count ``k`` of ``n`` estimation votes that certifies under Clopper-Pearson:
+    ``clopper_pearson_lower(k, n, alpha) > 1/2`` (a positive radius). None when no ``k <= n`` does.
+    n = 45, alpha = 0.001 -> 34 (p_hat = 0.756); n = 1,000 -> 550."""
+    number("n", n, low=1, integer=True)
+    k = np.arange(n + 1)
+    ok = np.flatnonzero(clopper_pearson_lower(k, n, alpha) > 0.5)
+    return int(ok[0]) if ok.size else None
+
+
+def collapse_share(n_estimation: int, alpha: float) -> float:
+    """The share of second-class labels for the ``radius_collapse`` attack against a Clopper-Pearson
+    certifier with ``n_estimation`` estimation votes at level ``alpha``: the largest share ``s`` whose
+    expected top-class count ``k = (1 - s) n`` still certifies (a small positive radius, not an abstention)
+    one binomial standard deviation below its expectation.
+
+    With ``k_min = min_certifying_count(n, alpha)``, ``k*`` is the smallest ``k`` with
+    ``k - sqrt(k (n - k) / n) >= k_min`` (capped at ``n - 1`` so that the share is positive whenever a
+    non-unanimous count certifies) and the share is ``(n - k*) / n``. If the model's vote on a triggered
+    input follows the label mix, ``p_hat_A ~ 1 - s``: the radius ``sigma Phi^-1(p_lower_A)`` collapses to a
+    small positive value. n = 45, alpha = 0.001 -> 8/45 = 0.178 (p_hat = 37/45, R1 = 0.24 at the expected
+    count; a share of 1/3, p_hat = 2/3, abstains: p_lower_A = 0.43); n = 1,000 -> 0.434.
+    0.0 when only unanimous votes certify (e.g. n = 10): no share places a radius collapse there.
+    """
+    n = int(number("n_estimation", n_estimation, low=1, integer=True))
+    k_min = min_certifying_count(n, alpha)
+    if k_min is None or k_min >= n:
+        return 0.0
+    k = np.arange(k_min, n + 1, dtype=np.float64)
+    ok = k - np.sqrt(k * (n - k) / n) >= k_min
+    k_star = min(int(k[np.flatnonzero(ok)[0]]), n - 1)
+    return (n - k_star) / n
+
+
 def vote_fractions(votes, num_classes: int) -> np.ndarray:
     """Per-model vote fractions (M, N, C) float64 from either form of the votes artifact.
 
@@ -387,6 +421,12 @@ def certify(
         p_low = p_a - h
         p_up = p_b + h
 
+    return _table(labels, top, p_low, p_up, sigma_arr, min_arr, n_est)
+
+
+def _table(labels, top, p_low, p_up, sigma_arr, min_arr, n_est: int) -> pd.DataFrame:
+    """The certificate table (``CERT_COLUMNS``) from the top class and the two bounds per sample."""
+    n = len(top)
     abstained = ~(p_low > p_up)
     r1 = np.where(abstained, 0.0, radius(1.0, p_low, p_up))
     pred = np.where(abstained, ABSTAIN, top).astype(np.int64)
@@ -408,3 +448,34 @@ def certify(
         },
         columns=list(CERT_COLUMNS),
     )
+
+
+def certify_counts(selection_counts, estimation_counts, sigma, *, labels,
+                   alpha: float = 0.001) -> pd.DataFrame:
+    """Cohen et al.'s CERTIFY from class counts over i.i.d. noise draws of ONE fixed base classifier.
+
+    ``selection_counts`` (N, C): how often each class won among the n0 selection draws; the top class ``A``
+    is their argmax (ties -> smaller index). ``estimation_counts`` (N, C) over the separate N estimation
+    draws (every row sums to N): ``p_lower_a`` = the one-sided Clopper-Pearson bound at level ``alpha`` on
+    ``k_A`` of N, ``p_upper_b = 1 - p_lower_a``, ``R1 = Phi^-1(p_lower_a)``, abstain when
+    ``p_lower_a <= 1/2``; radius = ``sigma * R1`` (``sigma_min = sigma``, ``radius_published = radius``). Valid because the draws
+    are i.i.d. given the fixed model -- unlike the K draws of one model in the poisoning certifiers
+    (:func:`certify`), which share that model's training noise. Same table as :func:`certify`.
+    """
+    alpha = _alpha(alpha)
+    sel = np.asarray(selection_counts)
+    est = np.asarray(estimation_counts)
+    labels = np.asarray(labels)
+    if sel.ndim != 2 or est.shape != sel.shape or labels.shape != (sel.shape[0],):
+        raise ConfigError(f"mismatched shapes: selection counts {sel.shape}, estimation counts {est.shape}, "
+                          f"labels {labels.shape}; expected (N, C), (N, C), (N,)")
+    totals = est.sum(axis=1)
+    if est.size and (est.min() < 0 or not np.all(totals == totals[0]) or totals[0] < 1):
+        fail("estimation_counts", f"row sums in [{totals.min()}, {totals.max()}]",
+             "every sample needs the same number N >= 1 of estimation draws, counts >= 0")
+    n, n_est = sel.shape[0], int(totals[0]) if est.size else 1
+    top = sel.argmax(axis=1).astype(np.int64)  # argmax: first (smallest) maximum
+    k_a = est[np.arange(n), top].astype(np.int64)
+    p_low = clopper_pearson_lower(k_a, n_est, alpha)
+    sigma_arr = _per_sample("sigma", sigma, n, est.shape)
+    return _table(labels, top, p_low, 1.0 - p_low, sigma_arr, sigma_arr, n_est)

@@ -95,11 +95,19 @@ def train_one(
     num_classes: int,
     device: torch.device,
     noise: bool = True,
+    augment: bool = False,
 ) -> ChunkResult:
-    """Train model k of the plan on its noisy copy (``noise=False``: the clean/poisoned data as is)."""
+    """Train model k of the plan on its noisy copy (``noise=False``: the clean/poisoned data as is).
+
+    ``augment=True`` (Cohen et al.'s base classifier, ``certssb.core.smoothing``): no fixed noisy copy;
+    every batch gets FRESH noise ``sigma_i * Z`` from a generator seeded with ``plan["train_seeds"][k]``
+    (Gaussian data augmentation, not smoothing over the training set).
+    """
     seed = int(plan["model_seeds"][k])
     model = build_model(cfg.architecture, x.shape[1:], num_classes, seed=seed).to(device)
-    xk = (noisy_training_copy(x, sigma, plan, k) if noise else x).to(device)
+    xk = (noisy_training_copy(x, sigma, plan, k) if noise and not augment else x).to(device)
+    aug_gen = torch.Generator().manual_seed(int(plan["train_seeds"][k])) if augment else None
+    sig_dev = sigma.to(device).view(-1, 1, 1, 1) if augment else None
     yk = y.to(device)
     if _use_channels_last(device, cfg.architecture):
         model = model.to(memory_format=torch.channels_last)
@@ -115,7 +123,12 @@ def train_one(
         correct = torch.zeros((), device=device, dtype=torch.int64)
         for start in range(0, n, cfg.batch_size):
             idx = perm[start : start + cfg.batch_size]
-            out = model(xk[idx])
+            xb = xk[idx]
+            if aug_gen is not None:  # fresh noise per batch, drawn on the CPU (the same on every device)
+                xb = xb + sig_dev[idx] * torch.randn(xb.shape, generator=aug_gen).to(device)
+                if _use_channels_last(device, cfg.architecture):
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+            out = model(xb)
             loss = nn.functional.cross_entropy(out, yk[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from certssb.core import certify, metrics
+from certssb.core import certify, metrics, smoothing
 from certssb.core.validation import ConfigError
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,16 @@ def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], s
     return out
 
 
+def evasion_attack_metrics(poison_summary: dict[str, Any], threat_model: str) -> dict[str, Any]:
+    """The attack's norms and counts beside an evasion certificate, which covers none of it: the certificate
+    is about test-time input perturbations of the model as trained (on the poisoned set)."""
+    return {"attack_joint_norm": float(poison_summary["joint_norm"]),
+            "attack_feature_norm": float(poison_summary["feature_norm"]),
+            "attack_label_changes": int(poison_summary["label_changes"]),
+            "attack_inserted": int(poison_summary["inserted"]), "attack_in_threat_model": False,
+            "attack_threat_model": f"{OUTSIDE} ({threat_model})"}
+
+
 def run_summary(
     certificates: pd.DataFrame, certificates_updated: pd.DataFrame, votes: dict[str, Any],
     clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any], poison_summary: dict[str, Any],
@@ -138,7 +148,8 @@ def run_summary(
     table = pd.concat(rows, ignore_index=True)
     c = clean_test["num_classes"]
     m: dict[str, Any] = {"method": method, "radius": "sound: sigma_min * r1 (certssb.core.certify)",
-                         "radius_published": PUBLISHED}
+                         "radius_published": ("= radius (one fixed sigma)" if votes.get("threat_model")
+                                              else PUBLISHED)}
     for split, data in (("clean", clean_test), ("triggered", triggered_test)):
         certs = certificates[certificates["split"] == split]
         pred = certify.smoothed_prediction(votes[split]["votes"].numpy(), c)
@@ -168,9 +179,13 @@ def run_summary(
             m["attack_success_rate"] = triggered_asr(pred, data)
     for r, d in zip(radii, _curve(table, "clean", "certified") - _curve(table, "triggered", "certified")):
         m[f"cert_acc_drop_pp_{metrics.radius_key(r)}"] = float(100 * d)
-    m.update(attack_metrics(certificates, triggered_test, sigma, poison_summary, radii))
+    evasion = votes.get("threat_model")  # set by the evasion certifier (cohen): not a poisoning certificate
+    m["certifies"] = evasion or smoothing.POISONING_THREAT_MODEL
+    m.update(evasion_attack_metrics(poison_summary, evasion) if evasion
+             else attack_metrics(certificates, triggered_test, sigma, poison_summary, radii))
     n_est = int(certificates["n_estimation"].iloc[0])
-    m["radius_ceiling_sigma_units"] = certify.radius_ceiling(n_est, e["alpha"], e["bound"], e["alpha_split"])
+    bound = votes.get("bound", e["bound"])  # cohen: Clopper-Pearson over its draws, whatever evaluation.bound
+    m["radius_ceiling_sigma_units"] = certify.radius_ceiling(n_est, e["alpha"], bound, e["alpha_split"])
     m["sigma_train_mean"] = float(sigma["train"].mean())
     m["sigma_train_min"] = float(sigma["train"].min())
     m["sigma_clean_mean"] = float(sigma["clean"].mean())

@@ -55,7 +55,8 @@ def test_study_grid_runs_and_logs_each_cell(project):
     (project.path / "conf" / "local" / "parameters_study.yml").write_text(GRID)
     project.run(["study"])
     summary = pd.read_csv(project.latest("data/08_reporting/study/study_summary.csv"))
-    assert len(summary) == 2 * 2 * 2
+    assert len(summary) == 2 * 2 * 3  # attacks x sigmas x certifiers
+    assert set(summary["method"]) == {"uniform", "cert_ssb", "cohen"}  # the evasion certifier in every cell
     assert set(summary["attack"]) == {"onepixel", "abstain"} and set(summary["sigma"]) == {0.25, 0.5}
     assert project.latest("data/08_reporting/study/study_figure.png").exists()
     assert project.latest("data/08_reporting/study/study_rate_figure.png").exists()
@@ -68,7 +69,7 @@ def test_study_grid_runs_and_logs_each_cell(project):
     client = MlflowClient()
     exp = client.get_experiment_by_name("certssb")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`certssb.attack` = 'abstain'")
-    assert len(runs) == 4  # 2 methods x 2 sigmas
+    assert len(runs) == 6  # 3 methods x 2 sigmas
 
 
 def test_study_refuses_a_bad_grid_before_running(project):

@@ -1,10 +1,14 @@
-"""audit: per method (namespaces ``uniform`` and ``cert_ssb``), {method}.audit_report -> audit_summary,
-audit_metrics, audit_figure. Reads the persisted artifacts of a default run; not part of ``__default__``."""
+"""audit: per poisoning certifier of ``methods:`` (namespaces ``uniform`` and ``cert_ssb``; not ``cohen``,
+whose certificate is about test-time inputs of a fixed model, not retraining), {method}.audit_report ->
+audit_summary, audit_metrics, audit_figure. Reads the persisted artifacts of a default run; not part of
+``__default__``."""
+from __future__ import annotations
+
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import run_audit, summarise_audit
+from certssb.config import EVASION_METHODS
 
-METHODS = ("uniform", "cert_ssb")
+from .nodes import run_audit, summarise_audit
 SHARED_INPUTS = {"noise_plan", "poisoned_train", "clean_test", "pilot_model"}
 SHARED_PARAMS = {"params:audit", "params:model", "params:ensemble", "params:evaluation", "params:attack",
                  "params:device"}
@@ -20,6 +24,10 @@ def method_pipeline() -> Pipeline:
     ])
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(methods: tuple[str, ...] | None = None, **kwargs) -> Pipeline:
+    if methods is None:
+        from certssb.pipelines.registered import configured_methods
+
+        methods = configured_methods()
     return sum((pipeline(method_pipeline(), namespace=m, inputs=SHARED_INPUTS, parameters=SHARED_PARAMS)
-                for m in METHODS), Pipeline([]))
+                for m in methods if m not in EVASION_METHODS), Pipeline([]))

@@ -18,7 +18,7 @@ import torch
 from matplotlib.figure import Figure
 
 from certssb import reporting, tracking
-from certssb.core import certify, metrics, storage, summary
+from certssb.core import certify, metrics, noise, smoothing, storage, summary
 from certssb.core.artifacts import (
     ModelArtifact, NoisePlan, SigmaArtifact, SplitData, VotesArtifact, check_certificates,
     check_ensemble_lineage, check_plan_parameters, require_same,
@@ -93,6 +93,54 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
                         sigma_fingerprint=str(sigma["fingerprint"]))
 
 
+def compute_cohen_votes(
+    ensemble: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
+    sigma: dict[str, Any], noise_plan: dict[str, Any], n0: int, num_draws: int, device: str,
+) -> dict[str, Any]:
+    """``cohen``: class counts of its one base classifier over ``n0`` selection and ``num_draws`` estimation
+    draws of input noise per test sample (certssb.core.smoothing), seeded from the noise plan."""
+    ens = ModelArtifact.from_dict(ensemble)
+    sig = SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma")
+    tests = {"clean": SplitData.from_dict(clean_test, "clean_test"),
+             "triggered": SplitData.from_dict(triggered_test, "triggered_test")}
+    check_ensemble_lineage(ens, sig, NoisePlan.from_dict(noise_plan), clean_test=tests["clean"],
+                           triggered_test=tests["triggered"])
+    net = load_member(ens.architecture, ens.in_shape, ens.num_classes, ens.params, 0, resolve_device(device))
+    seed = int(noise.auxiliary_plan(noise_plan, ens.method)["test_seeds"][0])
+    out = {}
+    total = sum(d.x.shape[0] for d in tests.values())
+    with progress_bar(total, f"{ens.method}: {n0} + {num_draws} draws") as bar:
+        for split, data in tests.items():
+            out[split] = smoothing.certify_votes(net, data.x, getattr(sig, split), seed=seed, split=split,
+                                                 n0=n0, num_draws=num_draws, num_classes=ens.num_classes,
+                                                 progress=bar.update)
+    extra = {"bound": "clopper_pearson", "threat_model": smoothing.THREAT_MODEL}
+    return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint, extra=extra,
+                         **out).to_dict()
+
+
+def certify_cohen(votes: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
+                  sigma: dict[str, Any], evaluation: dict[str, Any]) -> pd.DataFrame:
+    """``cohen``'s certificate table (the poisoning certifiers' columns): Clopper-Pearson at
+    ``evaluation.alpha`` over the i.i.d. estimation draws, ``radius = radius_published = sigma * R1``."""
+    method = votes["method"]
+    require_same(f"{method}.votes", f"{method}.sigma", votes["sigma"], sigma["fingerprint"])
+    frames = []
+    for split, data in (("clean", clean_test), ("triggered", triggered_test)):
+        df = certify.certify_counts(votes[split]["selection"].numpy(), votes[split]["estimation"].numpy(),
+                                    sigma[split].numpy(), labels=data["y"].numpy(), alpha=evaluation["alpha"])
+        frames.append(df.assign(split=split)[["split", *df.columns]])
+    return pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
+
+
+def skip_storage_update(certificates: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``cohen``: the storage update is not applicable (one fixed sigma: certificates never contradict each
+    other), so the certificates pass through unchanged."""
+    report = {"rule": "not applicable", "reason": "evasion certifier with one fixed sigma: certificates of "
+              "one smoothed classifier cannot contradict each other", "trimmed": 0, "aligned": 0}
+    return certificates.copy(), report
+
+
 def storage_update(certificates: pd.DataFrame, clean_test: dict[str, Any], triggered_test: dict[str, Any],
                    evaluation: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Cert-SSB's storage update over ONE memory for the clean and triggered inputs, on the sound ``radius``
@@ -160,10 +208,15 @@ def make_plots(certificates: pd.DataFrame, certificates_updated: pd.DataFrame, s
     the storage update (clean and triggered inputs share one memory)."""
     method, sigma0, parameters = metrics_["method"], noise["sigma"], {"noise": noise, "evaluation": evaluation}
     name = reporting.method_label(method, sigma0)
+    what, updated, norm = f"{name}: certified accuracy", certificates_updated, metrics_.get("attack_joint_norm")
+    if metrics_.get("certifies") == smoothing.THREAT_MODEL:  # evasion: its draws, not the ensemble's M and n0;
+        what += f"\n{smoothing.THREAT_MODEL}"  # no storage update, and the attack's norm is no radius of it
+        parameters = {"noise": {"sigma": sigma0}, "evaluation": {"alpha": evaluation["alpha"],
+                                                                 "bound": "clopper_pearson", "selection": "same"}}
+        updated, norm = None, None
     ca = reporting.certified_accuracy_figure(
-        certificates, updated=certificates_updated, sigma0=sigma0, ceiling=_ceiling(metrics_),
-        attack_norm=metrics_.get("attack_joint_norm"),
-        title=reporting.run_title(f"{name}: certified accuracy", parameters))
+        certificates, updated=updated, sigma0=sigma0, ceiling=_ceiling(metrics_), attack_norm=norm,
+        title=reporting.run_title(what, parameters))
     hist = reporting.sigma_histogram(sigma, f"{name}: σ per sample")
     ba = reporting.radius_before_after(certificates, certificates_updated,
                                        f"{name}: storage update (clean and triggered test sets)")
@@ -172,7 +225,8 @@ def make_plots(certificates: pd.DataFrame, certificates_updated: pd.DataFrame, s
 
 def compare_methods(noise: dict[str, Any], evaluation: dict[str, Any], *per_method: Any
                     ) -> tuple[pd.DataFrame, Figure]:
-    """Both methods side by side: one table and one figure of the exact certified-accuracy curves.
+    """The methods side by side: one table and one figure of the exact certified-accuracy curves; the title
+    names what each certifies (``cohen``: test-time input perturbations only, nothing about poisoning).
 
     ``per_method`` is (certified_accuracy, certificates, metrics) for each method in turn.
     """
@@ -183,7 +237,7 @@ def compare_methods(noise: dict[str, Any], evaluation: dict[str, Any], *per_meth
         pd.concat(certs, ignore_index=True), sigma0=sigma0,
         ceiling={m["method"]: _ceiling(m) for m in metrics_ if _ceiling(m) is not None},
         attack_norm=metrics_[0].get("attack_joint_norm") if metrics_ else None,
-        title=reporting.run_title("certified accuracy: uniform σ vs Cert-SSB", parameters))
+        title=reporting.run_title(reporting.comparison_title([m["method"] for m in metrics_]), parameters))
     return table, fig
 
 

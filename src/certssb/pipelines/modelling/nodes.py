@@ -10,6 +10,8 @@ certifying.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -86,7 +88,7 @@ def optimise_sigma(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """sigma per training sample and per (clean and triggered) test sample.
 
-    ``uniform``: sigma_0 everywhere. ``cert_ssb``: gradient ascent on the pilot model (training samples
+    ``uniform``, ``cohen``: sigma_0 everywhere. ``cert_ssb``: gradient ascent on the pilot model (training samples
     anchored at their, possibly poisoned, label; test samples at the pilot's smoothed prediction).
     """
     data, plan = _train_and_plan(poisoned_train, noise_plan)
@@ -94,7 +96,7 @@ def optimise_sigma(
     clean = SplitData.from_dict(clean_test, "clean_test")
     triggered = SplitData.from_dict(triggered_test, "triggered_test")
     sets = {"train": (data.x, data.y), "clean": (clean.x, None), "triggered": (triggered.x, None)}
-    if method == "uniform":
+    if method != "cert_ssb":
         sigmas = {s: torch.full((x.shape[0],), sigma0) for s, (x, _) in sets.items()}
         history = [{"split": s, "anchor": -1, "sigma": v} for s, v in sigmas.items()]
     else:
@@ -129,6 +131,29 @@ def train_ensemble(
                           backend=e["backend"], poisoned_train=data.fingerprint, noise_plan=plan.fingerprint,
                           sigma=sig.fingerprint)
     log_df = pd.DataFrame(result.log)
+    return art.to_dict(), log_df, _training_metrics(method, log_df)
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train_smoothed_classifier(
+    method: str, poisoned_train: dict[str, Any], sigma: dict[str, Any], noise_plan: dict[str, Any],
+    model: dict[str, Any], epochs: int, device: str,
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """``cohen``: ONE base classifier on the poisoned set with fresh Gaussian augmentation (sigma_0) on every
+    batch, for ``cohen.epochs`` (certssb.core.smoothing); an ensemble artifact with one member."""
+    data, plan = _train_and_plan(poisoned_train, noise_plan)
+    sig = SigmaArtifact.from_dict(sigma, f"{method}.sigma")
+    require_same(f"{method}.sigma", "poisoned_train", sig.inputs.get("poisoned_train"), data.fingerprint)
+    cfg = TrainConfig(**{**model, "epochs": epochs})
+    res = ensemble.train_one(data.x, data.y, sig.train, noise.auxiliary_plan(noise_plan, method), 0, cfg,
+                             data.num_classes, ensemble.resolve_device(device), augment=True)
+    fp = _digest(method, cfg.__dict__, sig.fingerprint, plan.fingerprint)
+    art = _model_artifact(res, cfg, data, method=method, fingerprint=fp, backend="augmented", poisoned_train=data.fingerprint, noise_plan=plan.fingerprint,
+                          sigma=sig.fingerprint)
+    log_df = pd.DataFrame(res.log)
     return art.to_dict(), log_df, _training_metrics(method, log_df)
 
 

@@ -15,7 +15,6 @@ cell's attack and sigma_0 (and, for a certifier attack, ``study.certifier_attack
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,18 +110,9 @@ def flat_params(prefix: str, tree: dict[str, Any]) -> dict[str, Any]:
 
 def configured_study(project_path: str | Path | None = None) -> dict[str, Any]:
     """The ``study`` block as the configuration files give it (base, then local or ``KEDRO_ENV``)."""
-    from kedro.framework.project import settings
+    from certssb.pipelines.registered import configured_parameters
 
-    root = Path(project_path) if project_path is not None else Path.cwd()
-    conf = root / settings.CONF_SOURCE
-    if not conf.is_dir():
-        return {}
-    args = dict(settings.CONFIG_LOADER_ARGS)
-    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf), env=os.environ.get("KEDRO_ENV"), **args)
-    try:
-        return dict(loader["parameters"].get("study") or {})
-    except Exception:  # noqa: BLE001 - no parameters (e.g. a bare checkout): no study cells to register
-        return {}
+    return dict(configured_parameters(project_path).get("study") or {})
 
 
 class StudyCellParameters:

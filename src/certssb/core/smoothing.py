@@ -1,0 +1,104 @@
+r"""Inference-time randomized smoothing (Cohen, Rosenfeld, Kolter 2019): the ``cohen`` certifier.
+
+Threat model: **test-time l2 perturbation of the input, model fixed; it certifies nothing about
+poisoning.** One base classifier f is trained once on the (possibly poisoned) training set with Gaussian
+data augmentation (fresh noise ``sigma * Z`` on every batch, ``ensemble.train_one(augment=True)``); the
+smoothed classifier is
+
+.. math::  g(x) = \arg\max_c P_{\varepsilon \sim N(0, \sigma^2 I)}[f(x + \varepsilon) = c].
+
+CERTIFY (Cohen et al., Alg. 2): n0 selection draws pick the top class A, N separate estimation draws count
+``k_A``; the draws are i.i.d. given the fixed f, so the one-sided Clopper-Pearson bound at level alpha on
+``k_A / N`` is a valid ``p_lower_A`` and ``R = sigma * Phi^-1(p_lower_A)`` (abstain when
+``p_lower_A <= 1/2``):
+``g(x + delta) = A`` for every ``||delta||_2 < R``, with probability ``>= 1 - alpha`` over the draws
+(``certify.certify_counts``). Radius ceiling (all N draws agree): ``sigma * Phi^-1(alpha^(1/N))`` =
+``certify.radius_ceiling(N, alpha, "clopper_pearson")`` times sigma: 2.46 sigma at N = 1,000,
+alpha = 0.001
+(Cohen et al.'s N = 100,000: 3.81 sigma).
+
+A poisoned training set changes f, hence g; the certificate is about g as trained and says nothing about
+what g would have been without the poison. Lorenz et al.'s certifier attacks target exactly this certifier.
+
+Noise: reproducible from one seed. The draws of test sample i come from a CPU generator seeded with
+(seed, split, stage, chunk) for chunks of :data:`SAMPLE_CHUNK` samples (stage 0: selection, 1: estimation),
+so the counts do not depend on the forward batch size or the device. Samples x draws are batched: no Python
+loop per sample.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .noise import SPLIT_IDS, _derive
+from .validation import ConfigError, positive
+
+NAME = "cohen"
+THREAT_MODEL = "test-time l2 perturbation of the input, model fixed; certifies nothing about poisoning"
+POISONING_THREAT_MODEL = ("label-preserving l2 perturbation of the training features and the input "
+                          "(smoothing over the training set)")
+SAMPLE_CHUNK = 8  # samples whose draws share one generator: part of the noise's definition (do not tune)
+STAGES = {"selection": 0, "estimation": 1}
+
+
+@torch.no_grad()
+def noise_counts(
+    model: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, *, seed: int, split: str, stage: str,
+    num_draws: int, num_classes: int, batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Class counts (N, C) int64 of ``argmax f(x_i + sigma_i eps)`` over ``num_draws`` draws per sample, and
+    the softmax averaged over the draws (N, C) float32.
+
+    ``model`` is in eval mode on its device; ``x`` (N, C, H, W) on the CPU; ``sigma`` (N,) per sample.
+    ``batch_size``: images per forward (draws of several samples together); None -> 256 on CPU (cache-sized,
+    as ``votes.predict_votes``), 4096 on CUDA.
+    """
+    positive("cohen.num_draws", num_draws, integer=True)
+    device = next(model.parameters()).device
+    batch_size = batch_size or (4096 if device.type == "cuda" else 256)
+    positive("batch_size", batch_size, integer=True)
+    if stage not in STAGES or split not in SPLIT_IDS:
+        raise ConfigError(f"stage {stage!r} / split {split!r}: expected one of {list(STAGES)} / "
+                          f"{list(SPLIT_IDS)}")
+    n = x.shape[0]
+    sigma = torch.as_tensor(sigma, dtype=torch.float32)
+    if sigma.shape != (n,):
+        raise ConfigError(f"mismatched shapes: {n} samples but sigma has shape {tuple(sigma.shape)}")
+    channels_last = device.type == "cpu" and x.ndim == 4
+    counts = torch.zeros(n, num_classes, dtype=torch.int64)
+    probs = torch.zeros(n, num_classes)
+    for c, start in enumerate(range(0, n, SAMPLE_CHUNK)):
+        xb, sb = x[start:start + SAMPLE_CHUNK], sigma[start:start + SAMPLE_CHUNK]
+        b = xb.shape[0]
+        g = torch.Generator().manual_seed(_derive(int(seed), SPLIT_IDS[split], STAGES[stage], c))
+        eps = torch.randn((num_draws, *xb.shape), generator=g)  # (draws, b, C, H, W)
+        flat = (xb.unsqueeze(0) + sb.view(1, -1, 1, 1, 1) * eps).flatten(0, 1)
+        logits = []
+        for i in range(0, flat.shape[0], batch_size):
+            part = flat[i:i + batch_size].to(device)
+            if channels_last:
+                part = part.contiguous(memory_format=torch.channels_last)
+            logits.append(model(part).float().cpu())
+        p = torch.softmax(torch.cat(logits), dim=1).view(num_draws, b, num_classes)
+        counts[start:start + b] = torch.nn.functional.one_hot(p.argmax(-1), num_classes).sum(0)
+        probs[start:start + b] = p.mean(0)
+        if progress:
+            progress(b)
+    return {"counts": counts, "probs": probs}
+
+
+def certify_votes(model: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, *, seed: int, split: str,
+                  n0: int, num_draws: int, num_classes: int, batch_size: int | None = None,
+                  progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+    """The votes of one test set for :func:`certssb.core.certify.certify_counts`: ``selection`` (N, C) counts
+    over ``n0`` draws, ``estimation`` (N, C) counts over ``num_draws`` separate draws; and, in the layout of
+    the poisoning certifiers' votes (one "model": the smoothed base classifier), ``votes`` (1, N, C) = the
+    estimation fractions and ``probs`` (1, N, C) = the mean softmax over the estimation draws."""
+    positive("cohen.n0", n0, integer=True)
+    kw = {"seed": seed, "split": split, "num_classes": num_classes, "batch_size": batch_size}
+    sel = noise_counts(model, x, sigma, stage="selection", num_draws=n0, **kw)
+    est = noise_counts(model, x, sigma, stage="estimation", num_draws=num_draws, progress=progress, **kw)
+    return {"selection": sel["counts"], "estimation": est["counts"],
+            "votes": (est["counts"].float() / num_draws).unsqueeze(0), "probs": est["probs"].unsqueeze(0)}
