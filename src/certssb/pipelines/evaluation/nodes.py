@@ -96,15 +96,19 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
 def compute_cohen_votes(
     ensemble: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
     sigma: dict[str, Any], noise_plan: dict[str, Any], n0: int, num_draws: int, device: str,
+    noise_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``cohen``: class counts of its one base classifier over ``n0`` selection and ``num_draws`` estimation
-    draws of input noise per test sample (certssb.core.smoothing), seeded from the noise plan."""
+    draws of input noise per test sample (certssb.core.smoothing), seeded from the noise plan. First the same
+    lineage checks as :func:`compute_votes`."""
     ens = ModelArtifact.from_dict(ensemble)
     sig = SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma")
+    plan = NoisePlan.from_dict(noise_plan)
     tests = {"clean": SplitData.from_dict(clean_test, "clean_test"),
              "triggered": SplitData.from_dict(triggered_test, "triggered_test")}
-    check_ensemble_lineage(ens, sig, NoisePlan.from_dict(noise_plan), clean_test=tests["clean"],
-                           triggered_test=tests["triggered"])
+    check_ensemble_lineage(ens, sig, plan, clean_test=tests["clean"], triggered_test=tests["triggered"])
+    if noise_params is not None:
+        check_plan_parameters(plan, noise_params)
     net = load_member(ens.architecture, ens.in_shape, ens.num_classes, ens.params, 0, resolve_device(device))
     seed = int(noise.auxiliary_plan(noise_plan, ens.method)["test_seeds"][0])
     out = {}
@@ -115,8 +119,8 @@ def compute_cohen_votes(
                                                  n0=n0, num_draws=num_draws, num_classes=ens.num_classes,
                                                  progress=bar.update)
     extra = {"bound": "clopper_pearson", "threat_model": smoothing.THREAT_MODEL}
-    return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint, extra=extra,
-                         **out).to_dict()
+    return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint, extra=extra, **out,
+                         noise_plan=plan.fingerprint, poisoned_train=ens.poisoned_train).to_dict()
 
 
 def certify_cohen(votes: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -130,7 +134,8 @@ def certify_cohen(votes: dict[str, Any], clean_test: dict[str, Any], triggered_t
         df = certify.certify_counts(votes[split]["selection"].numpy(), votes[split]["estimation"].numpy(),
                                     sigma[split].numpy(), labels=data["y"].numpy(), alpha=evaluation["alpha"])
         frames.append(df.assign(split=split)[["split", *df.columns]])
-    return pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
+    table = pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
+    return table.assign(ensemble_fingerprint=str(votes["ensemble"]), sigma_fingerprint=str(sigma["fingerprint"]))
 
 
 def skip_storage_update(certificates: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:

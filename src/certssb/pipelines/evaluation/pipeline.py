@@ -25,7 +25,7 @@ def method_pipeline(method: str = "uniform") -> Pipeline:
     if method in EVASION_METHODS:
         certify = [
             node(compute_cohen_votes, ["ensemble", "clean_test", "triggered_test", "sigma", "noise_plan",
-                                       "params:n0", "params:num_draws", "params:device"],
+                                       "params:n0", "params:num_draws", "params:device", "params:noise"],
                  "votes", name="votes"),
             node(certify_cohen, ["votes", "clean_test", "triggered_test", "sigma", "params:evaluation"],
                  "certificates", name="certify"),
