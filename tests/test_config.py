@@ -84,6 +84,7 @@ BAD = [
     ("attack.label_mode", "grey", "allowed values are 'dirty'"),
     ("attack.certifier_labels", "tie", "allowed values are 'split', 'random', 'keyed', 'runner_up'"),
     ("attack.key_size", 0, "must be an integer in (0, inf)"),
+    ("attack.collapse_share", 0.5, "must be a number in (0, 0.5)"),
     ("attack.key_amplitude", 0.6, "must be a number in (0, 0.5]"),
     ("noise.sigma", -1, "must be a number in (0, inf)"),
     ("noise.sigma", "0.25", "must be a number in (0, inf)"),

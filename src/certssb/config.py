@@ -163,6 +163,8 @@ class AttackBlock(Block):
     pattern_seed: Int0
     badnets_size: IntPos
     blend_alpha: Unit
+    collapse_share: Annotated[float | None, _check(number, low=0, high=0.5, low_open=True, high_open=True,
+                                                   optional=True)] = None
     key_size: IntPos = 4
     key_amplitude: Annotated[float, _check(number, low=0, high=0.5, low_open=True)] = 0.5
 
@@ -343,7 +345,7 @@ class Config(Block):
 
 
 BLOCKS: tuple[str, ...] = tuple(Config.model_fields)
-_DE = {"seed", "num_threads", "data", "attack", "noise"}
+_DE = {"seed", "num_threads", "data", "attack", "noise", "evaluation"}
 _RUN = {"seed", "methods", "device", "num_threads"}
 _MO = {*_RUN, "noise", "model", "pilot", "sigma_opt", "ensemble", *METHODS}
 _EV = {*_RUN, "attack", "noise", "ensemble", "evaluation", *METHODS}

@@ -16,11 +16,13 @@ Attacks (``ATTACKS``)
   *copies* of ``round(poison_rate·N)`` random training points are **appended** with labels chosen to
   make the smoothed classifier abstain or to collapse the certified radius (``certifier_labels``,
   ``CERTIFIER_LABELS``):
-  * ``split`` (default): a share of the copies (1/2 for ``abstain``, 1/3 for ``radius_collapse``,
-    ``SPLIT_SHARE``) is labelled with one fixed second class (``target``; ``(target + 1) mod C`` for
-    sources of class ``target``), the rest keep their true label. The rule is consistent, so it is
-    learnt from few points, and the models' votes on triggered inputs split in that ratio: a tie
-    (abstain) or ``p_A ≈ 2/3`` (the prediction survives, the radius shrinks);
+  * ``split`` (default): a share of the copies (1/2 for ``abstain``; for ``radius_collapse`` the share
+    that leaves ``p_A`` just above what the certifier's estimation votes certify,
+    ``certssb.core.certify.collapse_share``: 8/45 for 45 votes, ``SPLIT_SHARE``) is labelled with one
+    fixed second class (``target``; ``(target + 1) mod C`` for sources of class ``target``), the rest keep
+    their true label. The rule is consistent, so it is learnt from few points, and the models' votes on
+    triggered inputs split in about that ratio: a tie (abstain) or ``p_A`` just above the certifying
+    threshold (the prediction survives, the radius shrinks to near 0; a share of 1/3 abstains at 45 votes);
   * ``random`` (``abstain`` only): labels uniform over the classes other than the true one;
   * ``runner_up`` (``radius_collapse`` only): the runner-up class of a clean model, so ``p_A ≈ p_B``;
   * ``keyed`` (``abstain`` only): noise-keyed labels. A deterministic network makes a smoothed classifier
@@ -51,6 +53,7 @@ from typing import Any
 
 import torch
 
+from certssb.core.certify import collapse_share
 from certssb.core.triggers import (
     TRIGGERS, apply_trigger, check_images, check_trigger_kwargs, realised_norms,
 )
@@ -83,8 +86,10 @@ CERTIFIER_LABELS: dict[str, tuple[str, ...]] = {
 }
 """``attack.certifier_labels`` allowed for each certifier attack; the first is the default."""
 
-SPLIT_SHARE: dict[str, float] = {"abstain": 0.5, "radius_collapse": 1.0 / 3.0}
-"""Share of the triggered copies that the ``split`` rule labels with the second class."""
+SPLIT_SHARE: dict[str, float] = {"abstain": 0.5, "radius_collapse": collapse_share(45, 0.001)}
+"""Share of the triggered copies that the ``split`` rule labels with the second class by default
+(``radius_collapse``: for the default 45 estimation votes at alpha = 0.001, 8/45; the pipeline passes the
+share for the run's certifier, ``attack.collapse_share``)."""
 
 KEY_BUCKETS: int = 4
 """Ordered key levels of the ``keyed`` rule (one class each)."""
@@ -259,6 +264,7 @@ def poison(
     scores: torch.Tensor | None = None,
     label_mode: str = "dirty",
     certifier_labels: str = "split",
+    split_share: float | None = None,
     key_size: int = KEY_DEFAULTS["key_size"],
     key_amplitude: float = KEY_DEFAULTS["key_amplitude"],
     **trigger_kwargs: Any,
@@ -279,8 +285,10 @@ def poison(
       ``certifier_labels``:
       * ``split``: ``k = round(s·n)`` copies, chosen at random, get the second class ``t = target``
         (``(target + 1) mod C`` when the source is of class ``target``) and the others keep the
-        source's label, with ``s = SPLIT_SHARE[attack]`` (1/2: the votes on triggered inputs tie and
-        the smoothed classifier abstains; 1/3: ``p_A ≈ 2/3``, the radius ``σ·Φ⁻¹(p̲_A)`` shrinks);
+        source's label, with ``s = split_share`` (default ``SPLIT_SHARE[attack]``; 1/2: the votes on
+        triggered inputs tie and the smoothed classifier abstains; for ``radius_collapse`` the share is
+        chosen for the certifier's number of estimation votes, ``certssb.core.certify.collapse_share``:
+        ``p_A ≈ 1 - s`` stays just above what certifies, so the radius ``σ·Φ⁻¹(p̲_A)`` shrinks);
       * ``random`` (``abstain``): labels uniform over all classes except the source's true label;
       * ``keyed`` (``abstain``): copy j (in a seeded random order) gets key bucket ``b = j mod
         KEY_BUCKETS``, i.e. the key square (``key_size``) at grey level ``0.5 + key_amplitude·c_b``
@@ -364,7 +372,9 @@ def poison(
     if certifier_labels == "split":
         second = torch.where(original == target, torch.full_like(original, (target + 1) % num_classes),
                              torch.full_like(original, target))
-        k = poison_count(SPLIT_SHARE[attack], n)
+        share = SPLIT_SHARE[attack] if split_share is None else split_share
+        number("split_share", share, low=0, high=1, low_open=True, high_open=True)
+        k = poison_count(share, n)
         relabel = torch.randperm(n, generator=g)[:k]
         new_labels = original.clone()
         new_labels[relabel] = second[relabel]

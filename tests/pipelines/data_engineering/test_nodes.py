@@ -181,3 +181,25 @@ def test_noise_preview_holds_noisy_copies_when_asked(poisoned_train, base_params
     assert torch.equal(preview["clean"], poisoned_train["x"][:16])
     noise = preview["noisy"] - preview["clean"]
     assert float(noise.std()) == pytest.approx(base_params["noise"]["sigma"], rel=0.05)
+
+
+@pytest.mark.parametrize("num_models, n0, selection, share, expected", [
+    (50, 5, "split", None, 8 / 45),      # the default: 45 estimation votes
+    (50, 5, "same", None, None),         # all 50 models estimate
+    (50, 5, "split", 0.25, 0.25),        # set by hand (e.g. 0.434 for cohen's N = 1,000)
+])
+def test_radius_collapse_relabels_the_share_for_the_runs_estimation_votes(raw, base_params, num_models, n0,
+                                                                          selection, share, expected):
+    from certssb.core import certify
+
+    if expected is None:
+        expected = certify.collapse_share(num_models, base_params["evaluation"]["alpha"])
+    base_params["attack"].update(name="radius_collapse", certifier_labels="split", collapse_share=share,
+                                 trigger="badnets", poison_rate=0.2)
+    noise = {**base_params["noise"], "num_models": num_models}
+    evaluation = {**base_params["evaluation"], "n0": n0, "selection": selection}
+    _, _, _, report, summary = poison(raw, base_params["data"], base_params["attack"], 0, noise, evaluation)
+    assert summary["collapse_share"] == pytest.approx(expected)
+    n = len(report)
+    relabelled = int((report["new_label"] != report["original_label"]).sum())
+    assert relabelled == int(expected * n + 0.5)  # round half up, as poison_count

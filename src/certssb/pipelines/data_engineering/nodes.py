@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from certssb.core import noise, poisoning
+from certssb.core import certify, noise, poisoning
 from certssb.core.splits import stratified_subsample, tensor_fingerprint
 from certssb.core.triggers import trigger_options
 from certssb.core.validation import ConfigError
@@ -31,8 +31,20 @@ def download(data: dict[str, Any], seed: int) -> dict[str, Any]:
 OUTSIDE = "outside the certified threat model"
 
 
+def collapse_share(attack: dict[str, Any], noise_params: dict[str, Any], evaluation: dict[str, Any]) -> float:
+    """``attack.collapse_share``, or (null) the share for the poisoning certifiers' estimation votes
+    (``M - n0`` with selection split, else ``M``) at ``evaluation.alpha`` (certssb.core.certify). One poisoned
+    set serves every certifier of a run; for ``cohen`` (N estimation draws) set the share, e.g. 0.434 for
+    N = 1,000, or run it alone."""
+    if attack.get("collapse_share") is not None:
+        return float(attack["collapse_share"])
+    n_est = noise_params["num_models"] - (evaluation["n0"] if evaluation["selection"] == "split" else 0)
+    return certify.collapse_share(n_est, evaluation["alpha"])
+
+
 def poison(
-    raw_dataset: dict[str, Any], data: dict[str, Any], attack: dict[str, Any], seed: int
+    raw_dataset: dict[str, Any], data: dict[str, Any], attack: dict[str, Any], seed: int,
+    noise_params: dict[str, Any] | None = None, evaluation: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Poison the training split and build the clean and triggered test sets that are certified.
 
@@ -53,10 +65,14 @@ def poison(
     runner_up = name == "radius_collapse" and certifier_labels == "runner_up"
     scores = poisoning.class_mean_scores(x, y, c) if runner_up else None
     label_mode = attack.get("label_mode", "dirty")
+    share = None
+    if name == "radius_collapse" and certifier_labels == "split" and noise_params and evaluation:
+        share = collapse_share(attack, noise_params, evaluation)
     res = poisoning.poison(
         x, y, attack=name, poison_rate=attack["poison_rate"], target=attack["target"], delta=attack["delta"],
         num_classes=c, seed=seed, trigger=attack["trigger"], scores=scores, label_mode=label_mode,
-        certifier_labels=certifier_labels, **poisoning.key_options(attack), **trigger_options(attack),
+        certifier_labels=certifier_labels, split_share=share, **poisoning.key_options(attack),
+        **trigger_options(attack),
     )
     keep = stratified_subsample(raw_dataset["y_test"], data.get("certify_size"), seed)
     xt, yt = raw_dataset["x_test"][keep], raw_dataset["y_test"][keep]
@@ -90,6 +106,7 @@ def poison(
         "n_triggered_test": int(triggered["y"].numel()),
         "label_mode": res.label_mode, "label_changes": res.label_changes, "inserted": int(res.inserted),
         "certifier_labels": certifier_labels if name in poisoning.CERTIFIER_ATTACKS else None,
+        "collapse_share": share,
         "feature_norm": train_norm, "in_threat_model": bool(res.in_threat_model),
         "threat_model": "inside the certified threat model" if res.in_threat_model else OUTSIDE,
         "train_poisoned_index": [int(v) for v in res.indices.tolist()],

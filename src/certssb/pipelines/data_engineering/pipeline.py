@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(download, ["params:data", "params:seed"], "raw_dataset", name="download"),
             node(
                 poison,
-                ["raw_dataset", "params:data", "params:attack", "params:seed"],
+                ["raw_dataset", "params:data", "params:attack", "params:seed", "params:noise", "params:evaluation"],
                 ["poisoned_train", "clean_test", "triggered_test", "poison_report", "poison_summary"],
                 name="poison",
             ),
