@@ -117,6 +117,12 @@ def compute_metrics(
                                poison_summary, undefended_metrics, evaluation)
 
 
+def _attack_norm(metrics_: dict[str, Any]) -> float | None:
+    """The attack's joint norm for the figures, only for an attack inside the certified threat model (a radius
+    line beside a dirty-label or inserting attack's norm would read as a certificate against it)."""
+    return metrics_.get("attack_joint_norm") if metrics_.get("attack_in_threat_model") else None
+
+
 def _ceiling(metrics_: dict[str, Any]) -> float | None:
     c = metrics_.get("radius_ceiling_sigma_units")
     return None if c is None else float(c)
@@ -131,7 +137,7 @@ def make_plots(certificates: pd.DataFrame, certificates_updated: pd.DataFrame, s
     name = reporting.method_label(method, sigma0)
     ca = reporting.certified_accuracy_figure(
         certificates, updated=certificates_updated, sigma0=sigma0, ceiling=_ceiling(metrics_),
-        attack_norm=metrics_.get("attack_joint_norm"),
+        attack_norm=_attack_norm(metrics_),
         title=reporting.run_title(f"{name}: certified accuracy", parameters))
     hist = reporting.sigma_histogram(sigma, f"{name}: σ per sample")
     ba = reporting.radius_before_after(certificates, certificates_updated,
@@ -151,7 +157,7 @@ def compare_methods(noise: dict[str, Any], evaluation: dict[str, Any], *per_meth
     fig = reporting.certified_accuracy_figure(
         pd.concat(certs, ignore_index=True), sigma0=sigma0,
         ceiling={m["method"]: _ceiling(m) for m in metrics_ if _ceiling(m) is not None},
-        attack_norm=metrics_[0].get("attack_joint_norm") if metrics_ else None,
+        attack_norm=_attack_norm(metrics_[0]) if metrics_ else None,
         title=reporting.run_title("certified accuracy: uniform σ vs Cert-SSB", parameters))
     return table, fig
 
