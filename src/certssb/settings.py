@@ -1,5 +1,10 @@
 """Project settings (Kedro 1.7)."""
+import os
 import warnings
+
+# MLflow sets up its own INFO-level stream handler when it is imported (after conf/logging.yml was applied),
+# which printed "Creating initial MLflow database tables..." on a first run: conf/logging.yml owns its loggers.
+os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
 # Known, harmless third-party warnings that Kedro would print at every run (settings are imported before the
 # config loader and the pipelines are built); every other warning still shows.
@@ -11,17 +16,21 @@ for _message in (
     warnings.filterwarnings("ignore", message=_message)
 
 from certssb.config import validate
-from certssb.hooks import MlflowArtifactsHook, MlflowRunHook, ResultsTableHook, ValidateParametersHook
+from certssb.hooks import (
+    InputsExistHook, MlflowArtifactsHook, MlflowRunHook, ResultsTableHook, UserErrorRunHook, ValidateParametersHook,
+)
 from certssb.pipelines.study.grid import StudyCellParameters
 from certssb.tracking_uri import ResolveTrackingUriHook
 
 _MLFLOW_RUN = MlflowRunHook()
 HOOKS = (
     ResolveTrackingUriHook(),  # a relative sqlite MLflow URI means <project root>/mlflow.db
+    InputsExistHook(),  # a missing upstream artifact stops the run before anything is written (after params)
     ValidateParametersHook(),  # bad parameters stop the run before anything is written
     StudyCellParameters(validate),  # the study's cells get (and validate) their own parameter blocks
     _MLFLOW_RUN,
     MlflowArtifactsHook(),
+    UserErrorRunHook(_MLFLOW_RUN),  # a run failed on a user error leaves no MLflow run; tags the parent run
     ResultsTableHook(_MLFLOW_RUN),
 )
 

@@ -43,6 +43,21 @@ def run_name(pipelines: Iterable[str], params: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def typed_command(run_params: Mapping[str, Any]) -> str:
+    """The ``kedro run`` command a session's run parameters stand for (when it was not typed: API, notebook)."""
+    bits = ["kedro run"]
+    names = run_params.get("pipeline_names") or []
+    if names:
+        bits.append("--pipelines=" + ",".join(names))
+    if run_params.get("env"):
+        bits.append(f"--env={run_params['env']}")
+    rt = run_params.get("runtime_params") or {}
+    if rt:
+        flat = flatten_blocks(rt, rt.keys()) if isinstance(rt, Mapping) else {}
+        bits.append("--params=" + ",".join(f"{k}={v}" for k, v in flat.items()))
+    return " ".join(bits)
+
+
 def used_blocks(pipeline: Any, fallback: set[str]) -> set[str]:
     """Top-level parameter blocks that the nodes of ``pipeline`` read (``params:noise`` -> ``noise``).
 
