@@ -162,21 +162,38 @@ def compare_methods(noise: dict[str, Any], evaluation: dict[str, Any], *per_meth
     return table, fig
 
 
-def log_mlflow_runs(noise: dict[str, Any], attack: dict[str, Any], *per_method: Any, name_suffix: str = "") -> dict[str, Any]:
-    """One nested MLflow run per method, named ``<method>``, under the kedro-mlflow run (certssb.tracking).
+CONFIG_BLOCKS = ("seed", "data", "attack", "noise", "model", "pilot", "sigma_opt", "ensemble", "evaluation")
+"""The parameter blocks every method's MLflow run carries (each method's own block is added to its run)."""
+METHOD_ONLY_BLOCKS = {"pilot", "sigma_opt"}  # Cert-SSB's sigma optimisation: not part of the other methods' runs
+SIGMA_METHODS = ("cert_ssb",)
 
-    ``per_method`` is (metrics, certified_accuracy, sigma) for each method in turn. The nested run logs the
-    params ``method`` and ``sigma0`` (the parent holds every parameter block, once), the metrics with
-    dot-free names and the method's sigma statistics (``sigma_{train,test}_{mean,min,max}``).
+
+def log_mlflow_runs(*inputs: Any, name_suffix: str = "") -> dict[str, Any]:
+    """One nested MLflow run per method under the kedro-mlflow run (certssb.tracking.log_method_run).
+
+    ``inputs``: the blocks of :data:`CONFIG_BLOCKS`, then each method's own block (``params:<method>``, in
+    ``certssb.config.METHODS`` order), then (metrics, certified_accuracy, sigma) for each method in turn.
+    Each nested run logs the configuration that made it (the shared blocks, its own block, and ``pilot`` /
+    ``sigma_opt`` for Cert-SSB only), the metrics with dot-free names and its sigma statistics.
     """
     import mlflow
 
+    from certssb.config import METHODS
+
+    n = len(CONFIG_BLOCKS)
+    shared = dict(zip(CONFIG_BLOCKS, inputs[:n]))
+    own = dict(zip(METHODS, inputs[n:n + len(METHODS)]))
+    per_method = inputs[n + len(METHODS):]
+    noise, attack = shared["noise"], shared["attack"]
     runs = {}
     parent = mlflow.active_run()
     tags = {"certssb.attack": str(attack["name"]), "certssb.sigma0": f"{noise['sigma']:g}"}
     for metrics_, table, sigma in zip(per_method[0::3], per_method[1::3], per_method[2::3]):
         method = metrics_["method"]
+        config = {k: v for k, v in shared.items() if k not in METHOD_ONLY_BLOCKS or method in SIGMA_METHODS}
+        if own.get(method) is not None:
+            config[method] = own[method]
         runs[method] = tracking.log_method_run(method, metrics_, table, sigma, sigma0=noise["sigma"], tags=tags,
-                                               name_suffix=name_suffix)
+                                               name_suffix=name_suffix, config=config)
     return {"parent_run_id": parent.info.run_id if parent else None,
             "parent_run_name": parent.info.run_name if parent else None, "runs": runs}

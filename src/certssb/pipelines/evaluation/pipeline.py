@@ -8,7 +8,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from certssb.config import METHODS
 
 from .nodes import (
-    certify_samples, compare_methods, compute_metrics, compute_votes, evaluate_undefended, log_mlflow_runs,
+    CONFIG_BLOCKS, certify_samples, compare_methods, compute_metrics, compute_votes, evaluate_undefended, log_mlflow_runs,
     make_plots, storage_update,
 )
 
@@ -52,7 +52,7 @@ def create_pipeline(**kwargs) -> Pipeline:
              ["certified_accuracy", "comparison_plot"],
              name="compare_methods"),
         node(log_mlflow_runs,
-             ["params:noise", "params:attack"]
+             [f"params:{b}" for b in CONFIG_BLOCKS] + [f"params:{m}" for m in METHODS]
              + [x for m in METHODS for x in (f"{m}.metrics", f"{m}.certified_accuracy", f"{m}.sigma")],
              "mlflow_runs", name="log_mlflow_runs"),
     ])
