@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from certssb.reporting import COLOURS, method_label
+from certssb.reporting import colour, method_label
 
 
 def _rate_ticks(ax, rates: Sequence[float], *, percent: bool) -> None:
@@ -34,11 +34,15 @@ def strength_figure(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9
         for j, trig in enumerate(triggers):
             ax = axes[i, j]
             g = table[(table["trigger"] == trig) & (table["label_mode"] == mode)]
+            seen: dict[tuple, str] = {}  # a series identical to an earlier one would hide under it: say so
             for (e, d), h in g.groupby(["epochs", "delta"]):
                 h = h.sort_values("poison_rate")
                 label = f"{e} ep" + (f", δ={d:g}" if len(set(g["delta"])) > 1 else "")
-                ax.plot(h["poison_rate"], h["attack_success_rate"], "-", color=cmap[(int(e), float(d))], lw=1.3,
-                        label=label)
+                key = tuple(zip(h["poison_rate"].round(9), h["attack_success_rate"].round(6)))
+                under = seen.setdefault(key, label)
+                ls = "-" if under == label else (0, (3, 3))
+                ax.plot(h["poison_rate"], h["attack_success_rate"], ls=ls, color=cmap[(int(e), float(d))], lw=1.3,
+                        label=label if under == label else f"{label} (same as {under}, overlaps)")
                 ok = h["clean_drop"] <= max_clean_drop
                 ax.scatter(h["poison_rate"][ok], h["attack_success_rate"][ok], color=cmap[(int(e), float(d))], s=14)
                 ax.scatter(h["poison_rate"][~ok], h["attack_success_rate"][~ok], facecolors="none",
@@ -92,7 +96,8 @@ def rate_figure(summary: pd.DataFrame) -> Figure:
             for (method, sg), h in g.groupby(["method", "sigma"], sort=False):
                 h = h.sort_values("rate")
                 k = sorted(set(g["sigma"])).index(sg) % len(styles)
-                ax.plot(100 * h["rate"], h[col], styles[k], marker="o", ms=3, color=COLOURS.get(method),
+                ax.plot(100 * h["rate"], h[col], styles[k], marker="o", ms=3,
+                        color=colour(method, list(dict.fromkeys(g["method"]))),
                         label=f"{method_label(method)}, σ₀={sg:g}")
             _rate_ticks(ax, sorted(set(g["rate"])), percent=True)
             ax.set_title(f"{attack}: {title}", fontsize=8)

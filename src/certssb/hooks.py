@@ -97,7 +97,8 @@ class ResultsTableHook:
             if self._mlflow is not None and self._mlflow.run_id:
                 footer.append(f"MLflow run: {self._mlflow.run_name} ({self._mlflow.run_id}); "
                               "open with: mlflow ui --backend-store-uri sqlite:///mlflow.db")
-            console.render(per_method, undefended, console.pick_radii(radii), footer)
+            columns = console.reach_radii(radii, console.ceiling_radius(per_method))
+            console.render(per_method, undefended, columns, footer)
         except Exception as exc:  # noqa: BLE001 - a summary must never fail a finished run
             log.warning("could not print the results table: %s", exc)
 

@@ -12,6 +12,7 @@ for _message in (
     r".*register_new_resolver\(\) is deprecated",  # omegaconf, called by kedro and kedro-mlflow
     r".*One or more dataset names contain '\.'",  # kedro: namespaced names (uniform.sigma, study.<cell>.*)
     r".*Support for class-based `config` is deprecated",  # pydantic, kedro-mlflow's config classes
+    r"(?s).*Add type hints to the `predict` method",  # mlflow.pyfunc (ANSI-coloured), on import by kedro-mlflow
 ):
     warnings.filterwarnings("ignore", message=_message)
 

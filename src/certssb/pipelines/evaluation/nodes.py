@@ -86,9 +86,20 @@ def storage_update(certificates: pd.DataFrame, clean_test: dict[str, Any], trigg
                    evaluation: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Cert-SSB's storage update over ONE memory for the clean and triggered inputs, on the sound ``radius``
     (:func:`certssb.core.storage.update_certificates`)."""
-    return storage.update_certificates(certificates, clean_test["x"], triggered_test["x"],
-                                       rule=evaluation.get("storage_rule", "trim"),
-                                       seed=evaluation["storage_order_seed"], radii=evaluation["radii"])
+    updated, report = storage.update_certificates(certificates, clean_test["x"], triggered_test["x"],
+                                                  rule=evaluation.get("storage_rule", "trim"),
+                                                  seed=evaluation["storage_order_seed"], radii=evaluation["radii"])
+    log.info("%s: %s", certificates["method"].iloc[0] if len(certificates) else "?", storage_line(report))
+    return updated, report
+
+
+def storage_line(report: dict[str, Any]) -> str:
+    """One line for the storage update: what it changed (or that it changed nothing), and the overlaps."""
+    a = report.get("all", {})
+    changed = {k: a.get(k, 0) for k in ("trim", "zeroed", "align") if a.get(k, 0)}
+    what = ", ".join(f"{n} {reporting.ACTION_STYLE[k][1]}" for k, n in changed.items()) or "no certificate changed"
+    return (f"storage update ({report.get('rule', '?')} rule): {what}; overlapping pairs "
+            f"{a.get('overlapping_pairs_before', 0)} -> {a.get('overlapping_pairs_after', 0)}")
 
 
 def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -103,7 +114,9 @@ def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, 
     out = {"clean_accuracy": metrics.clean_accuracy(pc, clean_test["y"].numpy()),
            "triggered_accuracy": metrics.clean_accuracy(pt, triggered_test["y"].numpy()),
            "attack_success_rate": summary.triggered_asr(pt, triggered_test)}
-    log.info("undefended model: %s", out)
+    log.info("undefended model: clean accuracy %.3f, triggered accuracy %.3f, ASR %s", out["clean_accuracy"],
+             out["triggered_accuracy"], "–" if out["attack_success_rate"] is None else
+             f"{out['attack_success_rate']:.3f}")
     return out
 
 
