@@ -25,7 +25,10 @@ from typing import Any, NoReturn
 import click
 from kedro.framework.cli.project import run as _kedro_run
 
+from certssb.console import quiet
 from certssb.core.validation import ConfigError
+
+quiet()  # Kedro imports this module at start-up, after conf/logging.yml and before its plugins' hooks
 
 EXIT_CONFIG_ERROR = 2
 TRACEBACK_ENV = "CERTSSB_TRACEBACK"

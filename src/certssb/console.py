@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kedro.logging import RichHandler
+from rich.logging import RichHandler
 
 LABELS = {"uniform": "uniform σ", "cert_ssb": "Cert-SSB"}
 
@@ -137,7 +137,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class QuietWarnings(logging.Filter):
-    """conf/logging.yml's filter on ``py.warnings``: drops third-party warnings that tell a user nothing
+    """The filter of :class:`LogHandler` (conf/logging.yml's handler): drops third-party warnings that tell a user nothing
     (:data:`HARMLESS`) and strips ANSI colour codes from the others (mlflow colours its own)."""
 
     HARMLESS = (
@@ -156,11 +156,18 @@ class QuietWarnings(logging.Filter):
         return True
 
 
-class LogHandler(RichHandler):
-    """Kedro's rich handler, 160 columns wide when the output is not a terminal (a file, a pipe, CI): rich's
-    default of 80 wrapped every log line in two or three."""
+def quiet() -> None:
+    """What conf/logging.yml cannot say (Kedro refuses custom filter and handler classes there): the root
+    handlers drop :data:`QuietWarnings.HARMLESS` warnings and strip ANSI codes, and a rich handler writing to
+    a file or a pipe is 160 columns wide (rich's default of 80 wrapped each log line in two or three). The
+    same warnings are also ignored at the source (``warnings.filterwarnings``). Idempotent."""
+    import warnings
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if not self.console.is_terminal:
-            self.console.width = 160
+    for text in QuietWarnings.HARMLESS:
+        warnings.filterwarnings("ignore", message=r"(?s).*" + re.escape(text))
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, QuietWarnings) for f in handler.filters):
+            handler.addFilter(QuietWarnings())
+        console = getattr(handler, "console", None)
+        if isinstance(handler, RichHandler) and console is not None and not console.is_terminal:
+            console.width = max(console.width, 160)

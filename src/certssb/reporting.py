@@ -7,6 +7,10 @@ steps), never as lines between grid radii.
 
 No backend is chosen here: Kedro's ``MatplotlibDataset`` and ``Figure.savefig`` save without one, and a
 notebook keeps its inline backend (``matplotlib.use("Agg")`` at import broke ``%reload_kedro``).
+
+Length: a little over 350 lines, because the figures of one run share the step curve, the colours and the
+labels (ceiling, published radius) that must read the same in each; the sweeps' figures are in
+:mod:`certssb.attack_figures`.
 """
 from __future__ import annotations
 

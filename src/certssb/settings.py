@@ -16,6 +16,11 @@ for _message in (
 ):
     warnings.filterwarnings("ignore", message=_message)
 
+from certssb.console import quiet
+
+quiet()  # the root log handlers drop harmless third-party warnings (and their ANSI codes) from here on: this
+#          module is imported before Kedro loads its plugins (kedro-mlflow warns on import)
+
 from certssb.config import validate
 from certssb.hooks import (
     InputsExistHook, MlflowArtifactsHook, MlflowRunHook, ResultsTableHook, UserErrorRunHook, ValidateParametersHook,
