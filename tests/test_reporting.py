@@ -164,7 +164,7 @@ def test_sigma_histogram_shows_fractions():
 
 def test_storage_figure_says_so_when_nothing_changed(certs):
     fig = reporting.radius_before_after(certs, certs.assign(action="none"), "storage")
-    assert fig.get_axes() == [] and "changed no certificate" in fig.texts[0].get_text()
+    assert fig.get_axes() == [] and "no certificate changed" in fig.texts[0].get_text()
 
 
 def test_study_figure_one_legend_outside_distinct_colours(certs):

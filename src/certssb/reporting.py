@@ -270,7 +270,7 @@ def radius_before_after(before: pd.DataFrame, after: pd.DataFrame, title: str) -
     rb, ra = before["radius"].to_numpy(np.float64), after["radius"].to_numpy(np.float64)
     if np.isin(actions, ("none", "abstain")).all() and np.allclose(rb, ra):  # nothing to see: say so, no scatter
         fig = Figure(figsize=(5.2, 1.2))
-        fig.text(0.5, 0.5, f"{title}:\nthe storage update changed no certificate ({len(after)} test samples)",
+        fig.text(0.5, 0.5, f"{title}:\nno certificate changed (none trimmed or relabelled; {len(after)} test samples)",
                  ha="center", va="center", fontsize=9)
         return fig
     fig = Figure(figsize=(5.2, 5))

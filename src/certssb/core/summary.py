@@ -173,13 +173,12 @@ def run_summary(
         pre = "" if split == "clean" else "trig_"
         for r, v in zip(radii, _curve(table, split, "storage_updated")):
             m[f"cert_acc_{pre}updated_{metrics.radius_key(r)}"] = float(v)
-    k0, k050 = metrics.radius_key(0.0), metrics.radius_key(0.5)
+    k0 = metrics.radius_key(0.0)
     asr = m["attack_success_rate"]
-    log.info("%s: clean accuracy %.3f, ASR %s, cert acc r=0 %.3f / r=0.5 %.3f (triggered %.3f / %.3f), abstain %.3f; "
-             "attack %s", method, m["clean_accuracy"], "–" if asr is None else f"{asr:.3f}",
-             m.get(f"cert_acc_{k0}", float("nan")), m.get(f"cert_acc_{k050}", float("nan")),
-             m.get(f"cert_acc_trig_{k0}", float("nan")), m.get(f"cert_acc_trig_{k050}", float("nan")),
-             m["abstain_rate"], "in the threat model" if m["attack_in_threat_model"] else OUTSIDE)
+    log.info("%s: clean accuracy %.3f, ASR %s, cert acc r=0 %.3f (triggered %.3f), abstain %.3f; attack %s", method,
+             m["clean_accuracy"], "–" if asr is None else f"{asr:.3f}", m.get(f"cert_acc_{k0}", float("nan")),
+             m.get(f"cert_acc_trig_{k0}", float("nan")), m["abstain_rate"],
+             "in the threat model" if m["attack_in_threat_model"] else OUTSIDE)
     return table, m
 
 
