@@ -91,27 +91,30 @@ def check_pipelines(names: list[str] | None, registered: list[str]) -> None:
 
 
 class _DropUserErrorLogs(logging.Filter):
-    """Kedro logs a failing node's exception before re-raising it; a user error is printed once, by the CLI."""
+    """Kedro logs a failing node's exception (and "No nodes ran ...") before re-raising it; a user error is
+    printed once, by the CLI. The exception being handled when the record is made tells which it is."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if user_error(exc) is not None:
-            return False
-        msg = record.getMessage()
-        return not (record.levelno >= logging.WARNING and record.name.startswith("kedro")
-                    and _has_user_error_text(msg))
+        import sys
+
+        exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        if exc is None or not record.name.startswith(("kedro", "certssb")):
+            return True
+        return user_error(exc) is None and not _is_load_error(exc)
+
+
+def _is_load_error(exc: BaseException) -> bool:
+    """A dataset that could not be loaded (reported as a corrupt artifact by ``certssb.hooks``)."""
+    from kedro.io.core import DatasetError
+
+    return isinstance(exc, DatasetError)
 
 
 _PENDING: list[str] = []  # messages of user errors raised during this run (set by the hooks)
 
 
-def _has_user_error_text(msg: str) -> bool:
-    return any(m and m in msg for m in _PENDING) or "There are " in msg and "nodes that have not run" in msg \
-        and bool(_PENDING)
-
-
 def note_user_error(message: str) -> None:
-    """Called by the hooks when a run failed on a user error: its log lines are dropped, the CLI prints it."""
+    """Called by the hooks when a run failed on a user error (the CLI prints it once)."""
     _PENDING.append(message)
 
 
