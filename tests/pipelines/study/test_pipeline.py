@@ -69,6 +69,12 @@ def test_study_grid_runs_and_logs_each_cell(project):
     exp = client.get_experiment_by_name("certssb")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`certssb.attack` = 'abstain'")
     assert len(runs) == 4  # 2 methods x 2 sigmas
+    assert "mnist_embedded · abstain 1% · σ₀=0.5 · cert_ssb" in {r.info.run_name for r in runs}
+    assert {r.data.params["attack.poison_rate"] for r in runs} == {"0.01"}  # each cell's own configuration
+    # both attacks lie outside the certified threat model (dirty labels, inserted copies): the flag travels
+    # with the numbers and no reach metric is there to read as "certified against it"
+    assert "attack_in_threat_model" in summary.columns and not summary["attack_in_threat_model"].any()
+    assert not {"attack_norm_covered", "attack_points_covered", "certificate_covers_test_trigger"} & set(summary)
 
 
 def test_study_refuses_a_bad_grid_before_running(project):
