@@ -310,7 +310,8 @@ def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *
     nrows = -(-len(panels) // ncols)
     height = 2.9 * nrows + 0.6
     methods = list(dict.fromkeys(certs["method"]))
-    fig = Figure(figsize=(3.6 * ncols + 2.6, height))
+    legend_w = 3.7  # inches to the right of the panels for the one legend
+    fig = Figure(figsize=(3.6 * ncols + legend_w, height))
     grid = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
     for ax in grid.flat[len(panels):]:
         ax.set_visible(False)
@@ -358,6 +359,6 @@ def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *
     if parameters is not None:
         title = run_title(title, {**parameters, "noise": {**parameters.get("noise", {}), "sigma": None}})
     fig.suptitle(title, fontsize=10)
-    right = 1 - 2.6 / (3.6 * ncols + 2.6)
+    right = 1 - legend_w / (3.6 * ncols + legend_w)
     fig.tight_layout(rect=(0, 0, right, 1 - 0.45 / height))  # room for the legend and the title
     return fig
