@@ -13,6 +13,23 @@ from certssb.config import deep_update
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _mlflow_outside_the_project(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """No test writes into the project's mlflow.db or ./mlruns: a temporary tracking database and artifact
+    root for every MLflow client the tests create (MLflow's default artifact root is ./mlruns of the working
+    directory; ``_MLFLOW_SERVER_ARTIFACT_ROOT`` is what it reads instead)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "_MLFLOW_SERVER_ARTIFACT_ROOT")}
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = str(root / "mlruns")
+    yield root
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
 # Tiny parameters: every pipeline end to end in seconds on 2 CPU cores.
 TINY: dict[str, Any] = {
     "data": {"max_train": 300, "max_test": 100, "certify_size": 40},

@@ -159,7 +159,8 @@ def test_mlflow_runs_params_once_filterable_metrics_and_runs_table(tmp_path, mon
     assert [r.info.run_name for r in hits] == ["cert_ssb"]
     nested = hits[0]
     assert nested.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert nested.data.params == {"method": "cert_ssb", "sigma0": "0.25"}
+    assert nested.data.params == {"method": "cert_ssb", "sigma0": "0.25", "attack_in_threat_model": "True"}
+    assert nested.data.tags["certssb.attack_in_threat_model"] == "True"
     assert nested.data.metrics["sigma_train_max"] == pytest.approx(0.25)
     assert all("." not in k for k in nested.data.metrics)
     assert client.get_experiment(exp.experiment_id).tags[tracking.EXPERIMENT_KIND_TAG] == tracking.RUNS_TABLE_KIND

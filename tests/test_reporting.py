@@ -153,3 +153,61 @@ def test_sigma_increase_panels_draw_one_panel_per_source_on_a_shared_axis():
     assert len(axes) == 2 and axes[0].get_xlim() == axes[1].get_xlim()
     labels = [t.get_text() for t in axes[1].get_legend().get_texts()]
     assert labels == ["test: mean +0.148, max +0.175 (n = 3)"]
+
+
+def test_the_ceiling_is_labelled_for_the_sound_radius_only(certs):
+    fig = reporting.certified_accuracy_figure(certs, sigma0=0.25, ceiling=1.07)
+    labels = [ln.get_label() for ax in fig.get_axes() for ln in ax.get_lines()]
+    ceil = [lb for lb in labels if "ceiling" in lb]
+    assert ceil and all(lb.startswith("ceiling of the sound radius (not of the published one)") for lb in ceil)
+    uni = reporting.certified_accuracy_figure(certs[certs.method == "uniform"], sigma0=0.25, ceiling=1.07)
+    assert "ceiling of the sound radius: r = 0.268" in [ln.get_label() for ln in uni.get_axes()[0].get_lines()]
+
+
+def test_sigma_histogram_shows_fractions():
+    rng = np.random.default_rng(1)
+    fig = reporting.sigma_histogram({"train": rng.uniform(0.25, 0.26, 1000), "clean": rng.uniform(0.25, 0.5, 40)},
+                                    "σ")
+    ax = fig.get_axes()[0]
+    heights = [p.get_path().vertices[:, 1].max() for p in ax.patches]
+    assert max(heights) <= 1.0 and ax.get_ylim()[1] <= 1.1  # a density of a narrow range would reach ~100
+    assert "fraction" in ax.get_ylabel()
+
+
+def test_storage_figure_says_so_when_nothing_changed(certs):
+    fig = reporting.radius_before_after(certs, certs.assign(action="none"), "storage")
+    assert fig.get_axes() == [] and "no certificate changed" in fig.texts[0].get_text()
+
+
+def test_study_figure_one_legend_outside_distinct_colours(certs):
+    c = certs.assign(attack="badnets", cell_sigma=0.25)
+    fig = reporting.study_figure(c, ["badnets"], [0.25], ceilings={("badnets", 0.25, "uniform"): 1.07})
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.get_axes())
+    ax = fig.get_axes()[0]
+    by = {}
+    for ln in ax.get_lines():
+        by.setdefault((ln.get_color(), ln.get_linestyle()), 0)
+        by[(ln.get_color(), ln.get_linestyle())] += 1
+    # clean/triggered x uniform/Cert-SSB: four colours for the sound radius, each drawn once
+    assert sum(1 for (_, ls) in by if ls == "-") == 4 and all(n == 1 for (_, ls), n in by.items() if ls == "-")
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("as published" in t for t in texts) and any("ceiling of the sound radius" in t for t in texts)
+    assert reporting.colour("cohen") != reporting.colour("uniform") != reporting.colour("cert_ssb")
+
+
+def test_attack_norm_only_for_in_model_attacks():
+    from certssb.pipelines.evaluation.nodes import _attack_norm
+
+    assert _attack_norm({"attack_joint_norm": 2.0, "attack_in_threat_model": False}) is None
+    assert _attack_norm({"attack_joint_norm": 2.0, "attack_in_threat_model": True}) == 2.0
+
+
+def test_strength_figure_notes_a_series_hidden_under_another():
+    from certssb.attack_figures import strength_figure
+
+    rows = [{"trigger": "onepixel", "label_mode": "dirty", "epochs": e, "delta": 1.0, "poison_rate": r,
+             "attack_success_rate": 0.02, "clean_drop": 0.0, "trigger_norm": 1.0}
+            for e in (4, 8) for r in (0.01, 0.02)]
+    fig = strength_figure(pd.DataFrame(rows))
+    labels = [ln.get_label() for ln in fig.get_axes()[0].get_lines()]
+    assert "8 ep (same as 4 ep, overlaps)" in labels and "4 ep" in labels

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from certssb.reporting import COLOURS, method_label
+from certssb.reporting import colour, method_label
 
 
 def _rate_ticks(ax, rates: Sequence[float], *, percent: bool) -> None:
@@ -34,11 +34,15 @@ def strength_figure(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9
         for j, trig in enumerate(triggers):
             ax = axes[i, j]
             g = table[(table["trigger"] == trig) & (table["label_mode"] == mode)]
+            seen: dict[tuple, str] = {}  # a series identical to an earlier one would hide under it: say so
             for (e, d), h in g.groupby(["epochs", "delta"]):
                 h = h.sort_values("poison_rate")
                 label = f"{e} ep" + (f", δ={d:g}" if len(set(g["delta"])) > 1 else "")
-                ax.plot(h["poison_rate"], h["attack_success_rate"], "-", color=cmap[(int(e), float(d))], lw=1.3,
-                        label=label)
+                key = tuple(zip(h["poison_rate"].round(9), h["attack_success_rate"].round(6)))
+                under = seen.setdefault(key, label)
+                ls = "-" if under == label else (0, (3, 3))
+                ax.plot(h["poison_rate"], h["attack_success_rate"], ls=ls, color=cmap[(int(e), float(d))], lw=1.3,
+                        label=label if under == label else f"{label} (same as {under}, overlaps)")
                 ok = h["clean_drop"] <= max_clean_drop
                 ax.scatter(h["poison_rate"][ok], h["attack_success_rate"][ok], color=cmap[(int(e), float(d))], s=14)
                 ax.scatter(h["poison_rate"][~ok], h["attack_success_rate"][~ok], facecolors="none",
@@ -77,8 +81,9 @@ points."""
 def rate_figure(summary: pd.DataFrame) -> Figure:
     """The certifier attacks against the poison rate (Lorenz et al.'s curves): one row per attack with a rate,
     one column per metric of :data:`RATE_PANELS` (triggered abstain rate, certified-accuracy drop clean ->
-    triggered at r = 0 and 0.25, clean accuracy), methods in colour, one line per sigma_0. Cells without a
-    rate are left out; with none at all the figure says so."""
+    triggered at r = 0 and 0.25, clean accuracy), methods in colour, one line per sigma_0: the mean over the
+    seeds of ``study.seeds`` with a +-1 standard-deviation band when there are several (one seed: the value,
+    no band). Cells without a rate are left out; with none at all the figure says so."""
     rated = summary[summary["rate"].notna()] if "rate" in summary.columns else summary.iloc[0:0]
     attacks = list(dict.fromkeys(rated["attack"])) or ["(no cell with a poison rate)"]
     panels = [p for p in RATE_PANELS if p[0] in rated.columns] or list(RATE_PANELS[:1])
@@ -90,10 +95,17 @@ def rate_figure(summary: pd.DataFrame) -> Figure:
         for j, (col, title) in enumerate(panels):
             ax = axes[i, j]
             for (method, sg), h in g.groupby(["method", "sigma"], sort=False):
-                h = h.sort_values("rate")
+                # one point per rate: the mean over the seeds (study.seeds), and a +-1 std band when > 1 seed
+                agg = h.groupby("rate")[col].agg(["mean", "std", "count"]).reset_index().sort_values("rate")
                 k = sorted(set(g["sigma"])).index(sg) % len(styles)
-                ax.plot(100 * h["rate"], h[col], styles[k], marker="o", ms=3, color=COLOURS.get(method),
-                        label=f"{method_label(method)}, σ₀={sg:g}")
+                c = colour(method, list(dict.fromkeys(g["method"])))
+                n = int(agg["count"].max())
+                ax.plot(100 * agg["rate"], agg["mean"], styles[k], marker="o", ms=3, color=c,
+                        label=f"{method_label(method)}, σ₀={sg:g}" + (f" (mean ± std, {n} seeds)" if n > 1 else ""))
+                if n > 1:
+                    spread = agg["std"].fillna(0.0)
+                    ax.fill_between(100 * agg["rate"], agg["mean"] - spread, agg["mean"] + spread, color=c,
+                                    alpha=0.2, lw=0)
             _rate_ticks(ax, sorted(set(g["rate"])), percent=True)
             ax.set_title(f"{attack}: {title}", fontsize=8)
             ax.grid(alpha=0.3)

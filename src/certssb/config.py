@@ -253,6 +253,7 @@ class StudyBlock(Block):
     certifier_attack_rate: Unit
     certifier_trigger: Annotated[str, _one_of(TRIGGERS)]
     rates: Annotated[list[float] | None, _each(number, low=0, high=1, low_open=True, optional=True)] = None
+    seeds: Annotated[list[int] | None, _each(number, low=0, integer=True, optional=True)] = None
     quick: Flag = False
     quick_overrides: dict[str, Any] = {}
 

@@ -1,14 +1,20 @@
 """The results table printed at the end of ``kedro run`` (``certssb.hooks.ResultsTableHook``).
 
-One row per method: clean accuracy, attack success rate of the smoothed ensemble and of the undefended
-model, certified accuracy at three radii of the grid on the sound ``radius`` (for Cert-SSB the published
-radius's value beside it, labelled "pub."), the abstain rate; below it, where the artifacts and the MLflow
-run are. Read from the catalog's ``{method}.metrics`` and ``undefended_metrics`` after the run.
+One row per method (every method the run evaluated): clean accuracy, attack success rate of the smoothed
+ensemble and of the undefended model, certified accuracy on the sound ``radius`` at r = 0 and at grid radii
+the certificate can reach (below the bound's ceiling, :func:`reach_radii`; for Cert-SSB the published
+radius's value beside it, labelled "pub."), the abstain rate; below it the ceiling, whether the attack lies
+inside the certified threat model, where the artifacts and the MLflow run are. Read from the catalog's
+``{method}.metrics`` and ``undefended_metrics`` after the run.
 """
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from rich.logging import RichHandler
 
 LABELS = {"uniform": "uniform σ", "cert_ssb": "Cert-SSB", "cohen": "Cohen et al. (evasion)"}
 
@@ -28,6 +34,24 @@ def pick_radii(radii: Sequence[float], k: int = 3) -> list[float]:
         best = min((r for r in nonzero if r not in out), key=lambda r: abs(r - target))
         out.append(best)
     return sorted(out)
+
+
+def ceiling_radius(method_metrics: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """The largest sound radius any method of the run can certify: the bound's ceiling in sigma units times
+    the smallest training sigma (the sound radius scales with ``sigma_min``), the largest over the methods."""
+    out = []
+    for m in method_metrics.values():
+        c, s = m.get("radius_ceiling_sigma_units"), m.get("sigma_train_min")
+        if c is not None and s is not None:
+            out.append(float(c) * float(s))
+    return max(out) if out else None
+
+
+def reach_radii(radii: Sequence[float], ceiling: float | None, k: int = 3) -> list[float]:
+    """r = 0 and up to ``k`` grid radii below ``ceiling`` (:func:`pick_radii`); columns above the ceiling
+    would be 0 for every method by construction."""
+    below = [r for r in radii if r > 0 and (ceiling is None or r < ceiling)]
+    return [0.0, *pick_radii(below, k)]
 
 
 def _fmt(v: Any) -> str:
@@ -61,6 +85,22 @@ def rows(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[st
     return header, body
 
 
+def notes(method_metrics: Mapping[str, Mapping[str, Any]], radii: Sequence[float]) -> list[str]:
+    """The lines under the table: the bound's ceiling, and whether the attack lies in the threat model."""
+    out = []
+    ceiling = ceiling_radius(method_metrics)
+    if ceiling is not None:
+        out.append(f"ceiling of the bound: no sound radius exceeds r = {ceiling:.3f} (radii shown: r = 0 and grid "
+                   "radii below it)")
+    inside = {m.get("attack_in_threat_model") for m in method_metrics.values()} - {None}
+    if inside == {False}:
+        out.append("attack: outside the certified threat model (labels changed or points inserted): no "
+                   "radius above certifies against it")
+    elif inside == {True}:
+        out.append("attack: inside the certified threat model (label-preserving feature perturbation)")
+    return out
+
+
 def render(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[str, Any] | None,
            radii: Sequence[float], footer: Sequence[str] = ()) -> None:
     """Print the table with rich (plain text when rich is missing)."""
@@ -76,12 +116,14 @@ def render(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[
         from rich.table import Table
     except ImportError:  # pragma: no cover - rich ships with Kedro
         print(title)
+        footer = [*notes(method_metrics, radii), *footer]
         print(" | ".join(header))
         for r in body:
             print(" | ".join(r))
         for line in footer:
             print(line)
         return
+    footer = [*notes(method_metrics, radii), *footer]
     table = Table(title=title, title_justify="left")
     for i, h in enumerate(header):
         table.add_column(h, justify="left" if i == 0 else "right")
@@ -93,3 +135,43 @@ def render(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[
     console.print(table)
     for line in footer:
         console.print(line, highlight=False, soft_wrap=True)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class QuietWarnings(logging.Filter):
+    """The filter of :class:`LogHandler` (conf/logging.yml's handler): drops third-party warnings that tell a user nothing
+    (:data:`HARMLESS`) and strips ANSI colour codes from the others (mlflow colours its own)."""
+
+    HARMLESS = (
+        "Add type hints to the `predict` method",  # mlflow.pyfunc, on import by kedro-mlflow
+        "register_new_resolver() is deprecated",  # omegaconf, called by kedro and kedro-mlflow
+        "dataset names contain '.'",  # kedro: namespaced names (uniform.sigma, study.<cell>.*)
+        "class-based `config` is deprecated",  # pydantic, kedro-mlflow's config classes
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(h in text for h in self.HARMLESS):
+            return False
+        if "\x1b[" in text:
+            record.msg, record.args = _ANSI.sub("", text), None
+        return True
+
+
+def quiet() -> None:
+    """What conf/logging.yml cannot say (Kedro refuses custom filter and handler classes there): the root
+    handlers drop :data:`QuietWarnings.HARMLESS` warnings and strip ANSI codes, and a rich handler writing to
+    a file or a pipe is 160 columns wide (rich's default of 80 wrapped each log line in two or three). The
+    same warnings are also ignored at the source (``warnings.filterwarnings``). Idempotent."""
+    import warnings
+
+    for text in QuietWarnings.HARMLESS:
+        warnings.filterwarnings("ignore", message=r"(?s).*" + re.escape(text))
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, QuietWarnings) for f in handler.filters):
+            handler.addFilter(QuietWarnings())
+        console = getattr(handler, "console", None)
+        if isinstance(handler, RichHandler) and console is not None and not console.is_terminal:
+            console.width = max(console.width, 160)

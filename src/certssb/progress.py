@@ -13,16 +13,16 @@ log = logging.getLogger("certssb.progress")
 
 
 class _LogBar:
-    """Logs ``desc: n/total`` at most every ``interval`` seconds and once at the end."""
+    """Logs ``desc: n/total`` at most every ``interval`` seconds while unfinished, and one final line."""
 
-    def __init__(self, total: int, desc: str, interval: float = 10.0) -> None:
+    def __init__(self, total: int, desc: str, interval: float = 30.0) -> None:
         self.total, self.desc, self.interval, self.n = total, desc, interval, 0
         self._t0 = self._last = time.monotonic()
 
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
-        if now - self._last >= self.interval:
+        if now - self._last >= self.interval and self.n < self.total:  # the last step: close() says it
             self._last = now
             log.info("%s: %d/%d (%.0f s)", self.desc, self.n, self.total, now - self._t0)
 

@@ -7,6 +7,10 @@ steps), never as lines between grid radii.
 
 No backend is chosen here: Kedro's ``MatplotlibDataset`` and ``Figure.savefig`` save without one, and a
 notebook keeps its inline backend (``matplotlib.use("Agg")`` at import broke ``%reload_kedro``).
+
+Length: a little over 350 lines, because the figures of one run share the step curve, the colours and the
+labels (ceiling, published radius) that must read the same in each; the sweeps' figures are in
+:mod:`certssb.attack_figures`.
 """
 from __future__ import annotations
 
@@ -22,6 +26,24 @@ from certssb.core.validation import ConfigError
 
 COLOURS = {"uniform": "tab:blue", "cert_ssb": "tab:red", "cohen": "tab:green"}
 STYLE = COLOURS  # former name, kept for callers
+_PAIRS = {"tab:blue": ("#1f77b4", "#9ecae1"), "tab:red": ("#d62728", "#fc9aa0"),
+          "tab:green": ("#2ca02c", "#a1d99b"), "tab:purple": ("#9467bd", "#cbb4e0"),
+          "tab:orange": ("#ff7f0e", "#fdc58f"), "tab:brown": ("#8c564b", "#c9a89f")}
+
+
+def colour(method: str, methods: Sequence[str] = ()) -> str:
+    """The method's colour: :data:`COLOURS`, else the next free one of a fixed palette (any method)."""
+    if method in COLOURS:
+        return COLOURS[method]
+    free = [c for c in _PAIRS if c not in COLOURS.values()]
+    others = [m for m in dict.fromkeys(methods) if m not in COLOURS] or [method]
+    return free[(others.index(method) if method in others else 0) % len(free)]
+
+
+def shade(method: str, split: str, methods: Sequence[str] = ()) -> str:
+    """Dark shade of the method's colour for clean inputs, light for triggered ones."""
+    dark, light = _PAIRS.get(colour(method, methods), (colour(method, methods),) * 2)
+    return light if split == "triggered" else dark
 SPLIT_TITLES = {"clean": "clean test set", "triggered": "triggered test set"}
 PUBLISHED_LABEL = "Cert-SSB as published (not a poisoning certificate)"
 _NEEDS = ("correct", "abstained")
@@ -168,20 +190,22 @@ def certified_accuracy_figure(
                 continue
             x, y = curve.xy(x_max)
             name = method_label(method, sigma0)
-            colour = COLOURS.get(method)
+            c = colour(method, methods)
             if kind == "radius":
-                ax.plot(x, y, drawstyle="steps-post", color=colour, lw=1.8, label=name, zorder=3)
+                ax.plot(x, y, drawstyle="steps-post", color=c, lw=1.8, label=name, zorder=3)
             elif kind == "published":
-                ax.plot(x, y, drawstyle="steps-post", color=colour, lw=1.4, ls="--", zorder=2,
+                ax.plot(x, y, drawstyle="steps-post", color=c, lw=1.4, ls="--", zorder=2,
                         label=PUBLISHED_LABEL if method == "cert_ssb" else f"{name} (published radius)")
             else:
-                ax.plot(x, y, drawstyle="steps-post", color=colour, lw=6, alpha=0.25, zorder=1,
+                ax.plot(x, y, drawstyle="steps-post", color=c, lw=6, alpha=0.25, zorder=1,
                         solid_capstyle="butt", label=f"{name}, after storage update")
         shared = len(ceilings) > 1 and np.ptp(list(ceilings.values())) <= 1e-9 * max(ceilings.values())
+        published = any(k == "published" and s == split for s, _, k, _ in curves)
+        what = "ceiling of the sound radius" + (" (not of the published one)" if published else "")
         for method, cr in (list(ceilings.items())[:1] if shared else ceilings.items()):
-            ax.axvline(cr, color="k" if shared else COLOURS.get(method, "k"), lw=0.9, ls="-.", alpha=0.8,
-                       label=f"ceiling of the bound: r = {cr:.3g}" if shared or len(ceilings) == 1 else
-                       f"ceiling of the bound ({method_label(method, sigma0)}): r = {cr:.3g}")
+            ax.axvline(cr, color="k" if shared else colour(method, methods), lw=0.9, ls="-.", alpha=0.8,
+                       label=f"{what}: r = {cr:.3g}" if shared or len(ceilings) == 1 else
+                       f"{what} ({method_label(method, sigma0)}): r = {cr:.3g}")
         if attack_norm is not None and 0 < attack_norm <= x_max:
             ax.axvline(attack_norm, color="k", lw=0.9, ls=":", label=f"attack ‖Δ‖ = {attack_norm:.3g}")
         ax.set_xlim(0, x_max)
@@ -230,11 +254,11 @@ def sigma_histogram(sigma: Mapping[str, Any], title: str) -> Figure:
             ax.axvline(float(v[0]), color=colour, lw=5 - 1.5 * list(arrays).index(k),
                        label=f"{label}: every σ = {v[0]:.3g} (n = {v.size})")
             continue
-        ax.hist(v, bins=bins, density=True, histtype="step", lw=1.6, color=colour,
+        ax.hist(v, bins=bins, weights=np.full(v.size, 1.0 / v.size), histtype="step", lw=1.6, color=colour,
                 label=f"{label}: mean {v.mean():.3f}, range [{v.min():.3f}, {v.max():.3f}]")
     if "sigma0" in sigma:
         ax.axvline(float(sigma["sigma0"]), color="k", ls=":", lw=1, label=f"σ₀ = {float(sigma['sigma0']):g}")
-    ax.set(xlabel="σ_i (noise level of sample i)", ylabel="density", title=title)
+    ax.set(xlabel="σ_i (noise level of sample i)", ylabel="fraction of the set's samples", title=title)
     if bins is None:  # uniform smoothing: one σ for every sample, no density to show
         ax.set(xlim=(0.5 * lo, 1.5 * hi), ylabel="", yticks=[])
         ax.text(0.02, 0.5, "the same σ for every sample\n(uniform smoothing)", transform=ax.transAxes, fontsize=9)
@@ -275,11 +299,17 @@ ACTION_STYLE = {"none": ("tab:gray", "unchanged"), "trim": ("tab:orange", "trimm
 
 
 def radius_before_after(before: pd.DataFrame, after: pd.DataFrame, title: str) -> Figure:
-    """Each test sample's radius before vs after the storage update, coloured by what the update did."""
-    fig = Figure(figsize=(5.2, 5))
-    ax = fig.subplots()
+    """Each test sample's radius before vs after the storage update, coloured by what the update did; when it
+    changed nothing, a one-line figure that says so (no scatter on the diagonal)."""
     actions = after["action"].to_numpy() if "action" in after.columns else np.full(len(after), "none")
     rb, ra = before["radius"].to_numpy(np.float64), after["radius"].to_numpy(np.float64)
+    if np.isin(actions, ("none", "abstain")).all() and np.allclose(rb, ra):  # nothing to see: say so, no scatter
+        fig = Figure(figsize=(5.2, 1.2))
+        fig.text(0.5, 0.5, f"{title}:\nno certificate changed (none trimmed or relabelled; {len(after)} test samples)",
+                 ha="center", va="center", fontsize=9)
+        return fig
+    fig = Figure(figsize=(5.2, 5))
+    ax = fig.subplots()
     for action in list(ACTION_STYLE) + sorted(set(actions) - set(ACTION_STYLE)):
         m = actions == action
         if not m.any():
@@ -302,50 +332,55 @@ def radius_before_after(before: pd.DataFrame, after: pd.DataFrame, title: str) -
 def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *,
                  ceilings: dict[tuple[str, float, str], float | None] | None = None,
                  parameters: dict[str, Any] | None = None) -> Figure:
-    """Certified accuracy vs radius, exact step curves from the certificates: one panel per (attack, σ₀),
-    methods in colour, clean solid / triggered dotted, Cert-SSB as published dashed (clean only).
+    """Certified accuracy vs radius, exact step curves from the certificates: one panel per (attack, σ₀).
 
-    ``certs`` is the certificate tables of every cell with ``attack`` and ``cell_sigma`` (σ₀) columns.
+    Colour: the method (dark for clean inputs, light for triggered ones); line style: the kind of radius
+    (solid: the sound radius; dashed: Cert-SSB as published, clean inputs only); dash-dot: the ceiling of the
+    sound radius, in the method's colour. One legend, outside the panels. ``certs`` is the certificate tables
+    of every cell with ``attack`` and ``cell_sigma`` (σ₀) columns.
     """
     panels = [(a, sg) for a in attacks for sg in sigmas]
     # one sigma_0 and many attacks (a rate axis): wrap the panels into rows of up to 4
     ncols = min(4, len(panels)) if len(sigmas) == 1 else len(sigmas)
     nrows = -(-len(panels) // ncols)
     height = 2.9 * nrows + 0.6
-    fig = Figure(figsize=(3.6 * ncols, height))
+    methods = list(dict.fromkeys(certs["method"]))
+    legend_w = 3.7  # inches to the right of the panels for the one legend
+    fig = Figure(figsize=(3.6 * ncols + legend_w, height))
     grid = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
     for ax in grid.flat[len(panels):]:
         ax.set_visible(False)
     ceilings = ceilings or {}
+    handles: dict[str, Any] = {}
     for k, (a, sg) in enumerate(panels):
         i, j = divmod(k, ncols)
         ax = grid[i, j]
         cell = certs[(certs["attack"] == a) & np.isclose(certs["cell_sigma"], sg)]
-        drawn: list[tuple[Any, str, str, str, StepCurve]] = []
+        drawn: list[tuple[str, str, str, str, StepCurve]] = []  # (method, split, linestyle, label, curve)
         for method in dict.fromkeys(cell["method"]):
             name = method_label(method)
             for split in ("clean", "triggered"):
                 g = cell[(cell["method"] == method) & (cell["split"] == split)]
                 if len(g) == 0:
                     continue
-                drawn.append((method, "-" if split == "clean" else ":", f"{name}, {split}", "radius",
-                              step_curve(g)))
+                drawn.append((method, split, "-", f"{name}, {split}: sound radius", step_curve(g)))
                 if split == "clean" and "radius_published" in g.columns and method == "cert_ssb" and \
                         not np.allclose(g["radius_published"], g["radius"]):
-                    drawn.append((method, "--", "Cert-SSB as published, clean", "published",
-                                  step_curve(g, "radius_published")))
+                    drawn.append((method, split, "--", "Cert-SSB, clean: as published (not a poisoning "
+                                  "certificate)", step_curve(g, "radius_published")))
         largest = max([c.max_radius for *_, c in drawn] + [0.0])
         x_max = 1.12 * largest if largest > 0 else 1.0
-        for method, ls, label, _kind, curve in drawn:
+        for method, split, ls, label, curve in drawn:
             x, y = curve.xy(x_max)
-            ax.plot(x, y, drawstyle="steps-post", ls=ls, lw=1.5, color=COLOURS.get(method),
-                    label=label)
+            (line,) = ax.plot(x, y, drawstyle="steps-post", ls=ls, lw=1.5, color=shade(method, split, methods))
+            handles.setdefault(label, line)
         for method in dict.fromkeys(cell["method"]):
             c = ceilings.get((a, sg, method))
             g = cell[cell["method"] == method]
             col = "sigma_min" if "sigma_min" in g.columns else "sigma"
             if c is not None and c * float(g[col].max()) <= x_max:
-                ax.axvline(c * float(g[col].max()), color=COLOURS.get(method, "k"), ls="-.", lw=0.8)
+                line = ax.axvline(c * float(g[col].max()), color=colour(method, methods), ls="-.", lw=0.8)
+                handles.setdefault(f"{method_label(method)}: ceiling of the sound radius", line)
         ax.set_xlim(0, x_max)
         ax.set_ylim(0, 1.02)
         ax.set_title(f"attack {a}, σ₀ = {sg:g}", fontsize=9)
@@ -354,12 +389,11 @@ def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *
             ax.set_xlabel("radius r (ℓ2)")
         if j == 0:
             ax.set_ylabel("certified accuracy")
-        if k == 0:
-            ax.legend(fontsize=6, loc="upper right")
-    title = "certified accuracy vs radius (exact); dash-dot: ceiling of the bound"
+    fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=7, frameon=False)
+    title = "certified accuracy vs radius (exact step curves)"
     if parameters is not None:
         title = run_title(title, {**parameters, "noise": {**parameters.get("noise", {}), "sigma": None}})
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))  # room for the title above the first row
+    right = 1 - legend_w / (3.6 * ncols + legend_w)
+    fig.tight_layout(rect=(0, 0, right, 1 - 0.45 / height))  # room for the legend and the title
     return fig
-

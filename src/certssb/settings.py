@@ -1,5 +1,10 @@
 """Project settings (Kedro 1.7)."""
+import os
 import warnings
+
+# MLflow sets up its own INFO-level stream handler when it is imported (after conf/logging.yml was applied),
+# which printed "Creating initial MLflow database tables..." on a first run: conf/logging.yml owns its loggers.
+os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
 # Known, harmless third-party warnings that Kedro would print at every run (settings are imported before the
 # config loader and the pipelines are built); every other warning still shows.
@@ -7,23 +12,34 @@ for _message in (
     r".*register_new_resolver\(\) is deprecated",  # omegaconf, called by kedro and kedro-mlflow
     r".*One or more dataset names contain '\.'",  # kedro: namespaced names (uniform.sigma, study.<cell>.*)
     r".*Support for class-based `config` is deprecated",  # pydantic, kedro-mlflow's config classes
+    r"(?s).*Add type hints to the `predict` method",  # mlflow.pyfunc (ANSI-coloured), on import by kedro-mlflow
 ):
     warnings.filterwarnings("ignore", message=_message)
 
+from certssb.console import quiet
+
+quiet()  # the root log handlers drop harmless third-party warnings (and their ANSI codes) from here on: this
+#          module is imported before Kedro loads its plugins (kedro-mlflow warns on import)
+
 from certssb.config import validate
-from certssb.hooks import MlflowArtifactsHook, MlflowRunHook, ResultsTableHook, ValidateParametersHook
-from certssb.hooks import PinLoadVersionsHook, RunLockHook, StaleMlflowRunsHook, ThreadPolicyHook
+from certssb.hooks import (
+    InputsExistHook, MlflowArtifactsHook, MlflowRunHook, PinLoadVersionsHook, ResultsTableHook, RunLockHook,
+    StaleMlflowRunsHook, ThreadPolicyHook, UserErrorRunHook, ValidateParametersHook,
+)
 from certssb.pipelines.study.grid import StudyCellParameters
 from certssb.tracking_uri import ResolveTrackingUriHook
 
 _MLFLOW_RUN = MlflowRunHook()
 HOOKS = (
     ResolveTrackingUriHook(),  # a relative sqlite MLflow URI means <project root>/mlflow.db
-    RunLockHook(),  # one run per folder (registered before the validation: a bad parameter takes no lock)
+    # tryfirst hooks run in the reverse order of registration: parameters, then inputs, then the lock
+    RunLockHook(),  # one run per folder (a bad parameter or a missing input takes no lock)
+    InputsExistHook(),  # a missing upstream artifact stops the run before anything is written (after params)
     ValidateParametersHook(),  # bad parameters stop the run before anything is written
     StudyCellParameters(validate),  # the study's cells get (and validate) their own parameter blocks
     _MLFLOW_RUN,
     MlflowArtifactsHook(),
+    UserErrorRunHook(_MLFLOW_RUN),  # a run failed on a user error leaves no MLflow run; tags the parent run
     ResultsTableHook(_MLFLOW_RUN),
     ThreadPolicyHook(),  # torch.set_num_threads(num_threads) at the start of the run
     PinLoadVersionsHook(),  # nodes load the versions this run saved

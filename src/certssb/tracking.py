@@ -2,10 +2,13 @@
 
 Conventions (README "MLflow"):
 
-* the parent run (kedro-mlflow's, one per ``kedro run``) is named ``<pipeline> · <attack> · σ₀=<σ>``
-  (:func:`run_name`); each method gets a nested run named ``<method>`` (:func:`log_method_run`);
-* parameters: the blocks the run's pipelines read, flattened once with ``.`` (``noise.sigma``), the same
-  names kedro-mlflow gives a node input ``params:noise`` (:func:`flatten_blocks`);
+* the parent run (kedro-mlflow's, one per ``kedro run``) is named for what ran: the configuration
+  ``<dataset> · <attack> <rate>% · σ₀=<σ>`` for the default run, preceded by the pipeline otherwise
+  (:func:`run_name`); each method gets a nested run ``<dataset> · <attack> <rate>% · σ₀=<σ> · <method>``
+  that carries its whole configuration and its results (:func:`log_method_run`), so the runs table compares
+  methods and runs on one screen;
+* parameters: the blocks, flattened once with ``.`` (``noise.sigma``), the same names kedro-mlflow gives a
+  node input ``params:noise`` (:func:`flatten_blocks`); MLflow accepts dots in parameter names;
 * metric names carry no dot (``cert_acc_r050`` for r = 0.50), so ``metrics.cert_acc_r050 > 0`` works in an
   MLflow filter without backticks (:func:`metric_values` drops any dot left);
 * the experiment carries ``mlflow.experimentKind = custom_model_development``: MLflow 3's UI then opens it
@@ -28,19 +31,48 @@ RUNS_TABLE_KIND = "custom_model_development"  # MLflow 3 UI: "genai_development"
 SWEEPS = ("study", "attack_strength")  # their parent run covers many attacks and sigmas
 
 
-def run_name(pipelines: Iterable[str], params: Mapping[str, Any]) -> str:
-    """``<pipeline> · <attack> · σ₀=<σ>``, e.g. ``__default__ · onepixel · σ₀=0.25``; parts not set are left out,
-    and so are both for the pipelines that sweep them (``study``, ``attack_strength``)."""
-    parts = ["+".join(sorted(pipelines)) or "__default__"]
-    if set(pipelines) & set(SWEEPS):
-        return parts[0]
-    attack = (params.get("attack") or {}).get("name")
-    if attack is not None:
-        parts.append(str(attack))
+def describe(params: Mapping[str, Any]) -> str:
+    """What a run computed, for run names: ``<dataset> · <attack> <rate>% · σ₀=<σ>``, e.g.
+    ``mnist_embedded · badnets 2% · σ₀=0.25``; parts not set are left out."""
+    parts = []
+    dataset = (params.get("data") or {}).get("dataset")
+    if dataset is not None:
+        parts.append(str(dataset))
+    attack = params.get("attack") or {}
+    if attack.get("name") is not None:
+        rate = attack.get("poison_rate")
+        none = attack["name"] == "none" or rate is None
+        parts.append(str(attack["name"]) + ("" if none else f" {100 * float(rate):.3g}%"))
     sigma = (params.get("noise") or {}).get("sigma")
     if sigma is not None:
-        parts.append(f"σ₀={sigma:g}")
+        parts.append(f"σ₀={float(sigma):g}")
     return " · ".join(parts)
+
+
+def run_name(pipelines: Iterable[str], params: Mapping[str, Any]) -> str:
+    """The parent run's name: what ran. The default run is its configuration (:func:`describe`); another
+    pipeline is named first (``evaluation · mnist_embedded · badnets 2% · σ₀=0.25``); the sweeps
+    (``study``, ``attack_strength``) by their names only, as they cover many attacks and sigmas."""
+    names = sorted(n for n in pipelines if n != "__default__")
+    if set(names) & set(SWEEPS):
+        return "+".join(names)
+    what = describe(params)
+    return " · ".join(p for p in ("+".join(names), what) if p) or "default run"
+
+
+def typed_command(run_params: Mapping[str, Any]) -> str:
+    """The ``kedro run`` command a session's run parameters stand for (when it was not typed: API, notebook)."""
+    bits = ["kedro run"]
+    names = run_params.get("pipeline_names") or []
+    if names:
+        bits.append("--pipelines=" + ",".join(names))
+    if run_params.get("env"):
+        bits.append(f"--env={run_params['env']}")
+    rt = run_params.get("runtime_params") or {}
+    if rt:
+        flat = flatten_blocks(rt, rt.keys()) if isinstance(rt, Mapping) else {}
+        bits.append("--params=" + ",".join(f"{k}={v}" for k, v in flat.items()))
+    return " ".join(bits)
 
 
 def used_blocks(pipeline: Any, fallback: set[str]) -> set[str]:
@@ -140,21 +172,39 @@ def log_method_run(
     tags: Mapping[str, str] | None = None,
     name_suffix: str = "",
     figure: Any = None,
+    config: Mapping[str, Any] | None = None,
 ) -> str:
-    """One nested run named ``<method>`` under the active run: params ``method`` and ``sigma0``, the metrics
-    (dot-free names) and the sigma statistics, the certified-accuracy table, metrics.json, a figure.
+    """One nested run per method under the active run, comparable on its own in the runs table: named
+    ``<describe(config)> · <method>`` (``mnist_embedded · badnets 2% · σ₀=0.25 · cert_ssb``); params: the
+    configuration blocks that made it, flattened with ``.`` (``attack.poison_rate``; :func:`flatten_blocks`),
+    ``method``, ``sigma0`` and ``attack_in_threat_model``; metrics with dot-free names and the sigma
+    statistics; tags: the method, the parent's ``kedro_run_id`` and ``kedro_command``, and
+    ``certssb.attack_in_threat_model``; the certified-accuracy table, metrics.json, a figure.
 
     Returns the nested run's id.
     """
     import mlflow
 
     parent = mlflow.active_run()
-    with mlflow.start_run(run_name=method + name_suffix, nested=parent is not None) as run:
-        mlflow.set_tags({"certssb.method": method, **(tags or {})})
-        params: dict[str, Any] = {"method": method}
+    label = describe(config or {})
+    with mlflow.start_run(run_name=" · ".join(p for p in (label, method) if p) + name_suffix,
+                          nested=parent is not None) as run:
+        inherited = {}
+        if parent is not None:
+            have = mlflow.MlflowClient().get_run(parent.info.run_id).data.tags
+            inherited = {k: have[k] for k in ("kedro_run_id", "kedro_command") if k in have}
+        inside = metrics.get("attack_in_threat_model")
+        mlflow.set_tags({"certssb.method": method, **inherited, **(tags or {}),
+                         **({} if inside is None else {"certssb.attack_in_threat_model": str(bool(inside))})})
+        params: dict[str, Any] = flatten_blocks(config or {}, (config or {}).keys())
+        params["method"] = method
         if sigma0 is not None:
             params["sigma0"] = sigma0
-        mlflow.log_params(params)
+        if inside is not None:
+            params["attack_in_threat_model"] = bool(inside)
+        items = list(params.items())
+        for i in range(0, len(items), 100):  # MLflow's batch limit
+            mlflow.log_params(dict(items[i:i + 100]))
         values = metric_values(metrics)
         if sigma is not None:
             values.update(sigma_stats(sigma))
@@ -168,6 +218,6 @@ def log_method_run(
 
 
 __all__ = [
-    "EXPERIMENT_KIND_TAG", "RUNS_TABLE_KIND", "ensure_runs_table", "flatten_blocks", "log_method_run",
+    "EXPERIMENT_KIND_TAG", "RUNS_TABLE_KIND", "describe", "ensure_runs_table", "flatten_blocks", "log_method_run",
     "log_params_once", "metric_values", "run_name", "sigma_stats", "used_blocks",
 ]

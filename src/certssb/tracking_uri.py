@@ -8,6 +8,7 @@ reads its configuration (register it in ``settings.HOOKS``).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ class ResolveTrackingUriHook:
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
+        # kedro-mlflow sets its logger to INFO when imported, after conf/logging.yml was applied: its level
+        # there (WARNING) is restored here, before its own after_context_created logs anything
+        logging.getLogger("kedro_mlflow").setLevel(logging.WARNING)
+        from certssb.console import quiet
+
+        quiet()  # again, if the session set logging up anew
         loader = context.config_loader
         if "mlflow" not in loader.config_patterns:
             loader.config_patterns.update({"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]})

@@ -154,3 +154,19 @@ def test_dirty_label_with_zero_feature_norm_is_outside_the_threat_model():
     r1 = certs["r1"].to_numpy()[trig2["source_index"].numpy()]
     assert out2["fraction_certified_against_attack"] == pytest.approx(np.mean(r1 > w))
     assert 0 < out2["fraction_certified_against_attack"] < 1  # the probe can tell covered from not covered
+
+
+@pytest.mark.parametrize("attack, inside", [(_attack(), False), (_attack(name="abstain", delta=1.0), False),
+                                            (_attack(label_mode="clean", delta=0.05), True)])
+def test_reach_metrics_are_emitted_only_for_attacks_inside_the_threat_model(attack, inside):
+    """A dirty-label backdoor and a certifier attack (inserted copies) get no coverage metric: nothing that
+    reads as "certified against" an attack the certificate does not cover; a clean-label attack does."""
+    _, clean, trig, _, summary = de.poison(_raw_dataset(), {"certify_size": None}, attack, seed=0)
+    certs, sigma = _certs_and_sigma(len(clean["y"]), 200)
+    out = run_summary.attack_metrics(certs, trig, sigma, summary, [0.0, 0.5])
+    assert out["attack_in_threat_model"] is inside
+    assert summary["in_threat_model"] is inside
+    present = [k for k in run_summary.REACH_KEYS if k in out]
+    assert present == (["attack_norm_covered", "attack_points_covered", "certificate_covers_test_trigger"]
+                       if inside else [])
+    assert "certified_radius_median" in out  # the radius itself is no claim about the attack

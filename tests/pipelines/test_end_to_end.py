@@ -88,10 +88,20 @@ def test_three_pipelines_end_to_end(project):
     for key in cert_keys:  # MLflow names carry no dot: cert_acc_r0.50 / cert_acc_r050 -> cert_acc_r050
         assert m[key.replace(".", "")] == pytest.approx(metrics[key])
     assert "clean_accuracy" in m and "abstain_rate" in m and "sigma_train_max" in m
-    assert runs[0].info.run_name == "cert_ssb"
-    assert runs[0].data.params == {"method": "cert_ssb", "sigma0": "0.25"}
+    # outside the threat model: no reach metric in metrics.json nor in MLflow, the flag beside the numbers
+    from certssb.core.summary import REACH_KEYS
+
+    assert not set(REACH_KEYS) & (set(metrics) | set(m))
+    assert runs[0].data.params["attack_in_threat_model"] == "False"
+    assert runs[0].info.run_name == "mnist_embedded · badnets 2% · σ₀=0.25 · cert_ssb"
+    params = runs[0].data.params  # the method's run carries its whole configuration
+    assert params["method"] == "cert_ssb" and params["sigma0"] == "0.25" and params["attack.poison_rate"] == "0.02"
+    assert params["sigma_opt.steps"] == "2" and params["cert_ssb.method"] == "cert_ssb"
+    assert runs[0].data.tags["kedro_run_id"] and runs[0].data.tags["kedro_command"].startswith("kedro run")
     parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])  # nested under the kedro-mlflow run
-    assert parent.info.run_name == "evaluation · badnets · σ₀=0.25"
+    assert parent.info.run_name == "evaluation · mnist_embedded · badnets 2% · σ₀=0.25"
+    assert "object at 0x" not in parent.data.tags["runner"]
+    assert all("." not in k for k in parent.data.metrics)
     assert parent.data.params["noise.sigma"] == "0.25" and parent.data.params["attack.name"] == "badnets"
     assert not any(k.startswith("parameters.") for k in parent.data.params)  # each parameter logged once
 
@@ -104,3 +114,19 @@ def test_evaluation_refuses_models_from_another_run(project):
                                         r"(?: than \S+)? \(fingerprints \w+ vs \w+\): "
                                         r"rerun `kedro run --pipelines=modelling`"):
         project.run(["evaluation"])
+
+
+def test_two_runs_compare_on_one_dataframe(project):
+    """Two default runs with different poison rates: one ``mlflow.search_runs`` gives both methods' runs of
+    both, with the poison rate (a param of each method's run) beside the certified accuracy."""
+    import mlflow
+
+    project.run(params={"attack": {"poison_rate": 0.02}})
+    project.run(params={"attack": {"poison_rate": 0.05}})
+    exp = MlflowClient().get_experiment_by_name("certssb")
+    df = mlflow.search_runs([exp.experiment_id], filter_string="params.method != ''")
+    got = sorted(zip(df["params.attack.poison_rate"], df["params.method"]))
+    assert got == sorted([(r, m) for r in ("0.02", "0.05") for m in ("uniform", "cert_ssb")])
+    assert df["metrics.cert_acc_r025"].notna().all() and df["metrics.clean_accuracy"].notna().all()
+    assert set(df["tags.mlflow.runName"]) >= {"mnist_embedded · badnets 5% · σ₀=0.25 · uniform"}
+    assert str(project.path) in exp.artifact_location  # the artifacts stay in this project

@@ -254,6 +254,6 @@ def update_certificates(
             "certified_accuracy_before": _acc_by_radius(b, radii),
             "certified_accuracy_after": _acc_by_radius(a, radii),
         }
-    log.info("storage update (rule %s, one memory): %s; overlapping pairs %d -> %d", rule, res.summary(),
+    log.debug("storage update (rule %s, one memory): %s; overlapping pairs %d -> %d", rule, res.summary(),
              report["all"]["overlapping_pairs_before"], report["all"]["overlapping_pairs_after"])
     return after, report

@@ -6,7 +6,8 @@ Every headline number reads the sound ``radius`` (``sigma_min * r1``); Cert-SSB'
 certificate". What the certificates say about the realised attack depends on the threat model: for a
 label-preserving feature attack, the fraction of clean test samples whose certificate covers it in the
 Sigma-weighted norm (``r1_j > ||Delta||_Sigma,j``); for a dirty-label or inserting attack, its feature norm,
-label changes and insertions, marked "outside the certified threat model", and no fraction.
+label changes and insertions, marked "outside the certified threat model", and no fraction and no reach
+(:data:`REACH_KEYS` are emitted only inside the threat model: outside it they would read as certified).
 
 Metric keys carry no dots (``cert_acc_r050`` for r = 0.50, see :func:`certssb.core.metrics.radius_key`), so
 an MLflow filter such as ``metrics.cert_acc_r050 > 0.5`` works without backticks.
@@ -47,13 +48,16 @@ def member_accuracy(votes: dict[str, Any], data: dict[str, Any]) -> np.ndarray:
 
 PUBLISHED = "Cert-SSB as published (not a poisoning certificate)"
 OUTSIDE = "outside the certified threat model"
+REACH_KEYS = ("attack_norm_covered", "attack_points_covered", "certificate_covers_test_trigger")
+"""Metrics that say how much of the attack a certificate covers: emitted only for attacks inside the threat
+model (label-preserving feature perturbations); for dirty-label or inserting attacks they are left out."""
 
 
 def _reach(certificates: pd.DataFrame, poison_summary: dict[str, Any]) -> dict[str, Any]:
     """The median sound radius of the correctly certified clean inputs next to the attack's realised norms:
     the share of the attack's joint norm it covers and how many poisoned points of the attack's per-point norm
-    it would cover with the test trigger (:func:`certssb.core.metrics.certificate_reach`). For attacks outside
-    the threat model this says what the radius would cover if the points kept their labels."""
+    it would cover with the test trigger (:func:`certssb.core.metrics.certificate_reach`). Only attacks inside
+    the threat model keep the coverage keys (:data:`REACH_KEYS`, see :func:`attack_metrics`)."""
     clean = certificates[(certificates["split"] == "clean") & certificates["correct"] & ~certificates["abstained"]]
     if len(clean) == 0:
         return {}
@@ -95,8 +99,9 @@ def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], s
     out["attack_feature_norm"] = float(poison_summary["feature_norm"])
     out["attack_label_changes"] = int(poison_summary["label_changes"])
     out["attack_inserted"] = int(poison_summary["inserted"])
-    out.update(_reach(certificates, poison_summary))
     inside = bool(poison_summary["in_threat_model"])
+    reach = _reach(certificates, poison_summary)
+    out.update(reach if inside else {k: v for k, v in reach.items() if k not in REACH_KEYS})
     out["attack_in_threat_model"] = inside
     if not inside:
         out["attack_threat_model"] = OUTSIDE
@@ -195,11 +200,12 @@ def run_summary(
         pre = "" if split == "clean" else "trig_"
         for r, v in zip(radii, _curve(table, split, "storage_updated")):
             m[f"cert_acc_{pre}updated_{metrics.radius_key(r)}"] = float(v)
-    k050 = metrics.radius_key(0.5)
-    log.info("%s: clean accuracy %.3f, ASR %s, cert acc @0.5 %.3f (triggered %.3f; published %.3f), abstain %.3f; "
-             "attack %s", method, m["clean_accuracy"], m["attack_success_rate"], m.get(f"cert_acc_{k050}", float("nan")),
-             m.get(f"cert_acc_trig_{k050}", float("nan")), m.get(f"cert_acc_published_{k050}", float("nan")),
-             m["abstain_rate"], m["attack_threat_model"])
+    k0 = metrics.radius_key(0.0)
+    asr = m["attack_success_rate"]
+    log.info("%s: clean accuracy %.3f, ASR %s, cert acc r=0 %.3f (triggered %.3f), abstain %.3f; attack %s", method,
+             m["clean_accuracy"], "–" if asr is None else f"{asr:.3f}", m.get(f"cert_acc_{k0}", float("nan")),
+             m.get(f"cert_acc_trig_{k0}", float("nan")), m["abstain_rate"],
+             "in the threat model" if m["attack_in_threat_model"] else OUTSIDE)
     return table, m
 
 

@@ -50,6 +50,27 @@ def _fetch(urls: Sequence[str], dest: Path, md5: str) -> None:
     raise OSError("; ".join(errors))
 
 
+def _absent_parents(paths: Sequence[Path]) -> list[Path]:
+    """The folders above ``paths`` that do not exist yet (deepest first)."""
+    out: list[Path] = []
+    for path in paths:
+        for parent in path.parents:
+            if parent.exists():
+                break
+            if parent not in out:
+                out.append(parent)
+    return sorted(out, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders of ``folders`` that are empty (deepest first); others stay."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
 def ensure_files(
     dataset: str,
     files: Sequence[tuple[Path, Sequence[str], str]],
@@ -73,6 +94,7 @@ def ensure_files(
     reason = "download=False"
     failures: list[str] = []
     if download:
+        created = _absent_parents([p for p, _, _ in missing])
         for path, urls, md5 in missing:
             try:
                 _fetch(urls, path, md5)
@@ -81,6 +103,7 @@ def ensure_files(
                 break  # most likely no network: do not wait on every other file too
         if not failures:
             return
+        _remove_empty(created)  # a failed download leaves no empty data/01_raw/<dataset> behind
         reason = "the download failed (no network?): " + " | ".join(failures)
 
     still = [(p, u, m) for p, u, m in missing if not p.exists()]

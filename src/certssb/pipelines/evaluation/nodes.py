@@ -150,9 +150,20 @@ def storage_update(certificates: pd.DataFrame, clean_test: dict[str, Any], trigg
                    evaluation: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Cert-SSB's storage update over ONE memory for the clean and triggered inputs, on the sound ``radius``
     (:func:`certssb.core.storage.update_certificates`)."""
-    return storage.update_certificates(certificates, clean_test["x"], triggered_test["x"],
-                                       rule=evaluation.get("storage_rule", "trim"),
-                                       seed=evaluation["storage_order_seed"], radii=evaluation["radii"])
+    updated, report = storage.update_certificates(certificates, clean_test["x"], triggered_test["x"],
+                                                  rule=evaluation.get("storage_rule", "trim"),
+                                                  seed=evaluation["storage_order_seed"], radii=evaluation["radii"])
+    log.info("%s: %s", certificates["method"].iloc[0] if len(certificates) else "?", storage_line(report))
+    return updated, report
+
+
+def storage_line(report: dict[str, Any]) -> str:
+    """One line for the storage update: what it changed (or that it changed nothing), and the overlaps."""
+    a = report.get("all", {})
+    changed = {k: a.get(k, 0) for k in ("trim", "zeroed", "align") if a.get(k, 0)}
+    what = ", ".join(f"{n} {reporting.ACTION_STYLE[k][1]}" for k, n in changed.items()) or "no certificate changed"
+    return (f"storage update ({report.get('rule', '?')} rule): {what}; overlapping pairs "
+            f"{a.get('overlapping_pairs_before', 0)} -> {a.get('overlapping_pairs_after', 0)}")
 
 
 def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -174,7 +185,9 @@ def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, 
     out = {"clean_accuracy": metrics.clean_accuracy(pc, clean_test["y"].numpy()),
            "triggered_accuracy": metrics.clean_accuracy(pt, triggered_test["y"].numpy()),
            "attack_success_rate": summary.triggered_asr(pt, triggered_test)}
-    log.info("undefended model: %s", out)
+    log.info("undefended model: clean accuracy %.3f, triggered accuracy %.3f, ASR %s", out["clean_accuracy"],
+             out["triggered_accuracy"], "–" if out["attack_success_rate"] is None else
+             f"{out['attack_success_rate']:.3f}")
     if undefended.poisoned_train is not None:
         out["poisoned_train"] = undefended.poisoned_train  # lineage, checked by compute_metrics
     return out
@@ -201,6 +214,12 @@ def compute_metrics(
                                poison_summary, undefended_metrics, evaluation)
 
 
+def _attack_norm(metrics_: dict[str, Any]) -> float | None:
+    """The attack's joint norm for the figures, only for an attack inside the certified threat model (a radius
+    line beside a dirty-label or inserting attack's norm would read as a certificate against it)."""
+    return metrics_.get("attack_joint_norm") if metrics_.get("attack_in_threat_model") else None
+
+
 def _ceiling(metrics_: dict[str, Any]) -> float | None:
     c = metrics_.get("radius_ceiling_sigma_units")
     return None if c is None else float(c)
@@ -213,7 +232,7 @@ def make_plots(certificates: pd.DataFrame, certificates_updated: pd.DataFrame, s
     the storage update (clean and triggered inputs share one memory)."""
     method, sigma0, parameters = metrics_["method"], noise["sigma"], {"noise": noise, "evaluation": evaluation}
     name = reporting.method_label(method, sigma0)
-    what, updated, norm = f"{name}: certified accuracy", certificates_updated, metrics_.get("attack_joint_norm")
+    what, updated, norm = f"{name}: certified accuracy", certificates_updated, _attack_norm(metrics_)
     if metrics_.get("certifies") == smoothing.THREAT_MODEL:  # evasion: its draws, not the ensemble's M and n0;
         what += f"\n{smoothing.THREAT_MODEL}"  # no storage update, and the attack's norm is no radius of it
         parameters = {"noise": {"sigma": sigma0}, "evaluation": {"alpha": evaluation["alpha"],
@@ -241,26 +260,43 @@ def compare_methods(noise: dict[str, Any], evaluation: dict[str, Any], *per_meth
     fig = reporting.certified_accuracy_figure(
         pd.concat(certs, ignore_index=True), sigma0=sigma0,
         ceiling={m["method"]: _ceiling(m) for m in metrics_ if _ceiling(m) is not None},
-        attack_norm=metrics_[0].get("attack_joint_norm") if metrics_ else None,
+        attack_norm=_attack_norm(metrics_[0]) if metrics_ else None,
         title=reporting.run_title(reporting.comparison_title([m["method"] for m in metrics_]), parameters))
     return table, fig
 
 
-def log_mlflow_runs(noise: dict[str, Any], attack: dict[str, Any], *per_method: Any, name_suffix: str = "") -> dict[str, Any]:
-    """One nested MLflow run per method, named ``<method>``, under the kedro-mlflow run (certssb.tracking).
+CONFIG_BLOCKS = ("seed", "data", "attack", "noise", "model", "pilot", "sigma_opt", "ensemble", "evaluation")
+"""The parameter blocks every method's MLflow run carries (each method's own block is added to its run)."""
+METHOD_ONLY_BLOCKS = {"pilot", "sigma_opt"}  # Cert-SSB's sigma optimisation: not part of the other methods' runs
+SIGMA_METHODS = ("cert_ssb",)
 
-    ``per_method`` is (metrics, certified_accuracy, sigma) for each method in turn. The nested run logs the
-    params ``method`` and ``sigma0`` (the parent holds every parameter block, once), the metrics with
-    dot-free names and the method's sigma statistics (``sigma_{train,test}_{mean,min,max}``).
+
+def log_mlflow_runs(*inputs: Any, name_suffix: str = "") -> dict[str, Any]:
+    """One nested MLflow run per method under the kedro-mlflow run (certssb.tracking.log_method_run).
+
+    ``inputs``: the blocks of :data:`CONFIG_BLOCKS`, then each method's own block (``params:<method>``, in
+    ``certssb.config.METHODS`` order), then (metrics, certified_accuracy, sigma) for each method in turn.
+    Each nested run logs the configuration that made it (the shared blocks, its own block, and ``pilot`` /
+    ``sigma_opt`` for Cert-SSB only), the metrics with dot-free names and its sigma statistics.
     """
     import mlflow
 
+    from certssb.config import METHODS
+
+    n = len(CONFIG_BLOCKS)
+    shared = dict(zip(CONFIG_BLOCKS, inputs[:n]))
+    own = dict(zip(METHODS, inputs[n:n + len(METHODS)]))
+    per_method = inputs[n + len(METHODS):]
+    noise, attack = shared["noise"], shared["attack"]
     runs = {}
     parent = mlflow.active_run()
     tags = {"certssb.attack": str(attack["name"]), "certssb.sigma0": f"{noise['sigma']:g}"}
     for metrics_, table, sigma in zip(per_method[0::3], per_method[1::3], per_method[2::3]):
         method = metrics_["method"]
+        config = {k: v for k, v in shared.items() if k not in METHOD_ONLY_BLOCKS or method in SIGMA_METHODS}
+        if own.get(method) is not None:
+            config[method] = own[method]
         runs[method] = tracking.log_method_run(method, metrics_, table, sigma, sigma0=noise["sigma"], tags=tags,
-                                               name_suffix=name_suffix)
+                                               name_suffix=name_suffix, config=config)
     return {"parent_run_id": parent.info.run_id if parent else None,
             "parent_run_name": parent.info.run_name if parent else None, "runs": runs}

@@ -13,8 +13,8 @@ from certssb.config import EVASION_METHODS
 from certssb.pipelines.modelling.pipeline import namespaced
 
 from .nodes import (
-    certify_cohen, certify_samples, compare_methods, compute_cohen_votes, compute_metrics, compute_votes,
-    evaluate_undefended, log_mlflow_runs, make_plots, skip_storage_update, storage_update,
+    CONFIG_BLOCKS, certify_cohen, certify_samples, compare_methods, compute_cohen_votes, compute_metrics,
+    compute_votes, evaluate_undefended, log_mlflow_runs, make_plots, skip_storage_update, storage_update,
 )
 
 SHARED_INPUTS = {"clean_test", "triggered_test", "noise_plan", "poison_summary", "undefended_metrics"}
@@ -75,7 +75,7 @@ def create_pipeline(methods: tuple[str, ...] | None = None, **kwargs) -> Pipelin
              ["certified_accuracy", "comparison_plot"],
              name="compare_methods"),
         node(log_mlflow_runs,
-             ["params:noise", "params:attack"]
+             [f"params:{b}" for b in CONFIG_BLOCKS] + [f"params:{m}" for m in methods]
              + [x for m in methods for x in (f"{m}.metrics", f"{m}.certified_accuracy", f"{m}.sigma")],
              "mlflow_runs", name="log_mlflow_runs"),
     ])

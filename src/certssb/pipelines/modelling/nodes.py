@@ -101,9 +101,9 @@ def optimise_sigma(
         history = [{"split": s, "anchor": -1, "sigma": v} for s, v in sigmas.items()]
     else:
         sigmas, history = _optimised_sigmas(pilot_model, data, sets, sigma0, sigma_opt, device, seed)
-    for split, s in sigmas.items():
-        log.info("%s sigma (%s): mean %.3f in [%.3f, %.3f]", method, split, float(s.mean()), float(s.min()),
-                 float(s.max()))
+    log.info("%s sigma: %s", method, "; ".join(  # one line per method
+        f"{split} mean {float(s.mean()):.3f} in [{float(s.min()):.3f}, {float(s.max()):.3f}]"
+        for split, s in sigmas.items()))
     inputs = {"poisoned_train": data.fingerprint, "clean_test": clean.fingerprint,
               "triggered_test": triggered.fingerprint, "noise_plan": plan.fingerprint}
     report = pd.concat([pd.DataFrame({"sample_id": range(len(h["sigma"])), "sigma0": sigma0, **h})

@@ -10,7 +10,8 @@ overridden at run time, because a cell's parameters are computed when the run st
 
 A cell's parameters are the run's parameters, then ``study.quick_overrides`` if ``study.quick``, then the
 cell's attack and sigma_0 (and, for a certifier attack, ``study.certifier_attack_rate`` and
-``study.certifier_trigger``), then the cell's poison rate when the grid has a rate axis (``study.rates``). Pipelines read them as ``params:study_cell.<cell>.<block>``.
+``study.certifier_trigger``), then the cell's poison rate when the grid has a rate axis (``study.rates``) and
+its seed when it has a seed axis (``study.seeds``). Pipelines read them as ``params:study_cell.<cell>.<block>``.
 """
 from __future__ import annotations
 
@@ -38,11 +39,13 @@ class Cell:
     attack: str
     sigma: float
     rate: float | None = None
+    seed: int | None = None
 
     @property
     def name(self) -> str:
         base = f"{self.attack}_s{round(self.sigma * 100):03d}"
-        return base if self.rate is None else f"{base}_p{round(self.rate * 10000):04d}"
+        base = base if self.rate is None else f"{base}_p{round(self.rate * 10000):04d}"
+        return base if self.seed is None else f"{base}_r{self.seed}"
 
     @property
     def panel(self) -> str:
@@ -62,8 +65,14 @@ def cells(study: dict[str, Any]) -> list[Cell]:
             isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1 for r in rates)):
         raise ConfigError(f"parameter 'study.rates' = {rates!r} is invalid: null or a non-empty list of poison "
                           "rates in (0, 1]")
-    out = [Cell(a, float(s), None if rates is None else float(r))
-           for a in attacks for s in sigmas for r in (rates if rates is not None else [None])]
+    seeds = study.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or any(
+            isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds) or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"parameter 'study.seeds' = {seeds!r} is invalid: null or a non-empty list of distinct "
+                          "integers >= 0")
+    out = [Cell(a, float(s), None if rates is None else float(r), seed)
+           for a in attacks for s in sigmas for r in (rates if rates is not None else [None])
+           for seed in (seeds if seeds is not None else [None])]
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"parameter 'study.sigmas' = {sigmas!r} / 'study.rates' = {rates!r} is invalid: two "
@@ -90,6 +99,8 @@ def cell_parameters(parameters: dict[str, Any], cell: Cell) -> dict[str, Any]:
     if rate is not None:
         p["attack"]["poison_rate"] = rate
     p["noise"]["sigma"] = cell.sigma
+    if cell.seed is not None:
+        p["seed"] = cell.seed
     return p
 
 

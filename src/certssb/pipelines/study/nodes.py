@@ -23,10 +23,14 @@ def summarise(study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: 
     for cell in grid:
         for method in methods:
             metrics, table, cert = next(it), next(it), next(it)
-            label = {"attack": cell.attack, "sigma": cell.sigma, "method": method, "rate": cell_poison_rate(study, cell)}
+            label = {"attack": cell.attack, "sigma": cell.sigma, "method": method, "rate": cell_poison_rate(study, cell),
+                     **({} if cell.seed is None else {"seed": cell.seed})}
             rows.append({**label, **{k: v for k, v in metrics.items()
-                                     if isinstance(v, (int, float)) and not isinstance(v, bool)}})
-            curves.append(table.assign(attack=cell.attack, sigma=cell.sigma))
+                                     if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                         # travels with the numbers: outside the threat model no reach metric is there
+                         "attack_in_threat_model": metrics.get("attack_in_threat_model")})
+            curves.append(table.assign(attack=cell.attack, sigma=cell.sigma,
+                                       **({} if cell.seed is None else {"seed": cell.seed})))
             certs.append(cert.assign(attack=cell.panel, cell_sigma=cell.sigma, method=method))
             ceilings[(cell.panel, cell.sigma, method)] = metrics.get("radius_ceiling_sigma_units")
     summary = pd.DataFrame(rows)
