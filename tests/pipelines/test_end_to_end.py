@@ -126,7 +126,7 @@ def test_two_runs_compare_on_one_dataframe(project):
     exp = MlflowClient().get_experiment_by_name("certssb")
     df = mlflow.search_runs([exp.experiment_id], filter_string="params.method != ''")
     got = sorted(zip(df["params.attack.poison_rate"], df["params.method"]))
-    assert got == sorted([(r, m) for r in ("0.02", "0.05") for m in ("uniform", "cert_ssb")])
+    assert got == sorted([(r, m) for r in ("0.02", "0.05") for m in ("uniform", "cert_ssb", "cohen")])
     assert df["metrics.cert_acc_r025"].notna().all() and df["metrics.clean_accuracy"].notna().all()
     assert set(df["tags.mlflow.runName"]) >= {"mnist_embedded · badnets 5% · σ₀=0.25 · uniform"}
     assert str(project.path) in exp.artifact_location  # the artifacts stay in this project
