@@ -22,9 +22,8 @@ def base() -> dict:
     loader = OmegaConfigLoader(str(ROOT / "conf"), env="local",
                                **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
     params = loader["parameters"]
-    params.setdefault("audit", {"points": 40, "fraction": 0.95, "strategies": ["trigger", "gradient"],
-                                "columns": ["radius", "radius_published"], "batch_points": 8, "quick": False,
-                                "seed": 0, "k": 8})
+    params.setdefault("audit", {"points": 40, "factors": [0.95, 2, 4], "strategies": ["pgd", "brew"],
+                                "columns": ["radius", "radius_published"], "quick": False, "seed": 0, "k": 8})
     return params
 
 
@@ -89,7 +88,8 @@ BAD = [
     ("evaluation.allow_tiny", "true", "allowed values are True, False"),
     ("study.sigmas", [], "must be a non-empty list"),
     ("study.attacks", ["trojan"], "allowed values are"),
-    ("audit.fraction", 0, "must be a number in (0, 1]"),
+    ("audit.stop_rate", 0, "must be a number in (0, 1]"),
+    ("audit.resigma", "yes", "allowed values are True, False"),
     ("audit.columns", ["r"], "allowed values are 'radius', 'radius_published'"),
     ("audit.k", 0, "must be an integer in (0, inf)"),
     ("uniform.method", "cert_ssb", "allowed values are 'uniform'"),
