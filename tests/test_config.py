@@ -90,6 +90,8 @@ BAD = [
     ("study.attacks", ["trojan"], "allowed values are"),
     ("audit.stop_rate", 0, "must be a number in (0, 1]"),
     ("audit.resigma", "yes", "allowed values are True, False"),
+    ("audit.selection", "all", "allowed values are 'band', 'stratified'"),
+    ("audit.min_share", 1.5, "must be a number in (0, 1]"),
     ("audit.columns", ["r"], "allowed values are 'radius', 'radius_published'"),
     ("audit.k", 0, "must be an integer in (0, inf)"),
     ("uniform.method", "cert_ssb", "allowed values are 'uniform'"),

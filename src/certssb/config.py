@@ -267,6 +267,7 @@ class AuditBlock(Block):
     factors: Annotated[list[float], _check(audit.check_factors)]
     strategies: Annotated[list[str], _each(choice, AUDIT_STRATEGIES)]
     columns: Annotated[list[str], _each(choice, AUDIT_COLUMNS)]
+    selection: Annotated[str, _one_of(("band", "stratified"))] = "band"
     resigma: Flag = False
     stop_rate: Annotated[float, _check(number, low=0, high=1, low_open=True)] = 0.1
     min_share: Annotated[float, _check(number, low=0, high=1, low_open=True)] = 0.9

@@ -24,13 +24,25 @@ from certssb.execution.training import train_ensemble
 log = logging.getLogger(__name__)
 
 
-def select_points(clean: pd.DataFrame, n: int, seed: int) -> np.ndarray:
-    """Up to ``n`` certified clean rows (not abstained, radius > 0), stratified by prediction, seeded."""
+def select_points(clean: pd.DataFrame, n: int | None, seed: int) -> np.ndarray:
+    """Up to ``n`` (None: all) certified clean rows (not abstained, radius > 0), in a seeded order that
+    alternates between the predicted classes (stratified)."""
     ok = clean[~clean["abstained"].astype(bool) & (clean["radius"] > 0)]
     rng = np.random.default_rng(seed)
     groups = [rng.permutation(g.index.to_numpy()) for _, g in ok.groupby("prediction", sort=True)]
     picked = [g[rank] for rank in range(max((len(g) for g in groups), default=0)) for g in groups if rank < len(g)]
-    return np.sort(np.asarray(picked[:n], dtype=np.int64))
+    return np.asarray(picked[:n] if n is not None else picked, dtype=np.int64)
+
+
+def audited_points(before: pd.DataFrame, n: int, selection: str, min_share: float) -> np.ndarray:
+    """Positions (in ``before``'s stratified order) of the ``n`` audited points: certified by the audited
+    models, and with ``selection: band`` inside the top budget band (R1 >= min_share x the largest R1, where
+    most certificates sit at the Clopper-Pearson ceiling), so one retrain serves them all."""
+    r1 = before["r1"].to_numpy()
+    ok = (before["prediction"].to_numpy() >= 0) & (r1 > 0)
+    if selection == "band" and ok.any():
+        ok &= r1 >= min_share * r1[ok].max()
+    return np.flatnonzero(ok)[:n]
 
 
 class EnsembleLearner:
@@ -145,14 +157,15 @@ def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: di
     params_m = {k: v[:m] for k, v in ensemble["params"].items()}
     learner = EnsembleLearner(ensemble, params_m, plan=plan, train=train, test=test,
                               sigma_train=sigma["train"].numpy(), ctx=ctx)
-    ids = select_points(clean, params["quick_points"] if quick else params["points"], params["seed"])
-    s_x = sigma["clean"].numpy().astype(np.float64)[ids]
-    before = learner.certify_points(ids, test["x"][ids], s_x)  # = the persisted certificates when m = M
-    ok = (before["prediction"].to_numpy() >= 0) & (before["r1"].to_numpy() > 0)
-    if not ok.any():
-        raise ValueError(f"audit {method}: none of the {len(ids)} selected points is certified by the first {m} "
-                         "models; raise audit.quick_num_models or audit.points")
-    ids, before, s_x = ids[ok], before[ok].reset_index(drop=True), s_x[ok]
+    pool = select_points(clean, None, params["seed"])
+    s_pool = sigma["clean"].numpy().astype(np.float64)[pool]
+    before = learner.certify_points(pool, test["x"][pool], s_pool)  # = the persisted certificates when m = M
+    keep = audited_points(before, params["quick_points"] if quick else params["points"], params["selection"],
+                          params["min_share"])
+    if not len(keep):
+        raise ValueError(f"audit {method}: no clean test point is certified by the first {m} models; raise "
+                         "audit.quick_num_models")
+    ids, before, s_x = pool[keep], before.iloc[keep].reset_index(drop=True), s_pool[keep]
     log.info("audit %s: %d points, %d models, ladder %s, strategies %s, columns %s%s", method, len(ids), m,
              list(cfg.factors), list(cfg.strategies), list(cfg.columns), " + resigma" if cfg.resigma else "")
     report = audit.audit_ladder(learner, ids, test["x"][ids], before["prediction"].to_numpy(),
