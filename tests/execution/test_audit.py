@@ -41,7 +41,8 @@ def test_points_are_the_certified_ones_of_the_top_band_in_stratified_order():
                           "radius": [0.2, 0.0, 0.3, 0.25, 0.1, 0.3], "prediction": [0, 1, -1, 1, 0, 1]})
     order = select_points(clean, None, 0)
     assert set(order.tolist()) == {0, 3, 4, 5}
-    before = pd.DataFrame({"prediction": [0, 1, 1, -1, 0], "r1": [1.07, 1.0, 0.5, 0.0, 1.07]})
-    assert audited_points(before, 10, "band", 0.9).tolist() == [0, 1, 4]
+    before = pd.DataFrame({"prediction": [0, 1, 1, -1, 0, 2], "r1": [1.07, 1.0, 0.5, 0.0, 1.07, 1.07],
+                           "sigma": [0.5, 0.49, 0.5, 0.5, 0.5, 0.3]})
+    assert audited_points(before, 10, "band", 0.9).tolist() == [0, 1, 4]  # 5: sigma_x R1 outside the band
     assert audited_points(before, 2, "band", 0.9).tolist() == [0, 1]
-    assert audited_points(before, 10, "stratified", 0.9).tolist() == [0, 1, 2, 4]
+    assert audited_points(before, 10, "stratified", 0.9).tolist() == [0, 1, 2, 4, 5]

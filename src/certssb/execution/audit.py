@@ -36,12 +36,15 @@ def select_points(clean: pd.DataFrame, n: int | None, seed: int) -> np.ndarray:
 
 def audited_points(before: pd.DataFrame, n: int, selection: str, min_share: float) -> np.ndarray:
     """Positions (in ``before``'s stratified order) of the ``n`` audited points: certified by the audited
-    models, and with ``selection: band`` inside the top budget band (R1 >= min_share x the largest R1, where
-    most certificates sit at the Clopper-Pearson ceiling), so one retrain serves them all."""
+    models, and with ``selection: band`` inside the top budget band of both columns (R1 >= min_share x the
+    largest R1, and sigma_x R1 >= min_share x the largest sigma_x R1: most certificates sit at the
+    Clopper-Pearson ceiling), so one retrain per rung serves them all."""
     r1 = before["r1"].to_numpy()
     ok = (before["prediction"].to_numpy() >= 0) & (r1 > 0)
     if selection == "band" and ok.any():
         ok &= r1 >= min_share * r1[ok].max()
+        pub = r1 * before["sigma"].to_numpy()
+        ok &= pub >= min_share * pub[ok].max()
     return np.flatnonzero(ok)[:n]
 
 
