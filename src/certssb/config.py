@@ -279,7 +279,7 @@ class AuditBlock(Block):
     seed: Int0
     quick: Flag = False
     quick_points: IntPos = 4
-    quick_factors: Annotated[list[float], _check(audit.check_factors)] = [0.95, 4.0, 32.0]
+    quick_factors: Annotated[list[float], _check(audit.check_factors)] = [0.95, 32.0]
     quick_strategies: Annotated[list[str], _each(choice, AUDIT_STRATEGIES)] = ["pgd", "brew"]
     quick_num_models: IntPos = 20
     checkpoint_dir: str | None = None
