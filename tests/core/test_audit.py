@@ -116,8 +116,16 @@ def test_training_only_rungs_stay_inside_every_budget_and_give_each_point_90_per
     ratio = rep["norm_over_budget"].to_numpy()
     assert ratio.max() <= 1 + 1e-6 and ratio.min() >= 0.9 - 1e-9
     assert rep.groupby(["column", "factor", "group"])["norm_over_budget"].max().to_numpy() == pytest.approx(1.0)
-    # labels are never changed: nothing but x_train reaches a retrain, and y_train is untouched
+    # labels are never changed (nothing but x_train reaches a retrain, y_train is untouched), and the moved
+    # points carry the runner-up class of the surrogates at the audited points, never their prediction (0)
     assert torch.equal(learner.y_train, torch.arange(60) % 3)
+    with torch.no_grad():
+        p = torch.stack([torch.softmax(n(x_pts), 1) for n in learner.nets]).mean(0)
+    p[:, 0] = -1
+    runner_up = set(p.argmax(1).tolist())
+    for call in learner.seen:
+        moved = np.flatnonzero((call["x_train"] - learner.x_train).flatten(1).norm(dim=1).numpy() > 0)
+        assert 0 < len(moved) <= 2 * 5 and set(learner.y_train[moved].tolist()) <= runner_up
 
 
 def test_pgd_stays_on_its_sphere_and_lowers_the_smoothed_probability():
