@@ -23,7 +23,7 @@ def test_audit_climbs_the_ladder_and_reports_break_factors(project):
         assert len(report) > 0 and set(report["strategy"]) == {"pgd", "brew"}
         assert (report["column_norm"] <= report["factor"] * report["r1"] * (1 + 1e-6)).all()
         pgd = report[report["strategy"] == "pgd"]
-        assert ((pgd["column_norm"] - pgd["factor"] * pgd["r1"]).abs() <= 1e-6 * pgd["r1"]).all()
+        assert ((pgd["column_norm"] - pgd["factor"] * pgd["r1"]).abs() <= 1e-6 * pgd["factor"] * pgd["r1"]).all()
         assert set(report["factor"]) <= {0.95, 8.0} and 0.95 in set(report["factor"])
         assert summary["flip_bound_per_point"] == pytest.approx(0.1) and summary["factors"] == [0.95, 8.0]
         for column, bf in summary["break_factor"].items():
