@@ -16,8 +16,8 @@ def _ensemble(m=3, n_test=9):
     nets = [build_model("mlp", (1, 4, 4), 3, seed=k) for k in range(m)]
     params = {name: torch.stack([dict(n.named_parameters())[name].detach() for n in nets])
               for name, _ in nets[0].named_parameters()}
-    ens = {"method": "cert_ssb", "architecture": "mlp", "in_shape": [1, 4, 4], "num_classes": 3, "params": params,
-           "model_indices": torch.arange(m)}
+    ens = {"method": "cert_ssb", "architecture": "mlp", "in_shape": [1, 4, 4], "num_classes": 3,
+           "params": params, "model_indices": torch.arange(m)}
     plan = make_noise_plan(seed=3, num_models=m, sigma=0.25, num_draws=2, n_train=5, input_shape=(1, 4, 4))
     g = torch.Generator().manual_seed(0)
     test = {"x": torch.rand(n_test, 1, 4, 4, generator=g), "y": torch.arange(n_test) % 3, "num_classes": 3}
@@ -29,8 +29,8 @@ def test_the_audit_votes_with_the_same_input_noise_as_the_ensemble_did():
     ens, plan, train, test = _ensemble()
     sigma = torch.linspace(0.2, 0.6, 9)
     full = predict_votes(ens, test["x"], sigma, plan, "clean", device=torch.device("cpu"))["votes"]
-    learner = EnsembleLearner(ens, ens["params"], plan=plan, train=train, test=test, sigma_train=np.full(5, 0.3),
-                              ctx={"device": "cpu"})
+    learner = EnsembleLearner(ens, ens["params"], plan=plan, train=train, test=test,
+                              sigma_train=np.full(5, 0.3), ctx={"device": "cpu"})
     ids = np.array([7, 2, 4])
     got = learner.votes(ids, test["x"][ids], sigma.numpy()[ids])
     assert torch.equal(got, full[:, ids])

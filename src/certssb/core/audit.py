@@ -2,15 +2,18 @@ r"""Auditing certificates with power: a ladder of budgets, real attacks, and the
 (the threat model and the claim are in ``docs/methods.md``).
 
 A certificate with :math:`R_1` (``r1``) claims: for every perturbation of the training features and the test
-input with :math:`\|\Delta\|_\Sigma = \sqrt{\sum_i \|\delta_i\|^2/\sigma_i^2 + \|\delta_x\|^2/\sigma_x^2} < R_1`
+input with
+:math:`\|\Delta\|_\Sigma = \sqrt{\sum_i \|\delta_i\|^2/\sigma_i^2 + \|\delta_x\|^2/\sigma_x^2} < R_1`
 (labels unchanged, no point inserted or removed) the smoothed prediction stays, with probability
 :math:`\ge 1-\alpha` over the Monte-Carlo draws. Each radius column is audited in its own norm:
 
-- ``radius`` (sound): the weighted norm with every point's own sigma_i (uniform sigma: :math:`\|\Delta\|/\sigma`);
+- ``radius`` (sound): the weighted norm with every point's own sigma_i (uniform sigma:
+  :math:`\|\Delta\|/\sigma`);
 - ``radius_published`` (Cert-SSB as published, :math:`\sigma_x R_1`): the plain l2 norm
   :math:`\|\Delta\| \le \sigma_x R_1`, i.e. the weighted norm with sigma_x in place of every sigma_i;
 - ``radius_resigma`` (Cert-SSB end to end): the ``radius`` budget, but sigma is recomputed on the perturbed
-  training points and input before retraining (the theorem assumes a fixed sigma; Cert-SSB's moves with Delta).
+  training points and input before retraining (the theorem assumes a fixed sigma; Cert-SSB's moves with
+  Delta).
 
 The ladder. An audit that finds no flip is evidence only if it finds flips where a certificate is too large.
 Every point is attacked at :math:`\|\Delta\|_{column} = c\,R_1` for each factor c of ``factors`` (0.95: inside
@@ -20,7 +23,8 @@ reaches ``stop_rate`` (10 %); a strategy stops climbing there.
 Strategies and the part of Delta they use:
 
 - ``pgd`` (input only, no retrain): projected gradient descent on the smoothed ensemble,
-  :math:`\min_{\|\delta_x\| \le \sigma_x c R_1} \log \mathbb{E}_\varepsilon\,\mathrm{softmax}_A f(x+\delta_x+\sigma_x\varepsilon)`,
+  :math:`\min_{\|\delta_x\| \le \sigma_x c R_1}
+  \log \mathbb{E}_\varepsilon\,\mathrm{softmax}_A f(x+\delta_x+\sigma_x\varepsilon)`,
   the expectation over fresh Gaussian draws with the sample's sigma_x, averaged over a few members;
 - ``brew`` (training only): gradient matching (Geiping et al. 2021, "Witches' Brew"): the training points of
   the runner-up class B (labels kept) nearest to x, lowest sigma first, are perturbed so that the parameter
@@ -28,7 +32,8 @@ Strategies and the part of Delta they use:
   prediction at x towards B. The perturbation is optimised in whitened coordinates
   :math:`u_i = w_i\delta_i` (w_i = 1/sigma_i for ``radius``, 1/sigma_x for ``radius_published``) on the ball
   :math:`\|u\| \le c R_1`, so the budget is spent where the column's norm makes it cheap;
-- ``brew_pgd`` (both): half the squared budget to ``brew``, the rest to ``pgd`` against the retrained ensemble;
+- ``brew_pgd`` (both): half the squared budget to ``brew``, the rest to ``pgd`` against the retrained
+  ensemble;
 - ``lowsigma`` (training only): the k training points of another label with the smallest sigma_i, moved
   straight towards x (the ellipsoid's short axis).
 
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -61,12 +67,14 @@ COLUMNS = ("radius", "radius_published")
 RESIGMA = "radius_resigma"
 ABSTAIN = -1
 REPORT_COLUMNS = ["sample_id", "strategy", "part", "column", "factor", "group", "group_size", "r1", "R",
-                  "sigma_x", "sigma_x_after", "train_points_moved", "l2_norm", "column_norm", "norm_over_budget",
-                  "sigma_norm_over_r1", "prediction_before", "prediction_after", "abstained_after", "flipped"]
+                  "sigma_x", "sigma_x_after", "train_points_moved", "l2_norm", "column_norm",
+                  "norm_over_budget", "sigma_norm_over_r1", "prediction_before", "prediction_after",
+                  "abstained_after", "flipped"]
 
 
 def weighted_norm(train_norms, train_sigma, test_norm: float, test_sigma: float) -> float:
-    """:math:`\\sqrt{\\sum_i (n_i/\\sigma_i)^2 + (t/\\sigma_x)^2}` for per-point perturbation norms ``n_i``."""
+    """:math:`\\sqrt{\\sum_i (n_i/\\sigma_i)^2 + (t/\\sigma_x)^2}` for per-point perturbation norms
+    ``n_i``."""
     n = np.asarray(train_norms, dtype=np.float64)
     s = np.asarray(train_sigma, dtype=np.float64)
     return float(np.sqrt(np.sum((n / s) ** 2) + (float(test_norm) / float(test_sigma)) ** 2))
@@ -76,7 +84,7 @@ def check_factors(name: str, factors: Sequence[float]) -> list[float]:
     """The ladder: a non-empty, strictly increasing list of multiples c > 0 of the certificate."""
     ok = isinstance(factors, (list, tuple)) and len(factors) > 0 and all(
         isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in factors)
-    if not ok or any(b <= a for a, b in zip(factors, factors[1:])):
+    if not ok or any(b <= a for a, b in pairwise(factors)):
         fail(name, factors, "must be a non-empty, strictly increasing list of multiples c > 0 of the "
              "certificate, e.g. [0.95, 2, 4, 8, 16, 32]")
     return [float(c) for c in factors]
@@ -84,8 +92,8 @@ def check_factors(name: str, factors: Sequence[float]) -> list[float]:
 
 def group_by_budget(budget: np.ndarray, min_share: float = 0.9) -> list[np.ndarray]:
     """Indices grouped greedily from the largest budget down: a group takes every remaining point whose budget
-    is >= ``min_share`` x the group's largest, so each point's budget is >= min_share x its group's smallest...
-    and the group's smallest is >= min_share x each member's (no point gets less than min_share of its own)."""
+    is >= ``min_share`` x the group's largest; so the group's smallest is >= min_share x each member's
+    budget (shared at the smallest, no point gets less than min_share of its own)."""
     number("audit.min_share", min_share, low=0, high=1, low_open=True)
     b = np.asarray(budget, np.float64)
     order = np.argsort(-b, kind="stable")
@@ -105,7 +113,8 @@ def _norms(t: torch.Tensor) -> np.ndarray:
 
 
 def train_weights(column: str, sigma_train: np.ndarray, sigma_x: float) -> np.ndarray:
-    """Per-training-point weight w_i of the column's norm: 1/sigma_i (sound, resigma) or 1/sigma_x (published)."""
+    """Per-training-point weight w_i of the column's norm: 1/sigma_i (sound, resigma) or 1/sigma_x
+    (published)."""
     s = np.asarray(sigma_train, np.float64)
     return 1.0 / (s if column in ("radius", RESIGMA) else np.full(len(s), float(sigma_x)))
 
@@ -118,8 +127,8 @@ def training_norm(train_delta: torch.Tensor, weights: np.ndarray) -> float:
 def scale_training(train_delta: torch.Tensor, sigma_moved: np.ndarray, *, column: str, budgets: np.ndarray,
                    sigma_x: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
     """Scale a group's shared training perturbation so that its norm under every point j's weights equals
-    ``budgets[j]`` for the point that binds and is <= it for the others. Returns the scaled perturbation and its
-    norm under each point's weights (the input part of j may take ``sqrt(total_j^2 - that^2)``)."""
+    ``budgets[j]`` for the point that binds and is <= it for the others. Returns the scaled perturbation and
+    its norm under each point's weights (the input part of j may take ``sqrt(total_j^2 - that^2)``)."""
     per_j = np.array([training_norm(train_delta, train_weights(column, sigma_moved, s)) for s in sigma_x])
     if len(train_delta) == 0 or not np.all(per_j > 0):
         return train_delta * 0.0, np.zeros(len(sigma_x))
@@ -129,7 +138,8 @@ def scale_training(train_delta: torch.Tensor, sigma_moved: np.ndarray, *, column
 
 def input_budget(total: np.ndarray, train_part: np.ndarray, sigma_x: np.ndarray) -> np.ndarray:
     """l2 budget of the input: :math:`\\sigma_x\\sqrt{total^2 - train^2}` (the column norm's input term)."""
-    return np.asarray(sigma_x) * np.sqrt(np.maximum(np.asarray(total) ** 2 - np.asarray(train_part) ** 2, 0.0))
+    rest = np.asarray(total) ** 2 - np.asarray(train_part) ** 2
+    return np.asarray(sigma_x) * np.sqrt(np.maximum(rest, 0.0))
 
 
 def _bshape(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -153,7 +163,8 @@ Net = Callable[[torch.Tensor], torch.Tensor]
 def pgd_smoothed(nets: Sequence[Net], x: torch.Tensor, label: np.ndarray, sigma_x: np.ndarray,
                  budget: np.ndarray, *, steps: int = 10, draws: int = 8, seed: int = 0) -> torch.Tensor:
     r"""l2 PGD against the smoothed classifier: minimise
-    :math:`\log \frac{1}{|F|}\sum_{f\in F}\mathbb{E}_\varepsilon\,\mathrm{softmax}_A f(x+\delta+\sigma_x\varepsilon)`
+    :math:`\log \frac{1}{|F|}\sum_{f\in F}
+    \mathbb{E}_\varepsilon\,\mathrm{softmax}_A f(x+\delta+\sigma_x\varepsilon)`
     (``draws`` fresh draws per step) over :math:`\|\delta\| \le` ``budget`` per row; normalised steps of
     2.5 budget / steps, projection onto the ball, and the result on the sphere :math:`\|\delta\| =` budget."""
     positive("audit.pgd_steps", steps, integer=True)
@@ -170,7 +181,8 @@ def pgd_smoothed(nets: Sequence[Net], x: torch.Tensor, label: np.ndarray, sigma_
         d = delta.clone().requires_grad_(True)
         noisy = (x + d).unsqueeze(0) + s.unsqueeze(0) * eps
         flat = noisy.flatten(0, 1)
-        p = torch.stack([torch.softmax(net(flat), 1) for net in nets]).mean(0).view(draws, *x.shape[:1], -1).mean(0)
+        p = torch.stack([torch.softmax(net(flat), 1) for net in nets]).mean(0)
+        p = p.view(draws, x.shape[0], -1).mean(0)
         obj = torch.log(p.gather(1, lab.view(-1, 1)).clamp_min(1e-12)).sum()
         (g,) = torch.autograd.grad(obj, d)
         gn = g.flatten(1).norm(dim=1).clamp_min(1e-12)
@@ -240,11 +252,12 @@ class Learner(Protocol):
     def surrogates(self) -> list[torch.nn.Module]:
         """A few differentiable members (eval mode) for PGD and gradient matching."""
 
-    def retrain(self, x_train: torch.Tensor, sigma_train: np.ndarray, tag: str) -> "Learner":
+    def retrain(self, x_train: torch.Tensor, sigma_train: np.ndarray, tag: str) -> Learner:
         """The learner trained on ``x_train`` with the same noise plan (``tag`` names the retrain)."""
 
     def predict(self, ids: np.ndarray, x_points: torch.Tensor, sigma_x: np.ndarray) -> np.ndarray:
-        """Certified predictions (ABSTAIN = -1) of the audited points ``ids`` given their (perturbed) inputs."""
+        """Certified predictions (ABSTAIN = -1) of the audited points ``ids`` given their (perturbed)
+        inputs."""
 
     def resigma(self, x_train: torch.Tensor, moved: np.ndarray, x_points: torch.Tensor
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -294,8 +307,8 @@ def _craft_training(strategy: str, learner: Learner, nets, x_pts: torch.Tensor, 
     if strategy == "lowsigma":
         dirs = []
         for j in range(len(x_pts)):
-            ii = poison_candidates(learner.x_train, learner.y_train, learner.sigma_train, x_pts[j], int(pred[j]),
-                                   cfg.k, used, same_label=False)
+            ii = poison_candidates(learner.x_train, learner.y_train, learner.sigma_train, x_pts[j],
+                                   int(pred[j]), cfg.k, used, same_label=False)
             used.update(int(i) for i in ii)
             d = x_pts[j].unsqueeze(0).double() - learner.x_train[ii].double()
             dirs.append(d / _bshape(d.flatten(1).norm(dim=1).clamp_min(1e-12), d))
@@ -309,8 +322,8 @@ def _craft_training(strategy: str, learner: Learner, nets, x_pts: torch.Tensor, 
         idx.append(ii)
     ii = np.concatenate(idx)
     w = train_weights(column, learner.sigma_train[ii], float(np.min(sigma_x)))
-    d = gradient_matching(nets, learner.x_train[ii], learner.y_train[ii], x_pts, torch.as_tensor(adv), w, budget,
-                          steps=cfg.brew_steps, seed=seed)
+    d = gradient_matching(nets, learner.x_train[ii], learner.y_train[ii], x_pts, torch.as_tensor(adv), w,
+                          budget, steps=cfg.brew_steps, seed=seed)
     return ii, d.to(learner.x_train.dtype)
 
 
@@ -354,13 +367,14 @@ def _rung(learner: Learner, nets, strategy: str, part: str, column: str, c: floa
     if part == "input":
         groups = [np.arange(len(ids))]  # no retrain: every point gets its whole budget on its input
     else:
-        # the training budget of point j in l2-comparable units: sound -> total_j; published -> sigma_x_j total_j
+        # point j's training budget in l2-comparable units: sound -> total_j; published -> sigma_x_j total_j
         train_total = total * (np.sqrt(0.5) if part == "both" else 1.0)
         key = train_total * (sigma_x if norm_col == "radius_published" else 1.0)
         groups = group_by_budget(key, cfg.min_share)
     for gi, g in enumerate(groups):
         x_g = x_points[g].clone()
-        tr_idx, tr_delta = np.zeros(0, np.int64), torch.zeros(0, *x_points.shape[1:], dtype=learner.x_train.dtype)
+        tr_idx = np.zeros(0, np.int64)
+        tr_delta = torch.zeros(0, *x_points.shape[1:], dtype=learner.x_train.dtype)
         train_part = np.zeros(len(g))
         model = learner
         if part != "input":
@@ -416,6 +430,11 @@ def break_factor(ladder: Sequence[dict], stop_rate: float = 0.1) -> float | None
     return min(hits) if hits else None
 
 
+def _best(per: dict, parts: tuple[str, ...]) -> float | None:
+    got = [v["break_factor"] for v in per.values() if v["part"] in parts and v["break_factor"] is not None]
+    return min(got) if got else None
+
+
 def _fmt(c: float | None, top: float) -> str:
     return f"c = {c:g}" if c is not None else f"not broken up to c = {top:g}"
 
@@ -441,19 +460,17 @@ def summarise(report: pd.DataFrame, alpha: float, factors: Sequence[float], stop
                 "retrains": 0 if r["part"].iloc[0] == "input" else int(r["group"].nunique()),
                 "expected_flips_bound": min(1.0, 2 * alpha) * n,
                 "independent": own,
-                "p_value_2alpha": float(binomtest(flips, n, min(1.0, 2 * alpha), alternative="greater").pvalue)
-                if own and n else None,
+                "p_value_2alpha": float(binomtest(flips, n, min(1.0, 2 * alpha),
+                                                  alternative="greater").pvalue) if own and n else None,
                 "norm_over_budget_min": float(r["norm_over_budget"].min()),
                 "norm_over_budget_max": float(r["norm_over_budget"].max()),
                 "sigma_norm_over_r1_max": float(r["sigma_norm_over_r1"].max())})
         out["columns"].setdefault(column, {})[strategy] = {
             "part": str(g["part"].iloc[0]), "break_factor": break_factor(ladder, stop_rate), "ladder": ladder}
     for column, per in out["columns"].items():
-        def best(parts):
-            got = [v["break_factor"] for v in per.values() if v["part"] in parts and v["break_factor"] is not None]
-            return min(got) if got else None
-        bf = {"any": best(("input", "training", "both")), "training_only": best(("training",)),
-              "input_only": best(("input",))}
+        kinds = (("any", ("input", "training", "both")), ("training_only", ("training",)),
+                 ("input_only", ("input",)))
+        bf = {name: _best(per, parts) for name, parts in kinds}
         out["break_factor"][column] = bf
         inside = [lv for v in per.values() for lv in v["ladder"] if lv["factor"] < 1]
         f_in, n_in = sum(lv["flips"] for lv in inside), sum(lv["points"] for lv in inside)

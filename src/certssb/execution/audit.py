@@ -30,7 +30,8 @@ def select_points(clean: pd.DataFrame, n: int | None, seed: int) -> np.ndarray:
     ok = clean[~clean["abstained"].astype(bool) & (clean["radius"] > 0)]
     rng = np.random.default_rng(seed)
     groups = [rng.permutation(g.index.to_numpy()) for _, g in ok.groupby("prediction", sort=True)]
-    picked = [g[rank] for rank in range(max((len(g) for g in groups), default=0)) for g in groups if rank < len(g)]
+    depth = max((len(g) for g in groups), default=0)
+    picked = [g[rank] for rank in range(depth) for g in groups if rank < len(g)]
     return np.asarray(picked[:n] if n is not None else picked, dtype=np.int64)
 
 
@@ -73,7 +74,8 @@ class EnsembleLearner:
     def retrain(self, x_train: torch.Tensor, sigma_train: np.ndarray, tag: str) -> EnsembleLearner:
         c = self.ctx
         result, _ = train_ensemble(
-            x_train, self.y_train, torch.as_tensor(sigma_train, dtype=torch.float32), self.plan, c["train_cfg"],
+            x_train, self.y_train, torch.as_tensor(sigma_train, dtype=torch.float32), self.plan,
+            c["train_cfg"],
             num_classes=self.train["num_classes"], data_fingerprint=tensor_fingerprint(x_train, self.y_train),
             backend=c["backend"], device=c["device"], chunk_size=c["chunk_size"],
             checkpoint_dir=c["checkpoint_dir"], num_models=self.m)
@@ -103,7 +105,8 @@ class EnsembleLearner:
         sx = np.asarray(sigma_x, np.float64)
         return certify(v, v, sx, labels=self.test["y"].numpy()[ids], num_classes=self.test["num_classes"],
                        bound=e["bound"], aggregation="hard", alpha=e["alpha"], selection=e["selection"],
-                       n0=e["n0"], alpha_split=e["alpha_split"], sigma_min=np.minimum(sx, self.sigma_train.min()))
+                       n0=e["n0"], alpha_split=e["alpha_split"],
+                       sigma_min=np.minimum(sx, self.sigma_train.min()))
 
     def predict(self, ids: np.ndarray, x_points: torch.Tensor, sigma_x: np.ndarray) -> np.ndarray:
         return self.certify_points(ids, x_points, sigma_x)["prediction"].to_numpy()
@@ -117,11 +120,11 @@ class EnsembleLearner:
         net, cfg, s0 = c["pilot_net"], c["sigma_cfg"], c["sigma0"]
         s_train = self.sigma_train.copy()
         if len(moved):
-            res = optimise_sigma(net, x_train[torch.as_tensor(moved)].float(), self.y_train[torch.as_tensor(moved)],
-                                 s0, cfg, seed=c["seed"])
+            mv = torch.as_tensor(moved)
+            res = optimise_sigma(net, x_train[mv].float(), self.y_train[mv], s0, cfg, seed=c["seed"])
             s_train[moved] = res["sigma"].double().numpy()
-        s_x = optimise_sigma(net, x_points.float(), None, s0, cfg, seed=c["seed"] + 1)["sigma"].double().numpy()
-        return s_train, s_x
+        s_x = optimise_sigma(net, x_points.float(), None, s0, cfg, seed=c["seed"] + 1)["sigma"]
+        return s_train, s_x.double().numpy()
 
 
 def ladder_config(params: dict[str, Any], method: str) -> audit.LadderConfig:
@@ -137,8 +140,9 @@ def ladder_config(params: dict[str, Any], method: str) -> audit.LadderConfig:
         pgd_draws=params["pgd_draws"], brew_steps=params["brew_steps"], seed=params["seed"])
 
 
-def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any], plan: dict[str, Any],
-                 train: dict[str, Any], test: dict[str, Any], pilot: dict[str, Any], params: dict[str, Any], *,
+def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any],
+                 plan: dict[str, Any], train: dict[str, Any], test: dict[str, Any], pilot: dict[str, Any],
+                 params: dict[str, Any], *,
                  model: dict[str, Any], ensemble_params: dict[str, Any], evaluation: dict[str, Any],
                  sigma_opt: dict[str, Any], device: str) -> pd.DataFrame:
     """One row per audited point x strategy x column x rung of the ladder (see ``certssb.core.audit``)."""
@@ -146,10 +150,11 @@ def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: di
     method = ensemble["method"]
     cfg = ladder_config(params, method)
     clean = certificates[certificates["split"] == "clean"].reset_index(drop=True)
-    m_all = int(len(ensemble["model_indices"]))
+    m_all = len(ensemble["model_indices"])
     m = min(m_all, int(params["quick_num_models"])) if quick else m_all
     dev = resolve_device(device)
-    ctx = {"device": device, "surrogate_members": params["surrogate_members"], "train_cfg": TrainConfig(**model),
+    ctx = {"device": device, "surrogate_members": params["surrogate_members"],
+           "train_cfg": TrainConfig(**model),
            "backend": ensemble_params["backend"], "chunk_size": ensemble_params["chunk_size"],
            "checkpoint_dir": params.get("checkpoint_dir"), "evaluation": evaluation, "seed": params["seed"],
            "sigma0": float(plan["sigma0"])}

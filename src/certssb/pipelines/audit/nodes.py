@@ -11,30 +11,38 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from certssb.core.artifacts import (
-    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, check_ensemble_lineage, require_same,
+    ModelArtifact,
+    NoisePlan,
+    SigmaArtifact,
+    SplitData,
+    check_ensemble_lineage,
+    require_same,
 )
 from certssb.core.audit import summarise
 from certssb.execution.audit import audit_method
 
 
 def _check_lineage(ensemble: dict[str, Any], sigma: dict[str, Any], noise_plan: dict[str, Any],
-                   poisoned_train: dict[str, Any], clean_test: dict[str, Any], pilot_model: dict[str, Any]) -> None:
+                   poisoned_train: dict[str, Any], clean_test: dict[str, Any],
+                   pilot_model: dict[str, Any]) -> None:
     ens, train = ModelArtifact.from_dict(ensemble), SplitData.from_dict(poisoned_train, "poisoned_train")
-    check_ensemble_lineage(ens, SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma"), NoisePlan.from_dict(noise_plan),
+    check_ensemble_lineage(ens, SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma"),
+                           NoisePlan.from_dict(noise_plan),
                            poisoned_train=train, clean_test=SplitData.from_dict(clean_test, "clean_test"))
     pilot = ModelArtifact.from_dict(pilot_model, "pilot_model")
     require_same("pilot_model", "poisoned_train", pilot.poisoned_train, train.fingerprint)
 
 
-def run_audit(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any], noise_plan: dict[str, Any],
+def run_audit(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any],
+              noise_plan: dict[str, Any],
               poisoned_train: dict[str, Any], clean_test: dict[str, Any], pilot_model: dict[str, Any],
               audit: dict[str, Any], model: dict[str, Any], ensemble_params: dict[str, Any],
               evaluation: dict[str, Any], sigma_opt: dict[str, Any], device: str) -> pd.DataFrame:
     """One row per audited point x strategy x column x rung of the ladder."""
     _check_lineage(ensemble, sigma, noise_plan, poisoned_train, clean_test, pilot_model)
-    return audit_method(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model, audit,
-                        model=model, ensemble_params=ensemble_params, evaluation=evaluation, sigma_opt=sigma_opt,
-                        device=device)
+    return audit_method(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model,
+                        audit, model=model, ensemble_params=ensemble_params, evaluation=evaluation,
+                        sigma_opt=sigma_opt, device=device)
 
 
 def summarise_audit(report: pd.DataFrame, evaluation: dict[str, Any], audit: dict[str, Any]
@@ -73,8 +81,8 @@ def _figure(summary: dict[str, Any]) -> Figure:
                     label=f"{strategy} ({s['part']}): " + (f"breaks at c = {bf:g}" if bf is not None
                                                            else "not broken"))
         ax.axhline(bound, color="k", lw=1.2)
-        ax.text(summary["factors"][0], bound + 0.015, f"2α = {bound:g}: a sound certificate's expected flip rate",
-                fontsize=6)
+        ax.text(summary["factors"][0], bound + 0.015,
+                f"2α = {bound:g}: a sound certificate's expected flip rate", fontsize=6)
         ax.axhline(summary["stop_rate"], color="grey", ls=":", lw=1)
         ax.axvline(1.0, color="grey", ls="--", lw=0.8)
         ax.set_xscale("log")

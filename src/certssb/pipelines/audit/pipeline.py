@@ -13,8 +13,9 @@ SHARED_PARAMS = {"params:audit", "params:model", "params:ensemble", "params:eval
 def method_pipeline() -> Pipeline:
     return pipeline([
         node(run_audit, ["ensemble", "certificates", "sigma", "noise_plan", "poisoned_train", "clean_test",
-                         "pilot_model", "params:audit", "params:model", "params:ensemble", "params:evaluation",
-                         "params:sigma_opt", "params:device"], "audit_report", name="audit"),
+                         "pilot_model", "params:audit", "params:model", "params:ensemble",
+                         "params:evaluation", "params:sigma_opt", "params:device"], "audit_report",
+             name="audit"),
         node(summarise_audit, ["audit_report", "params:evaluation", "params:audit"],
              ["audit_summary", "audit_metrics", "audit_figure"],
              name="summarise_audit"),
