@@ -266,6 +266,8 @@ def test_control_linear_classifier_is_broken_at_c_at_most_1_2_and_never_inside()
     assert s["flips_inside_radius"] == 0
     assert s["break_factor"]["radius"]["input_only"] is not None
     assert s["break_factor"]["radius"]["input_only"] <= 1.2
+    assert set(rep["factor"]) == {0.95, 1.2, 2.0}  # no retrain: pgd climbs every rung
+    assert s["columns"]["radius"]["pgd"]["ladder"][-1]["flip_rate"] >= 0.5
 
 
 class OnePixelControl:
