@@ -269,7 +269,7 @@ class LadderConfig:
     """The audit's knobs (``parameters_audit.yml``)."""
 
     factors: tuple[float, ...] = (0.95, 2, 4, 8, 16, 32)
-    strategies: tuple[str, ...] = ("pgd", "brew", "brew_pgd")
+    strategies: tuple[str, ...] = ("pgd", "brew")
     columns: tuple[str, ...] = COLUMNS
     resigma: bool = False
     stop_rate: float = 0.1
