@@ -92,6 +92,11 @@ BAD = [
     ("audit.resigma", "yes", "allowed values are True, False"),
     ("audit.selection", "all", "allowed values are 'band', 'stratified'"),
     ("audit.min_share", 1.5, "must be a number in (0, 1]"),
+    ("audit.pgd_steps", 0, "must be an integer in (0, inf)"),
+    ("audit.pgd_draws", 0, "must be an integer in (0, inf)"),
+    ("audit.brew_steps", 0, "must be an integer in (0, inf)"),
+    ("audit.surrogate_members", 0, "must be an integer in (0, inf)"),
+    ("audit.quick_num_models", 0, "must be an integer in (0, inf)"),
     ("audit.columns", ["r"], "allowed values are 'radius', 'radius_published'"),
     ("audit.k", 0, "must be an integer in (0, inf)"),
     ("uniform.method", "cert_ssb", "allowed values are 'uniform'"),
@@ -236,3 +241,9 @@ def test_study_warns_once_per_uncertifiable_sigma_with_the_blocks_its_cells_run(
     assert [m.split(":")[0] for m in msgs] == ["study cells with sigma_0 = 0.12", "study cells with sigma_0 = 0.5"]
     assert all("'noise.num_models' = 20" in m for m in msgs)
     assert _study_warnings(with_value(params, "evaluation.allow_tiny", True), caplog) == []
+
+
+@pytest.mark.parametrize("path", ["audit.factors", "audit.quick_factors"])
+def test_a_bad_audit_ladder_is_refused_naming_the_parameter(base, path):
+    msg = refused(with_value(base, path, [2, 1]), {"audit"})
+    assert msg.startswith(f"parameter '{path}' = [2, 1] is invalid: ") and "strictly increasing" in msg, msg
