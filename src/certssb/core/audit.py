@@ -46,6 +46,9 @@ Statistics. A flip is a certified prediction that changes to another class. Unde
 needs the certificate or the re-certification to fail: expected flips <= 2 alpha per point (an expectation
 only). Points that share a retrain or an ensemble are not independent, so a binomial p-value is reported only
 for groups of one point with their own retrain.
+
+Length: the ladder, its budgets and grouping, the two attacks, the control-ready ``Learner`` protocol and the
+summary belong together: they are one audit, and the tests drive them through ``audit_ladder`` as a unit.
 """
 from __future__ import annotations
 
