@@ -22,9 +22,8 @@ def base() -> dict:
     loader = OmegaConfigLoader(str(ROOT / "conf"), env="local",
                                **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
     params = loader["parameters"]
-    params.setdefault("audit", {"points": 40, "fraction": 0.95, "strategies": ["trigger", "gradient"],
-                                "columns": ["radius", "radius_published"], "batch_points": 8, "quick": False,
-                                "seed": 0, "k": 8})
+    params.setdefault("audit", {"points": 40, "factors": [0.95, 2, 4], "strategies": ["pgd", "brew"],
+                                "columns": ["radius", "radius_published"], "quick": False, "seed": 0, "k": 8})
     return params
 
 
@@ -102,7 +101,15 @@ BAD = [
     ("evaluation.allow_tiny", "true", "allowed values are True, False"),
     ("study.sigmas", [], "must be a non-empty list"),
     ("study.attacks", ["trojan"], "allowed values are"),
-    ("audit.fraction", 0, "must be a number in (0, 1]"),
+    ("audit.stop_rate", 0, "must be a number in (0, 1]"),
+    ("audit.resigma", "yes", "allowed values are True, False"),
+    ("audit.selection", "all", "allowed values are 'band', 'stratified'"),
+    ("audit.min_share", 1.5, "must be a number in (0, 1]"),
+    ("audit.pgd_steps", 0, "must be an integer in (0, inf)"),
+    ("audit.pgd_draws", 0, "must be an integer in (0, inf)"),
+    ("audit.brew_steps", 0, "must be an integer in (0, inf)"),
+    ("audit.surrogate_members", 0, "must be an integer in (0, inf)"),
+    ("audit.quick_num_models", 0, "must be an integer in (0, inf)"),
     ("audit.columns", ["r"], "allowed values are 'radius', 'radius_published'"),
     ("audit.k", 0, "must be an integer in (0, inf)"),
     ("uniform.method", "cert_ssb", "allowed values are 'uniform'"),
@@ -288,3 +295,9 @@ def test_sigma_opt_rule_is_checked_and_paper_mnist_embedded_runs_the_released_up
     config.validate(paper, {"__default__"})
     s = config.sigma_config(paper)
     assert (s.rule, s.lr, s.steps) == ("released", 1e-4, 850)
+
+
+@pytest.mark.parametrize("path", ["audit.factors", "audit.quick_factors"])
+def test_a_bad_audit_ladder_is_refused_naming_the_parameter(base, path):
+    msg = refused(with_value(base, path, [2, 1]), {"audit"})
+    assert msg.startswith(f"parameter '{path}' = [2, 1] is invalid: ") and "strictly increasing" in msg, msg

@@ -274,16 +274,25 @@ class StrengthBlock(Block):
 
 class AuditBlock(Block):
     points: IntPos
-    fraction: Annotated[float, _check(number, low=0, high=1, low_open=True)]
+    factors: Annotated[list[float], _check(audit.check_factors)]
     strategies: Annotated[list[str], _each(choice, AUDIT_STRATEGIES)]
     columns: Annotated[list[str], _each(choice, AUDIT_COLUMNS)]
-    batch_points: IntPos
-    quick: Flag = False
-    quick_points: IntPos = 8
-    quick_strategies: Annotated[list[str], _each(choice, AUDIT_STRATEGIES)] = ["lowsigma"]
-    checkpoint_dir: str | None = None
-    seed: Int0
+    selection: Annotated[str, _one_of(("band", "stratified"))] = "band"
+    resigma: Flag = False
+    stop_rate: Annotated[float, _check(number, low=0, high=1, low_open=True)] = 0.1
+    min_share: Annotated[float, _check(number, low=0, high=1, low_open=True)] = 0.9
     k: IntPos
+    surrogate_members: IntPos = 2
+    pgd_steps: IntPos = 10
+    pgd_draws: IntPos = 8
+    brew_steps: IntPos = 30
+    seed: Int0
+    quick: Flag = False
+    quick_points: IntPos = 4
+    quick_factors: Annotated[list[float], _check(audit.check_factors)] = [0.95, 32.0]
+    quick_strategies: Annotated[list[str], _each(choice, AUDIT_STRATEGIES)] = ["pgd", "brew"]
+    quick_num_models: IntPos = 20
+    checkpoint_dir: str | None = None
 
 
 class UniformBlock(Block):

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from certssb.core.artifacts import (
     ModelArtifact, NoisePlan, SigmaArtifact, SplitData, check_certificates, check_ensemble_lineage,
@@ -29,46 +30,65 @@ def _check_lineage(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: 
     require_same("pilot_model", "poisoned_train", pilot.poisoned_train, train.fingerprint)
 
 
-def run_audit(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any], noise_plan: dict[str, Any],
+def run_audit(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any],
+              noise_plan: dict[str, Any],
               poisoned_train: dict[str, Any], clean_test: dict[str, Any], pilot_model: dict[str, Any],
               audit: dict[str, Any], model: dict[str, Any], ensemble_params: dict[str, Any],
-              evaluation: dict[str, Any], attack: dict[str, Any], device: str) -> pd.DataFrame:
-    """One row per audited point x strategy x radius column."""
+              evaluation: dict[str, Any], sigma_opt: dict[str, Any], device: str) -> pd.DataFrame:
+    """One row per audited point x strategy x column x rung of the ladder."""
     _check_lineage(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model)
-    return audit_method(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model, audit,
-                        model=model, ensemble_params=ensemble_params, evaluation=evaluation, attack=attack,
-                        device=device)
+    return audit_method(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model,
+                        audit, model=model, ensemble_params=ensemble_params, evaluation=evaluation,
+                        sigma_opt=sigma_opt, device=device)
 
 
-def summarise_audit(report: pd.DataFrame, evaluation: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Figure]:
-    """Flips per column and strategy against alpha (binomial p-value), MLflow metrics and a figure."""
-    summary = summarise(report, evaluation["alpha"])
-    metrics = {f"audit_flips_{c}".replace("radius_published", "published"): {"value": float(v), "step": 0}
-               for c, v in ((c, summary.get(f"flips_{c}", 0)) for c in ("radius", "radius_published"))
-               if f"flips_{c}" in summary}
-    return summary, metrics, _figure(report, summary)
+def summarise_audit(report: pd.DataFrame, evaluation: dict[str, Any], audit: dict[str, Any]
+                    ) -> tuple[dict[str, Any], dict[str, Any], Figure]:
+    """The ladder per column and strategy, the break factors, MLflow metrics and the figure."""
+    factors = audit["quick_factors"] if audit.get("quick") else audit["factors"]
+    summary = summarise(report, evaluation["alpha"], factors, audit["stop_rate"])
+    top = max(factors)
+    metrics = {}
+    for column, bf in summary["break_factor"].items():
+        name = column.replace("radius_published", "published").replace("radius_resigma", "resigma")
+        metrics[f"audit_flips_inside_{name}"] = {"value": float(summary[f"flips_inside_{column}"]), "step": 0}
+        for part, c in bf.items():  # not broken: logged as 2 x the top rung
+            metrics[f"audit_break_factor_{name}_{part}"] = {"value": float(c if c is not None else 2 * top),
+                                                            "step": 0}
+    return summary, metrics, _figure(summary)
 
 
-def _figure(report: pd.DataFrame, summary: dict[str, Any]) -> Figure:
-    fig = Figure(figsize=(6.4, 3.8))
-    ax = fig.subplots()
-    labels, rates, expected, counts = [], [], [], []
-    for column, per in summary["columns"].items():
-        for strategy, s in per.items():
-            name = "sound radius" if column == "radius" else "as published"
-            labels.append(f"{strategy}\n{name}")
-            rates.append(s["flips"] / s["points"] if s["points"] else 0.0)
-            counts.append(f"{s['flips']}/{s['points']} flipped\np = {s['p_value']:.2g}")
-            expected.append(summary["alpha"])
-    x = np.arange(len(labels))
-    ax.bar(x, rates, color=["tab:blue" if "sound" in lab else "tab:red" for lab in labels])
-    ax.plot(x, expected, "k_", ms=18, label="α (a sound certificate flips at most this often)")
-    for xi, rate, text in zip(x, rates, counts):
-        ax.text(xi, rate + 0.03, text, ha="center", va="bottom", fontsize=7)
-    ratio = float((report["weighted_norm"] / report["r1"]).max()) if len(report) else 0.0
-    ax.set(xticks=x, ylabel="flip rate of certified points", ylim=(0, 1.02),
-           title=f"audit: retrained inside the radius (‖Δ‖ ≤ {ratio:.2f}·R, in each column's norm)")
-    ax.set_xticklabels(labels, fontsize=7)
-    ax.legend(fontsize=7)
+NAMES = {"radius": "sound radius", "radius_published": "published radius (σₓR₁)",
+         "radius_resigma": "sound radius, σ recomputed"}
+
+
+def _figure(summary: dict[str, Any]) -> Figure:
+    cols = list(summary["columns"])
+    fig = Figure(figsize=(4.2 * max(1, len(cols)), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(cols)), sharey=True))
+    bound = summary["flip_bound_per_point"]
+    styles = {"pgd": ("o-", "tab:orange"), "brew": ("s--", "tab:blue"), "brew_pgd": ("^-.", "tab:purple"),
+              "lowsigma": ("d:", "tab:green")}
+    for ax, column in zip(axes, cols):
+        for strategy, s in summary["columns"][column].items():
+            lad = s["ladder"]
+            fmt, color = styles.get(strategy, ("o-", None))
+            bf = s["break_factor"]
+            ax.plot([r["factor"] for r in lad], [r["flip_rate"] for r in lad], fmt, color=color, ms=5,
+                    label=f"{strategy} ({s['part']}): " + (f"breaks at c = {bf:g}" if bf is not None
+                                                           else "not broken"))
+        ax.axhline(bound, color="k", lw=1.2)
+        ax.text(summary["factors"][0], bound + 0.015,
+                f"2α = {bound:g}: a sound certificate's expected flip rate", fontsize=6)
+        ax.axhline(summary["stop_rate"], color="grey", ls=":", lw=1)
+        ax.axvline(1.0, color="grey", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(summary["factors"])
+        ax.set_xticklabels([f"{c:g}" for c in summary["factors"]], fontsize=7)
+        ax.set(xlabel="c  (‖Δ‖ = c·R₁ in the column's norm; dashed: c = 1)", title=NAMES.get(column, column),
+               ylim=(-0.02, 1.02))
+        ax.legend(fontsize=6, loc="upper left")
+    axes[0].set_ylabel("flip rate (dotted: 10 % = broken)")
     fig.tight_layout()
     return fig

@@ -10,16 +10,18 @@ from certssb.config import EVASION_METHODS
 
 from .nodes import run_audit, summarise_audit
 SHARED_INPUTS = {"noise_plan", "poisoned_train", "clean_test", "pilot_model"}
-SHARED_PARAMS = {"params:audit", "params:model", "params:ensemble", "params:evaluation", "params:attack",
+SHARED_PARAMS = {"params:audit", "params:model", "params:ensemble", "params:evaluation", "params:sigma_opt",
                  "params:device"}
 
 
 def method_pipeline() -> Pipeline:
     return pipeline([
         node(run_audit, ["ensemble", "certificates", "sigma", "noise_plan", "poisoned_train", "clean_test",
-                         "pilot_model", "params:audit", "params:model", "params:ensemble", "params:evaluation",
-                         "params:attack", "params:device"], "audit_report", name="audit"),
-        node(summarise_audit, ["audit_report", "params:evaluation"], ["audit_summary", "audit_metrics", "audit_figure"],
+                         "pilot_model", "params:audit", "params:model", "params:ensemble",
+                         "params:evaluation", "params:sigma_opt", "params:device"], "audit_report",
+             name="audit"),
+        node(summarise_audit, ["audit_report", "params:evaluation", "params:audit"],
+             ["audit_summary", "audit_metrics", "audit_figure"],
              name="summarise_audit"),
     ])
 
