@@ -9,6 +9,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from certssb.config import EVASION_METHODS
 
 from .nodes import run_audit, summarise_audit
+
 SHARED_INPUTS = {"noise_plan", "poisoned_train", "clean_test", "pilot_model"}
 SHARED_PARAMS = {"params:audit", "params:model", "params:ensemble", "params:evaluation", "params:sigma_opt",
                  "params:device"}
