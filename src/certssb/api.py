@@ -1,6 +1,6 @@
 r"""A small Python API: certify your own ``nn.Module``\ s against backdoor (poisoning) perturbations.
 
-Threat model (ALGORITHMS.md §0). The smoothed classifier is
+Threat model (docs/methods.md#what-a-certificate-claims). The smoothed classifier is
 ``g(D, x) = argmax_c P_{E, eps}[f_{A(D + E)}(x + eps) = c]``: model k is trained on its own noisy copy
 ``D + E_k`` of the training set (``E_k`` i.i.d. Gaussian, std ``sigma``, drawn ONCE per model) and votes on
 ``x + eps_k``. The certificate covers label-preserving ℓ2 perturbations of the training features and

@@ -70,7 +70,7 @@ def test_radius_formula_and_abstain():
 def test_ceilings_and_which_alpha_split_matches_the_design_numbers():
     assert radius_ceiling(50, 0.001, "clopper_pearson") == pytest.approx(1.13, abs=0.005)
     assert radius_ceiling(50, 0.001, "clopper_pearson") == pytest.approx(norm.ppf(0.001 ** (1 / 50)))
-    # ALGORITHMS.md: hoeffding caps at 1.57 sigma (M=1000) and 0.63 sigma (M=50): the per_bound numbers
+    # docs/methods.md#ceilings: hoeffding caps at 1.57 sigma (M=1000) and 0.63 sigma (M=50): the per_bound numbers
     assert radius_ceiling(1000, 0.001, "hoeffding", "per_bound") == pytest.approx(1.57, abs=0.006)
     assert radius_ceiling(50, 0.001, "hoeffding", "per_bound") == pytest.approx(0.63, abs=0.006)
     # the valid Bonferroni split is somewhat lower

@@ -23,7 +23,7 @@ def random_certs(seed: int, n: int = 200, dim: int = 3, classes: int = 3, abstai
 
 
 def reference(x, pred, rad, order, rule="trim"):
-    """Pure-Python storage update, a direct transcription of ALGORITHMS.md §5."""
+    """Pure-Python storage update, a direct transcription of docs/methods.md#storage-update."""
     n = len(pred)
     out_p, out_r, act = [-1] * n, [0.0] * n, ["abstain"] * n
     mem = []

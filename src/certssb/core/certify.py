@@ -1,4 +1,5 @@
-"""Certification of the smoothed classifier from the ensemble's votes (ALGORITHMS.md §0, §2-§3).
+"""Certification of the smoothed classifier from the ensemble's votes (docs/methods.md:
+#what-a-certificate-claims, #certification).
 
 Threat model (the one this library certifies; README "What is certified")
 -------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def radius_ceiling(n: int, alpha: float, bound: str, alpha_split: str = "bonferr
     * ``clopper_pearson``: all ``n`` models agree, ``p_lower_a = alpha^(1/n)``, so the ceiling is
       ``Phi^-1(alpha^(1/n))`` (``alpha_split`` is irrelevant: one bound). n=50, alpha=0.001 -> 1.131.
     * ``hoeffding``: ``p_A = 1, p_B = 0``, so the ceiling is ``(Phi^-1(1 - h) - Phi^-1(h)) / 2`` with
-      ``h = hoeffding_margin(n, alpha')``. ALGORITHMS.md's numbers (n=1000 -> 1.57, n=50 -> 0.63 at
+      ``h = hoeffding_margin(n, alpha')``. docs/methods.md#ceilings' numbers (n=1000 -> 1.57, n=50 -> 0.63 at
       alpha=0.001) are the ``per_bound`` ones (1.565, 0.634); ``bonferroni`` gives 1.541 and 0.596.
 
     0 when even unanimous votes cannot certify (e.g. ``h >= 1/2``).

@@ -4,7 +4,7 @@ Certified accuracy at radius r (Cohen et al.): the fraction of ALL certified row
 correctly, not abstained, and have certified radius ``>= r``. It reads the sound ``radius`` column by
 default (``radius_column="radius_published"`` gives Cert-SSB as published, not a poisoning certificate).
 
-Certified against a realised attack (ALGORITHMS.md §0). Only a **label-preserving feature** attack (no
+Certified against a realised attack (docs/methods.md#what-a-certificate-claims). Only a **label-preserving feature** attack (no
 point relabelled, none inserted or removed) lies inside the certified threat model. For such an attack
 with training perturbations ``delta_i`` and test perturbation ``delta_x`` the certificate of sample j
 covers it iff ``r1_j > ||Delta||_Sigma,j`` with

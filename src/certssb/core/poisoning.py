@@ -1,4 +1,5 @@
-"""Training-set poisoning: backdoor attacks and attacks on certifiers (ALGORITHMS.md §0, §1, §6).
+"""Training-set poisoning: backdoor attacks and attacks on certifiers (docs/methods.md:
+#what-a-certificate-claims, #backdoor-attacks, #certifier-attacks).
 
 Images are float32 tensors ``(N, C, H, W)`` in [0, 1]; labels are int64 ``(N,)``. The triggers live in
 :mod:`certssb.core.triggers`.
@@ -173,7 +174,7 @@ class PoisonResult:
     @property
     def in_threat_model(self) -> bool:
         """True iff the attack is a label-preserving feature perturbation (no label changed, nothing
-        inserted): only then can a certificate cover it (ALGORITHMS.md §0)."""
+        inserted): only then can a certificate cover it (docs/methods.md#what-a-certificate-claims)."""
         return self.label_changes == 0 and self.inserted == 0
 
     def joint_norm(self, test_trigger_norm: float = 0.0) -> float:

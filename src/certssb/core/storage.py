@@ -1,4 +1,4 @@
-"""Cert-SSB's storage-update certification (ALGORITHMS.md §5).
+"""Cert-SSB's storage-update certification (docs/methods.md#storage-update).
 
 With a sample-specific sigma, two certificates can contradict each other: a point ``x'`` inside the
 certified ball of ``x`` may itself be certified with another label. The storage update processes the

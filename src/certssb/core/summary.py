@@ -1,5 +1,5 @@
 """The run's summary from its certificates: the certified-accuracy table (split x region x radius) and the
-metrics a user compares across runs (ALGORITHMS.md §0, §3).
+metrics a user compares across runs (docs/methods.md#what-a-certificate-claims, #certification).
 
 Every headline number reads the sound ``radius`` (``sigma_min * r1``); Cert-SSB's published radius
 (``sigma_x * r1``) appears beside it under keys containing ``published``, labelled as "not a poisoning
@@ -86,7 +86,7 @@ def certifier_attack_view(certs: pd.DataFrame) -> dict[str, float]:
 
 def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], sigma: dict[str, Any],
                     poison_summary: dict[str, Any], radii: list[float]) -> dict[str, Any]:
-    """What the certificates say about the realised attack (ALGORITHMS.md §0).
+    """What the certificates say about the realised attack (docs/methods.md#what-a-certificate-claims).
 
     Label-preserving feature attacks: the fraction of clean test samples with a triggered version whose
     certificate covers the attack, ``r1_j > ||Delta||_Sigma,j``. Dirty-label or inserting attacks: their

@@ -1,4 +1,4 @@
-"""Backdoor triggers: a name -> function registry, and the realised norms (ALGORITHMS.md §1).
+"""Backdoor triggers: a name -> function registry, and the realised norms (docs/methods.md#backdoor-attacks).
 
 Images are float32 tensors ``(N, C, H, W)`` in [0, 1]. Every trigger returns the triggered images
 clamped to [0, 1] and the *realised* per-sample norms ``||x_trig - x||_2``, never only the nominal delta.
