@@ -4,29 +4,20 @@ temporary copy of the project (its own MLflow database and artifact root)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.project_copy import copy_project
+
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 
 
 def _project(tmp_path: Path) -> Path:
-    proj = tmp_path / "proj"
-    shutil.copytree(ROOT / "conf", proj / "conf", ignore=shutil.ignore_patterns("local"))
-    (proj / "conf" / "local").mkdir()
-    (proj / "conf" / "local" / "mlflow.yml").write_text(
-        f"server:\n  mlflow_tracking_uri: sqlite:///{proj / 'mlflow.db'}\n")
-    (proj / "src").mkdir()
-    shutil.copy(ROOT / "pyproject.toml", proj / "pyproject.toml")
-    for sub in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
-                "07_model_output", "08_reporting"):
-        (proj / "data" / sub).mkdir(parents=True)
-    return proj
+    return copy_project(tmp_path, data_folders=True)
 
 
 def _folders(proj: Path) -> set[str]:

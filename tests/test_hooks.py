@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +12,7 @@ import torch
 
 from certssb import console, tracking
 from certssb.hooks import MlflowRunHook, ResultsTableHook, ValidateParametersHook
+from tests.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,13 +39,7 @@ def test_kedro_run_prints_a_config_error_as_one_line_and_exits_2(tmp_path, monke
     from click.testing import CliRunner
     from kedro.framework.cli.cli import KedroCLI
 
-    proj = tmp_path / "proj"
-    shutil.copytree(ROOT / "conf", proj / "conf", ignore=shutil.ignore_patterns("local"))
-    (proj / "conf" / "local").mkdir()
-    (proj / "conf" / "local" / "mlflow.yml").write_text(
-        f"server:\n  mlflow_tracking_uri: sqlite:///{proj / 'mlflow.db'}\n")
-    (proj / "src").mkdir()
-    shutil.copy(ROOT / "pyproject.toml", proj / "pyproject.toml")
+    proj = copy_project(tmp_path)
     monkeypatch.chdir(proj)
     result = CliRunner().invoke(KedroCLI(proj), ["run", "--params", "noise.num_modles=7"])
     expected = "Error: parameter 'noise.num_modles' is not known: did you mean 'noise.num_models'?"
@@ -91,7 +85,7 @@ def _params() -> dict:
 
 
 def test_the_validation_hook_names_the_parent_run(monkeypatch):
-    import certssb.hooks as hooks
+    import certssb.hooks.run as hooks
 
     monkeypatch.setattr(hooks.config, "validate", lambda params, names: "checked")
     run = SimpleNamespace(name=None)

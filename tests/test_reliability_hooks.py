@@ -3,7 +3,6 @@ RUNNING by dead runs, the thread policy. docs/reliability.md."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -18,6 +17,7 @@ from kedro.pipeline import Pipeline, node
 from certssb.execution.lock import RunLock
 from certssb.hooks import PinLoadVersionsHook
 from certssb.io.torch_dataset import TorchDataset
+from tests.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,13 +37,7 @@ def test_a_second_kedro_run_in_the_folder_exits_2_in_one_line_naming_the_first(t
     from click.testing import CliRunner
     from kedro.framework.cli.cli import KedroCLI
 
-    proj = tmp_path / "proj"
-    shutil.copytree(ROOT / "conf", proj / "conf", ignore=shutil.ignore_patterns("local"))
-    (proj / "conf" / "local").mkdir()
-    (proj / "conf" / "local" / "mlflow.yml").write_text(
-        f"server:\n  mlflow_tracking_uri: sqlite:///{proj / 'mlflow.db'}\n")
-    (proj / "src").mkdir()
-    shutil.copy(ROOT / "pyproject.toml", proj / "pyproject.toml")
+    proj = copy_project(tmp_path)
     monkeypatch.chdir(proj)
     holder = _hold_lock(proj / "data" / RunLock.NAME)
     try:

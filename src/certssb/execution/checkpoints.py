@@ -26,6 +26,7 @@ from certssb.core import ensemble as _ensemble_code
 from certssb.core import models as _models_code
 from certssb.core import noise as _noise_code
 from certssb.core.ensemble import ChunkResult, TrainConfig
+from certssb.io.fsync import fsync_dir
 
 #: The modules whose source determines what training computes.
 TRAINING_CODE = (_ensemble_code, _models_code, _noise_code)
@@ -60,20 +61,6 @@ def ensemble_fingerprint(
                          "classes": num_classes, **training_provenance(threads)}, sort_keys=True).encode())
     h.update(sigma.detach().cpu().to(torch.float32).numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def fsync_dir(folder: Path | str) -> None:
-    """fsync a folder, so a rename inside it survives a crash of the machine (no-op where unsupported)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _save_atomic(obj: Any, path: Path) -> None:

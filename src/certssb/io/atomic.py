@@ -22,7 +22,7 @@ from kedro_datasets.json import JSONDataset as _JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
 
-from certssb.execution.checkpoints import fsync_dir
+from certssb.io.fsync import fsync_dir
 
 _WRITE = ("w", "a", "x", "+")
 

@@ -33,6 +33,8 @@ from kedro.io.core import (
     get_protocol_and_path,
 )
 
+from certssb.io.fsync import fsync_dir
+
 _SCALARS: tuple[type, ...] = (str, int, float, bool, type(None))
 
 
@@ -79,19 +81,6 @@ def _plain(data: Any, path: str = "") -> Any:
         "tensors and (nested) dict / list / tuple of tensors, str, int, float, bool, None are allowed "
         "(convert it, e.g. torch.as_tensor(...), float(...), list(...), or module.state_dict())"
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class TorchDataset(AbstractVersionedDataset[Any, Any]):
@@ -185,7 +174,7 @@ class TorchDataset(AbstractVersionedDataset[Any, Any]):
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, target)
-                _fsync_dir(target.parent)  # the rename itself survives a crash of the machine
+                fsync_dir(target.parent)  # the rename itself survives a crash of the machine
             except BaseException:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
