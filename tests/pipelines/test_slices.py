@@ -79,7 +79,8 @@ def run(pipe: Pipeline, catalog: DataCatalog) -> dict[str, Any]:
 def test_data_engineering_minus_download(tiny, raw):
     de = data_engineering.create_pipeline()
     pipe = de - de.only_nodes("download")
-    assert pipe.inputs() == {"raw_dataset", "params:data", "params:attack", "params:noise", "params:seed"}
+    assert pipe.inputs() == {"raw_dataset", "params:data", "params:attack", "params:noise", "params:evaluation",
+                             "params:seed"}
     out = run(pipe, catalog_for(pipe, tiny, raw_dataset=raw))
 
     target = tiny["attack"]["target"]

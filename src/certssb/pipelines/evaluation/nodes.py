@@ -40,6 +40,22 @@ def _voter(evaluation: dict[str, Any], ray: dict[str, Any] | None, device: str) 
     return functools.partial(predict_votes, device=resolve_device(device))
 
 
+def _checked_inputs(ensemble: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
+                    sigma: dict[str, Any], noise_plan: dict[str, Any], noise_params: dict[str, Any] | None,
+                    ) -> tuple[ModelArtifact, SigmaArtifact, NoisePlan, dict[str, SplitData]]:
+    """The views of a certifier's inputs once their lineage is checked: the ensemble, its sigma, the noise plan
+    (made with this run's ``noise`` parameters) and the test sets come from one run."""
+    ens = ModelArtifact.from_dict(ensemble)
+    sig = SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma")
+    plan = NoisePlan.from_dict(noise_plan)
+    tests = {"clean": SplitData.from_dict(clean_test, "clean_test"),
+             "triggered": SplitData.from_dict(triggered_test, "triggered_test")}
+    check_ensemble_lineage(ens, sig, plan, clean_test=tests["clean"], triggered_test=tests["triggered"])
+    if noise_params is not None:
+        check_plan_parameters(plan, noise_params)
+    return ens, sig, plan, tests
+
+
 def compute_votes(
     ensemble: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any],
     noise_plan: dict[str, Any], evaluation: dict[str, Any], ray: dict[str, Any] | None, device: str,
@@ -47,16 +63,8 @@ def compute_votes(
 ) -> dict[str, Any]:
     """Per-model vote fractions and mean probabilities on the clean and triggered test sets (each sample's
     own sigma); shards of models run as Ray tasks with ``evaluation.backend: ray`` (options ``ensemble.ray``).
-    First the lineage: the ensemble, its sigma, the noise plan (made with this run's ``noise`` parameters)
-    and the test sets come from one run."""
-    ens = ModelArtifact.from_dict(ensemble)
-    sig = SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma")
-    plan = NoisePlan.from_dict(noise_plan)
-    tests = {"clean": SplitData.from_dict(clean_test, "clean_test"),
-             "triggered": SplitData.from_dict(triggered_test, "triggered_test")}
-    check_ensemble_lineage(ens, sig, plan, clean_test=tests["clean"], triggered_test=tests["triggered"])
-    if noise is not None:
-        check_plan_parameters(plan, noise)
+    First the lineage (:func:`_checked_inputs`)."""
+    ens, sig, plan, tests = _checked_inputs(ensemble, clean_test, triggered_test, sigma, noise_plan, noise)
     vote, out = _voter(evaluation, ray, device), {}
     with progress_bar(2 * ens.num_models, f"{ens.method}: votes (models x test sets)") as bar:
         for split, data in tests.items():
@@ -101,14 +109,7 @@ def compute_cohen_votes(
     """``cohen``: class counts of its one base classifier over ``n0`` selection and ``num_draws`` estimation
     draws of input noise per test sample (certssb.core.smoothing), seeded from the noise plan. First the same
     lineage checks as :func:`compute_votes`."""
-    ens = ModelArtifact.from_dict(ensemble)
-    sig = SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma")
-    plan = NoisePlan.from_dict(noise_plan)
-    tests = {"clean": SplitData.from_dict(clean_test, "clean_test"),
-             "triggered": SplitData.from_dict(triggered_test, "triggered_test")}
-    check_ensemble_lineage(ens, sig, plan, clean_test=tests["clean"], triggered_test=tests["triggered"])
-    if noise_params is not None:
-        check_plan_parameters(plan, noise_params)
+    ens, sig, plan, tests = _checked_inputs(ensemble, clean_test, triggered_test, sigma, noise_plan, noise_params)
     net = load_member(ens.architecture, ens.in_shape, ens.num_classes, ens.params, 0, resolve_device(device))
     seed = int(noise.auxiliary_plan(noise_plan, ens.method)["test_seeds"][0])
     out = {}
