@@ -154,6 +154,8 @@ def log_method_run(
         params: dict[str, Any] = {"method": method}
         if sigma0 is not None:
             params["sigma0"] = sigma0
+        if metrics.get("precision"):  # the resolved precision (the parent holds the parameter, e.g. auto)
+            params["precision"] = metrics["precision"]
         mlflow.log_params(params)
         values = metric_values(metrics)
         if sigma is not None:

@@ -15,6 +15,7 @@ from certssb.core import audit, triggers
 from certssb.core.certify import ABSTAIN, certify
 from certssb.core.ensemble import TrainConfig, load_member, resolve_device
 from certssb.core.splits import tensor_fingerprint
+from certssb.core.precision import model_precision
 from certssb.core.votes import predict_votes
 from certssb.execution.training import train_ensemble
 
@@ -66,7 +67,8 @@ def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: di
     dev = resolve_device(device)
     s_train, s_x = sigma["train"].numpy(), sigma["clean"].numpy()
     pattern, grad = _trigger_pattern(attack, test["x"]), _loss_grad(pilot, dev)
-    cfg, e = TrainConfig(**model), evaluation
+    # retrained at the ensemble's own precision (core.precision), as its votes are
+    cfg, e = TrainConfig(**model, precision=model_precision(ensemble.get("train_config"))), evaluation
     rows = []
     batch = max(1, int(params["batch_points"]))
     for strategy in strategies:
