@@ -89,7 +89,7 @@ def test_three_pipelines_end_to_end(project):
         assert m[key.replace(".", "")] == pytest.approx(metrics[key])
     assert "clean_accuracy" in m and "abstain_rate" in m and "sigma_train_max" in m
     assert runs[0].info.run_name == "cert_ssb"
-    assert runs[0].data.params == {"method": "cert_ssb", "sigma0": "0.25"}
+    assert runs[0].data.params == {"method": "cert_ssb", "sigma0": "0.25", "precision": "float32"}
     parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])  # nested under the kedro-mlflow run
     assert parent.info.run_name == "evaluation · badnets · σ₀=0.25"
     assert parent.data.params["noise.sigma"] == "0.25" and parent.data.params["attack.name"] == "badnets"
