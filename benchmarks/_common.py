@@ -165,7 +165,8 @@ def cpu_info() -> dict[str, Any]:
     model = None
     try:
         text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Model name")), None)
+        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Model name")),
+                     None)
     except (OSError, subprocess.SubprocessError):
         pass
     flags = sorted(f for f in precision.cpu_flags() if f.startswith(("amx", "avx512")))

@@ -219,13 +219,14 @@ def main(argv: list[str] | None = None) -> dict:
                          "target": TARGET, "target_met": ratio >= 0.75,
                          "pipeline_fraction_of_ceiling": res["pipeline"]["fraction_of_ceiling"],
                          "raw_fraction_of_ceiling": res[raw_name]["fraction_of_ceiling"],
-                         "speedup_bf16_over_fp32_pipeline": S.paired_ratio(res["pipeline"],
-                                                                           res["pipeline_bf16"])["median_of_rounds"],
-                         "speedup_bf16_over_fp32_raw_loop": S.paired_ratio(res["raw_loop"],
-                                                                           res["raw_loop_bf16"])["median_of_rounds"],
+                         "speedup_bf16_over_fp32_pipeline": S.paired_ratio(
+                             res["pipeline"], res["pipeline_bf16"])["median_of_rounds"],
+                         "speedup_bf16_over_fp32_raw_loop": S.paired_ratio(
+                             res["raw_loop"], res["raw_loop_bf16"])["median_of_rounds"],
                          "ratio_pipeline_bf16_over_raw_bf16": S.paired_ratio(
                              res["raw_loop_bf16"], res["pipeline_bf16"])["median_of_rounds"],
-                         "pipeline_bf16_fraction_of_bf16_ceiling": res["pipeline_bf16"]["fraction_of_bf16_ceiling"],
+                         "pipeline_bf16_fraction_of_bf16_ceiling":
+                             res["pipeline_bf16"]["fraction_of_bf16_ceiling"],
                          "matmul_bf16_over_fp32": ceiling["bf16_over_fp32"]}
     path = C.write_json(result, args.out or C.default_out(NAME, dev))
 
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
         r = res[name]
         rows.append({"part": name, "best_s": r["best_s"], "median_s": r["median_s"],
                      "evals/s": r.get("model_evaluations_per_second"), "GFLOP/s": r.get("gflops"),
-                     "frac_ceiling": r.get("fraction_of_ceiling"), "frac_bf16": r.get("fraction_of_bf16_ceiling"),
+                     "frac_ceiling": r.get("fraction_of_ceiling"),
+                     "frac_bf16": r.get("fraction_of_bf16_ceiling"),
                      "share_of_pipeline": r.get("fraction_of_pipeline_time"),
                      "vs_raw": ratio if name == "pipeline" else (raw_s / r["best_s"] if name == "predict_votes" else None),
                      "peak_MiB": r["peak_memory_mib"]})

@@ -3,7 +3,8 @@
 For M in {1, 8, 32} small CNNs (``TrainConfig(architecture="small_cnn", epochs=E, batch_size=128)``) on
 the embedded MNIST training split, both backends train the same M models on the same M noisy copies
 (sigma = 0.25 everywhere), each at float32 and under bfloat16 autocast (``TrainConfig.precision``; the
-bf16 speed-ups and the fraction of both matmul ceilings come from the same run). Repetitions of the variants are interleaved so that interference from
+bf16 speed-ups and the fraction of both matmul ceilings come from the same run). Repetitions of the variants
+are interleaved so that interference from
 other processes hits both alike; each timed run is a ``torch.utils.benchmark.Timer`` measurement that
 first calls ``train_chunk`` once untimed (``_timing``). Every model of every M is really trained (nothing
 extrapolated).
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
     for m in sizes:
         idx = list(range(m))
         cfgs = {p: dataclasses.replace(cfg, precision=p) for p in ("float32", "bfloat16")}
-        fns = {v: (lambda b=b, p=p: ensemble.train_chunk(x, y, sigma, plan, idx, cfgs[p], num_classes, dev, b))
+        fns = {v: (lambda b=b, p=p: ensemble.train_chunk(x, y, sigma, plan, idx, cfgs[p], num_classes, dev,
+                                                         b))
                for v, (b, p) in VARIANTS.items()}
         # each measurement's untimed first call warms up (thread pools, kernel selection, allocator)
         res, outs = T.bench_interleaved(fns, dev, repeat=repeat, keep_outputs=True)
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
             row[f"speedup_bf16_over_fp32_{b}"] = S.paired_ratio(res[b], res[f"{b}_bf16"])["median_of_rounds"]
         rows.append(row)
         print(f"  M={m}: sequential {row['sequential']['best_s']:.3f} s, vectorised "
-              f"{row['vectorised']['best_s']:.3f} s, vectorised/sequential speed {sp['median_of_rounds']:.3f}; "
+              f"{row['vectorised']['best_s']:.3f} s, vectorised/sequential speed "
+              f"{sp['median_of_rounds']:.3f}; "
               f"bf16/fp32 speed: sequential {row['speedup_bf16_over_fp32_sequential']:.3f}, vectorised "
               f"{row['speedup_bf16_over_fp32_vectorised']:.3f}", flush=True)
 
@@ -163,7 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
     result["summary"] = {
         f"speedup_at_M{m_top}": rows[-1]["speedup_vectorised_over_sequential"],
         "speedup_vectorised_over_sequential_by_M": {str(r["M"]): r["speedup_vectorised_over_sequential"] for r in rows},
-        "fraction_of_ceiling_by_M": {str(r["M"]): {b: r[b]["fraction_of_ceiling"] for b in VARIANTS} for r in rows},
+        "fraction_of_ceiling_by_M": {str(r["M"]): {b: r[b]["fraction_of_ceiling"] for b in VARIANTS}
+                                     for r in rows},
         "fraction_of_bf16_ceiling_by_M": {str(r["M"]): {b: r[b]["fraction_of_bf16_ceiling"] for b in VARIANTS}
                                           for r in rows},
         "speedup_bf16_over_fp32_by_M": {str(r["M"]): {b: r[f"speedup_bf16_over_fp32_{b}"] for b in BACKENDS}

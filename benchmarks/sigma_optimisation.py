@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> dict:
             **S.achieved(flops_per_sample * n, res["batched_small_batch"]["best_s"], c_ref),
             "note": "not the target configuration: SigmaConfig.batch_size lowered from "
                     f"{cfg.batch_size} to {args.diag_batch} samples"}} if args.diag_batch else {}),
-        "batched_bf16": {**res["batched_bf16"], "samples": n, "samples_per_second": n / res["batched_bf16"]["best_s"],
-                         "speedup_over_fp32_batched": S.paired_ratio(rb, res["batched_bf16"])["median_of_rounds"],
+        "batched_bf16": {**res["batched_bf16"], "samples": n,
+                         "samples_per_second": n / res["batched_bf16"]["best_s"],
+                         "speedup_over_fp32_batched":
+                             S.paired_ratio(rb, res["batched_bf16"])["median_of_rounds"],
                          "speedup_over_loop": (n / res["batched_bf16"]["best_s"]) / thr_l,
                          **S.achieved(flops_per_sample * n, res["batched_bf16"]["best_s"], c_ref)},
         "noise_generation_in_batched": {**rn, "randn_calls": draws_per_run, "shape": list(shape),
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
                          "clean_rounds": f"{pr['clean_rounds']}/{pr['rounds']}",
                          "target": TARGET, "target_met": speedup >= 10.0,
                          "batched_fraction_of_ceiling": result["results"]["batched"]["fraction_of_ceiling"],
-                         "speedup_bf16_over_fp32_batched": result["results"]["batched_bf16"]["speedup_over_fp32_batched"],
+                         "speedup_bf16_over_fp32_batched":
+                             result["results"]["batched_bf16"]["speedup_over_fp32_batched"],
                          "batched_bf16_fraction_of_bf16_ceiling":
                              result["results"]["batched_bf16"]["fraction_of_bf16_ceiling"],
                          "matmul_bf16_over_fp32": ceiling["bf16_over_fp32"]}

@@ -1,6 +1,7 @@
-"""Tests for certssb.core.precision and the precision of training, votes, cohen's draws and sigma optimisation:
-the rule of ``auto``, bad values refused, bf16 really used (results differ from fp32 but stay close), a bf16
-ensemble certifies through the same code, and fp32 / bf16 checkpoints never share a fingerprint."""
+"""Tests for certssb.core.precision and the precision of training, votes, cohen's draws and sigma
+optimisation: the rule of ``auto``, bad values refused, bf16 really used (results differ from fp32 but stay
+close), a bf16 ensemble certifies through the same code, and fp32 / bf16 checkpoints never share a
+fingerprint."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,9 +63,11 @@ def test_auto_on_cuda_asks_torch(monkeypatch):
 
 @pytest.mark.parametrize("bad", ["fp16", "float16", "bf16", 32, True])
 def test_bad_values_are_refused_with_the_allowed_ones(bad):
-    with pytest.raises(ConfigError, match=r"parameter 'precision' = .* allowed values are 'float32', 'bfloat16', 'auto'"):
+    with pytest.raises(ConfigError, match=r"parameter 'precision' = .* allowed values are 'float32', "
+                                          r"'bfloat16', 'auto'"):
         precision.resolve_precision(bad, "cpu")
-    with pytest.raises(ConfigError, match=r"parameter 'precision' = .* allowed values are 'float32', 'bfloat16'$"):
+    with pytest.raises(ConfigError, match=r"parameter 'precision' = .* allowed values are 'float32', "
+                                          r"'bfloat16'$"):
         ensemble.TrainConfig(precision=bad)
 
 
@@ -83,7 +86,8 @@ def test_the_parameter_is_validated_with_the_other_blocks(base_params):
     assert base_params["precision"] == "float32"  # conf/base: the default (docs/performance.md#precision)
     for ok in ("float32", "bfloat16", "auto"):
         assert config.validate({**base_params, "precision": ok}).precision == ok
-    with pytest.raises(ConfigError, match=r"^parameter 'precision' = 'fp16' is invalid: allowed values are 'float32', 'bfloat16', 'auto'$"):
+    with pytest.raises(ConfigError, match=r"^parameter 'precision' = 'fp16' is invalid: allowed values are "
+                                          r"'float32', 'bfloat16', 'auto'$"):
         config.validate({**base_params, "precision": "fp16"})
     assert config.validate({k: v for k, v in base_params.items() if k != "precision"}).precision is None
 
@@ -120,7 +124,8 @@ def test_bf16_training_is_another_computation_that_still_learns(backend):
     run = {p: ensemble.train_chunk(x, y, s, plan, [0, 1], ensemble.TrainConfig(epochs=3, batch_size=32,
                                                                               lr=3e-3, precision=p),
                                    2, CPU, backend) for p in precision.RESOLVED}
-    diff = max(float((run["float32"].params[k] - run["bfloat16"].params[k]).abs().max()) for k in run["float32"].params)
+    diff = max(float((run["float32"].params[k] - run["bfloat16"].params[k]).abs().max())
+               for k in run["float32"].params)
     assert diff > 0  # autocast really changed the arithmetic
     assert all(t.dtype == torch.float32 for t in run["bfloat16"].params.values())  # weights stay float32
     last = [r["noisy_train_accuracy"] for r in run["bfloat16"].log if r["epoch"] == 2]
@@ -132,8 +137,8 @@ def test_a_bf16_ensemble_votes_and_certifies_through_the_same_code():
     s, plan = torch.full((x.shape[0],), 0.25), _plan(m=6)
     cfg = ensemble.TrainConfig(epochs=3, batch_size=32, lr=3e-3, precision="bfloat16")
     res = ensemble.train_chunk(x, y, s, plan, list(range(6)), cfg, 2, CPU)
-    model = {"architecture": cfg.architecture, "in_shape": [1, 12, 12], "num_classes": 2, "params": res.params,
-             "model_indices": res.indices, "train_config": dict(cfg.__dict__)}
+    model = {"architecture": cfg.architecture, "in_shape": [1, 12, 12], "num_classes": 2,
+             "params": res.params, "model_indices": res.indices, "train_config": dict(cfg.__dict__)}
     xt, yt = _data(40, seed=1)
     st = torch.full((40,), 0.25)
     v = predict_votes(model, xt, st, plan, "clean", device=CPU)  # the model's own precision: bf16

@@ -1,5 +1,5 @@
-"""``kedro run --params precision=bfloat16`` end to end on the tiny parameters, the precision recorded in every
-artifact of the run and in MLflow, and runs at two precisions never mixed (one lineage line)."""
+"""``kedro run --params precision=bfloat16`` end to end on the tiny parameters, the precision recorded in
+every artifact of the run and in MLflow, and runs at two precisions never mixed (one lineage line)."""
 from __future__ import annotations
 
 import json

@@ -35,7 +35,8 @@ TRAINING_CODE = (_ensemble_code, _models_code, _noise_code, _precision_code)
 @functools.lru_cache(maxsize=1)
 def training_code_version() -> str:
     """A hash of the source of the training code (:data:`TRAINING_CODE`: ``certssb.core.ensemble``,
-    ``models``, ``noise``, ``precision``), computed, not bumped by hand: any edit of these modules -- even of a comment --
+    ``models``, ``noise``, ``precision``), computed, not bumped by hand: any edit of these modules -- even of
+    a comment --
     gives new checkpoints instead of silently resuming with chunks of the old code."""
     h = hashlib.sha256()
     for module in TRAINING_CODE:

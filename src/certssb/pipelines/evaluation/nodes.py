@@ -43,10 +43,11 @@ def _voter(evaluation: dict[str, Any], ray: dict[str, Any] | None, device: str) 
 
 def _precision(ens: ModelArtifact, precision: str | None, device: str) -> str:
     """The precision the ensemble was trained at, which must be the run's ``precision`` parameter (resolved on
-    this device) when given: a model is evaluated at its own precision and runs at two precisions never mix."""
+    this device) when given: a model is evaluated at its own precision; runs at two precisions never mix."""
     at = model_precision(ens.train_config)
     if precision is not None:
-        require_same(f"{ens.method}.ensemble", "parameter precision", at, resolve_precision(precision, device))
+        require_same(f"{ens.method}.ensemble", "parameter precision", at,
+                     resolve_precision(precision, device))
     return at
 
 
@@ -102,7 +103,8 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
         frames.append(df.assign(split=split)[["split", *df.columns]])
     table = pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
     return table.assign(ensemble_fingerprint=str(votes["ensemble"]),
-                        sigma_fingerprint=str(sigma["fingerprint"]), precision=votes.get("precision", "float32"))
+                        sigma_fingerprint=str(sigma["fingerprint"]),
+                        precision=votes.get("precision", "float32"))
 
 
 def compute_cohen_votes(
@@ -148,7 +150,8 @@ def certify_cohen(votes: dict[str, Any], clean_test: dict[str, Any], triggered_t
                                     sigma[split].numpy(), labels=data["y"].numpy(), alpha=evaluation["alpha"])
         frames.append(df.assign(split=split)[["split", *df.columns]])
     table = pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
-    return table.assign(ensemble_fingerprint=str(votes["ensemble"]), sigma_fingerprint=str(sigma["fingerprint"]),
+    return table.assign(ensemble_fingerprint=str(votes["ensemble"]),
+                        sigma_fingerprint=str(sigma["fingerprint"]),
                         precision=votes.get("precision", "float32"))
 
 
@@ -211,8 +214,8 @@ def compute_metrics(
         for name, art in (("poison_summary", poison_summary), ("undefended_metrics", undefended_metrics)):
             if art.get("poisoned_train") is not None:
                 require_same(f"{method}.ensemble", "poisoned_train", trained_on, art["poisoned_train"], name)
-    table, m = summary.run_summary(certificates, certificates_updated, votes, clean_test, triggered_test, sigma,
-                                   poison_summary, undefended_metrics, evaluation)
+    table, m = summary.run_summary(certificates, certificates_updated, votes, clean_test, triggered_test,
+                                   sigma, poison_summary, undefended_metrics, evaluation)
     return table, {**m, "precision": votes.get("precision", "float32")}  # resolved; an MLflow param
 
 

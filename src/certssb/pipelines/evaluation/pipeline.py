@@ -18,7 +18,8 @@ from .nodes import (
 )
 
 SHARED_INPUTS = {"clean_test", "triggered_test", "noise_plan", "poison_summary", "undefended_metrics"}
-SHARED_PARAMS = {"params:evaluation", "params:ensemble.ray", "params:device", "params:noise", "params:precision"}
+SHARED_PARAMS = {"params:evaluation", "params:ensemble.ray", "params:device", "params:noise",
+                 "params:precision"}
 
 
 def method_pipeline(method: str = "uniform") -> Pipeline:

@@ -85,8 +85,8 @@ def _optimised_sigmas(pilot_model: dict[str, Any], data: SplitData, sets: dict[s
     net = load_member(pilot.architecture, pilot.in_shape, pilot.num_classes, pilot.params, 0,
                       ensemble.resolve_device(device))
     with progress_bar(sum(x.shape[0] for x, _ in sets.values()), "cert_ssb: sigma per sample") as bar:
-        return optimise_splits(net, sets, sigma0, sigma_config(sigma_opt, sigma0), seed=seed, progress=bar.update,
-                               precision=at)
+        return optimise_splits(net, sets, sigma0, sigma_config(sigma_opt, sigma0), seed=seed,
+                               progress=bar.update, precision=at)
 
 
 def optimise_sigma(
@@ -108,7 +108,8 @@ def optimise_sigma(
         sigmas = {s: torch.full((x.shape[0],), sigma0) for s, (x, _) in sets.items()}
         history = [{"split": s, "anchor": -1, "sigma": v} for s, v in sigmas.items()]
     else:
-        sigmas, history = _optimised_sigmas(pilot_model, data, sets, sigma0, sigma_opt, device, seed, precision)
+        sigmas, history = _optimised_sigmas(pilot_model, data, sets, sigma0, sigma_opt, device, seed,
+                                            precision)
     for split, s in sigmas.items():
         log.info("%s sigma (%s): mean %.3f in [%.3f, %.3f]", method, split, float(s.mean()), float(s.min()),
                  float(s.max()))

@@ -51,8 +51,8 @@ def create_pipeline(methods: tuple[str, ...] | None = None, **kwargs) -> Pipelin
         methods = configured_methods()
     shared = pipeline(
         [
-            node(train_pilot, ["poisoned_train", "noise_plan", "params:model", "params:pilot", "params:device",
-                               "params:precision"], "pilot_model", name="train_pilot"),
+            node(train_pilot, ["poisoned_train", "noise_plan", "params:model", "params:pilot",
+                               "params:device", "params:precision"], "pilot_model", name="train_pilot"),
             node(train_undefended, ["poisoned_train", "noise_plan", "params:model", "params:device",
                                     "params:precision"], "undefended_model", name="train_undefended"),
         ]
