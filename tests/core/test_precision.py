@@ -83,7 +83,7 @@ def base_params() -> dict:
 
 
 def test_the_parameter_is_validated_with_the_other_blocks(base_params):
-    assert base_params["precision"] == "float32"  # conf/base: the default (docs/performance.md#precision)
+    assert base_params["precision"] == "auto"  # conf/base: the default (docs/performance.md#precision)
     for ok in ("float32", "bfloat16", "auto"):
         assert config.validate({**base_params, "precision": ok}).precision == ok
     with pytest.raises(ConfigError, match=r"^parameter 'precision' = 'fp16' is invalid: allowed values are "
