@@ -3,7 +3,8 @@ accounting: ``_cpu``; pure arithmetic: ``_stats``).
 
 - the common command line (``--quick``, ``--device``, ``--out``, ``--repeat``, ``--quiet-budget``) and device
   resolution (``auto|cpu|cuda``, same rule as ``certssb.core.ensemble.resolve_device``);
-- the hardware ceiling: float32 matmul GFLOP/s measured in the same run (and bf16 on CUDA);
+- the hardware ceilings: float32 and bfloat16 2048^2 matmul GFLOP/s measured in the same run (and 8192^2 on
+  CUDA), so each bf16 variant has its ratio to both in one run;
 - FLOP counting with ``torch.utils.flop_counter.FlopCounterMode`` (matmul/conv FLOPs only, 2 per MAC);
 - the run's environment (device, torch version, CPU count, load average, timestamp) and JSON writing;
 - a small fixed-width table printer.
@@ -111,16 +112,20 @@ def matmul_gflops(device: torch.device, n: int = 2048, dtype: torch.dtype = torc
 
 
 def hardware_ceiling(device: torch.device, quick: bool = False) -> dict[str, Any]:
-    """The ceilings measured in this run: float32 2048^2 (the reference for ``fraction_of_ceiling``);
-    on CUDA also float32 and bf16 at 8192^2."""
+    """The ceilings measured in this run: float32 2048^2 (the reference for ``fraction_of_ceiling``) and
+    bfloat16 2048^2 (``reference_bf16_gflops``, for ``fraction_of_bf16_ceiling``); on CUDA also float32 and
+    bf16 at 8192^2."""
     rep = 3 if quick else 7
-    out: dict[str, Any] = {"fp32_2048": matmul_gflops(device, 2048, torch.float32, repeat=rep)}
+    out: dict[str, Any] = {"fp32_2048": matmul_gflops(device, 2048, torch.float32, repeat=rep),
+                           "bf16_2048": matmul_gflops(device, 2048, torch.bfloat16, repeat=rep)}
     if device.type == "cuda":
         out["fp32_8192"] = matmul_gflops(device, 8192, torch.float32, repeat=rep)
         out["bf16_8192"] = matmul_gflops(device, 8192, torch.bfloat16, repeat=rep)
         out["tf32_enabled"] = bool(torch.backends.cuda.matmul.allow_tf32)
     out["reference"] = "fp32_2048"
     out["reference_gflops"] = out["fp32_2048"]["gflops_best"]
+    out["reference_bf16_gflops"] = out["bf16_2048"]["gflops_best"]
+    out["bf16_over_fp32"] = out["reference_bf16_gflops"] / out["reference_gflops"]
     return out
 
 
@@ -143,7 +148,34 @@ def finish_ceiling(ceiling: dict[str, Any], device: torch.device, quick: bool = 
     ceiling["fp32_2048_at_end"] = matmul_gflops(device, 2048, torch.float32, repeat=3 if quick else 7)
     ceiling["reference"] = "max(fp32_2048, fp32_2048_at_end)"
     ceiling["reference_gflops"] = max(ceiling["fp32_2048"]["gflops_best"], ceiling["fp32_2048_at_end"]["gflops_best"])
+    ceiling["bf16_2048_at_end"] = matmul_gflops(device, 2048, torch.bfloat16, repeat=3 if quick else 7)
+    ceiling["reference_bf16_gflops"] = max(ceiling["bf16_2048"]["gflops_best"],
+                                           ceiling["bf16_2048_at_end"]["gflops_best"])
+    ceiling["bf16_over_fp32"] = ceiling["reference_bf16_gflops"] / ceiling["reference_gflops"]
     return ceiling["reference_gflops"]
+
+
+def cpu_info() -> dict[str, Any]:
+    """``lscpu``'s model name, the CPU's AMX / AVX-512 flags (``/proc/cpuinfo``) and what ``precision: auto``
+    resolves to here (``certssb.core.precision``)."""
+    import subprocess
+
+    from certssb.core import precision
+
+    model = None
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Model name")),
+                     None)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    flags = sorted(f for f in precision.cpu_flags() if f.startswith(("amx", "avx512")))
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001 - older torch
+        capability = None
+    return {"model_name": model, "amx_avx512_flags": flags, "torch_cpu_capability": capability,
+            "precision_auto_cpu": precision.resolve_precision("auto", "cpu")}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -171,6 +203,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "loadavg_1_5_15_at_start": _loadavg(),
         "psutil_version": _cpu.psutil.__version__,
         "timer": _timing.TIMER_NOTE,
+        "cpu": cpu_info(),
     }
     return env
 
@@ -223,4 +256,6 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
 def print_ceiling(ceiling: dict[str, Any]) -> None:
     parts = [f"{k}: {v['gflops_best']:.1f} GFLOP/s" for k, v in ceiling.items() if isinstance(v, dict)]
     print("matmul ceiling (best of repetitions): " + ", ".join(parts)
-          + f"; reference {ceiling['reference_gflops']:.1f} GFLOP/s")
+          + f"; reference {ceiling['reference_gflops']:.1f} GFLOP/s"
+          + (f", bf16 {ceiling['reference_bf16_gflops']:.1f} GFLOP/s ({ceiling['bf16_over_fp32']:.2f}x)"
+             if "reference_bf16_gflops" in ceiling else ""))

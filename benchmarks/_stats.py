@@ -76,16 +76,17 @@ def achieved(flops: float, seconds: float, ceiling_gflops: float) -> dict[str, f
     return {"gflops": gflops, "fraction_of_ceiling": gflops / ceiling_gflops}
 
 
-def set_fractions(obj: Any, ceiling_gflops: float) -> None:
-    """(Re)compute ``fraction_of_ceiling`` next to every ``gflops`` entry in a nested dict/list."""
+def set_fractions(obj: Any, ceiling_gflops: float, key: str = "fraction_of_ceiling") -> None:
+    """(Re)compute ``key`` (default ``fraction_of_ceiling``; ``fraction_of_bf16_ceiling`` against the bf16
+    matmul) next to every ``gflops`` entry in a nested dict/list."""
     if isinstance(obj, dict):
         if "gflops" in obj:
-            obj["fraction_of_ceiling"] = obj["gflops"] / ceiling_gflops
+            obj[key] = obj["gflops"] / ceiling_gflops
         for v in obj.values():
-            set_fractions(v, ceiling_gflops)
+            set_fractions(v, ceiling_gflops, key)
     elif isinstance(obj, list):
         for v in obj:
-            set_fractions(v, ceiling_gflops)
+            set_fractions(v, ceiling_gflops, key)
 
 
 def contended(obj: Any, path: str) -> list[str]:

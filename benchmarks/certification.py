@@ -12,6 +12,10 @@ under K input-noise draws from ``noise.make_noise_plan(seed=0, num_models=M, sig
   advance (channels_last on CPU), just ``model(x)`` in batches of 4096 under ``torch.no_grad``. On CUDA the
   raw figure is the faster of that loop and one ``vmap`` forward per chunk of models (both are reported).
 
+bf16: ``pipeline_bf16`` and ``raw_loop_bf16`` are the same under bfloat16 autocast (``precision="bfloat16"``),
+timed in the same interleaved rounds; their speed-ups over fp32 and fractions of the bf16 matmul ceiling
+are in the summary.
+
 ratio = raw time / pipeline time (target >= 0.75). Achieved FLOP/s: ``FlopCounterMode`` counts one
 model's forward on its K * N inputs, times M. The time the pipeline spends regenerating the noise
 (``noise.test_unit_noise``) and rebuilding the members (``ensemble.load_member``) is measured apart.
@@ -37,6 +41,7 @@ from certssb.core import ensemble, noise  # noqa: E402
 from certssb.core.certify import certify  # noqa: E402
 from certssb.io import prepare_dataset  # noqa: E402
 from certssb.core.models import build_model  # noqa: E402
+from certssb.core.precision import autocast  # noqa: E402
 from certssb.core.votes import predict_votes  # noqa: E402
 
 NAME = "certification"
@@ -101,6 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
     def pipeline_fn():
         return certify_votes(votes_fn())
 
+    def pipeline_bf16_fn():  # the same models' forward passes under bfloat16 autocast (core.precision)
+        return certify_votes(predict_votes(art, x, sigma, plan, "clean", device=dev, model_chunk=MODEL_CHUNK,
+                                           batch_size=BATCH, precision="bfloat16"))
+
     # ---- raw: the same models on pre-made noisy inputs
     nets = []
     for j in range(m):
@@ -126,6 +135,11 @@ def main(argv: list[str] | None = None) -> dict:
         for j in range(m):
             for b in range(0, noisy[j].shape[0], args.diag_batch):
                 nets[j](noisy[j][b : b + args.diag_batch])
+
+    @torch.no_grad()
+    def raw_loop_bf16() -> None:  # the bf16 reference: the raw loop under autocast
+        with autocast("bfloat16", dev):
+            raw_loop()
 
     variants = {"raw_loop": raw_loop}
     if dev.type == "cuda":
@@ -160,7 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     # the pipeline and the raw forward(s) in interleaved rounds, then the pieces
     diag = {"diagnostic_raw_loop_small_batch": raw_loop_small_batch} if args.diag_batch else {}
     per_round = min_time / repeat  # each round's Timer measurement times at least this long
-    res, _ = T.bench_interleaved({"pipeline": pipeline_fn, **variants, **diag}, dev, repeat=repeat,
+    bf16 = {"pipeline_bf16": pipeline_bf16_fn, "raw_loop_bf16": raw_loop_bf16}
+    res, _ = T.bench_interleaved({"pipeline": pipeline_fn, **variants, **bf16, **diag}, dev, repeat=repeat,
                                  min_run_time=per_round)
     pieces, _ = T.bench_interleaved({"predict_votes": votes_fn, "certify": certify_fn, "noise_regeneration": noise_fn,
                                      "load_member": load_fn}, dev, repeat=repeat, min_run_time=per_round)
@@ -168,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     raw_name = min(variants, key=lambda v: res[v]["best_s"])
     raw_s = res[raw_name]["best_s"]
     evals = m * k_draws * n
-    for name in ("pipeline", "predict_votes", *variants, *diag):
+    for name in ("pipeline", "predict_votes", *variants, *bf16, *diag):
         res[name].update(S.achieved(flops, res[name]["best_s"], c_ref))
         res[name]["model_evaluations_per_second"] = evals / res[name]["best_s"]
         res[name]["certified_samples_per_second"] = n / res[name]["best_s"]
@@ -182,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
             "note": f"not the reference: the raw loop with batch {args.diag_batch} instead of {BATCH}"})
     c_ref = C.finish_ceiling(ceiling, dev, quick=args.quick)
     S.set_fractions(res, c_ref)
+    S.set_fractions(res, ceiling["reference_bf16_gflops"], "fraction_of_bf16_ceiling")
     C.print_ceiling(ceiling)
     pr = S.paired_ratio(res[raw_name], res["pipeline"])
     ratio = pr["median_of_rounds"]
@@ -202,21 +218,33 @@ def main(argv: list[str] | None = None) -> dict:
                          "ratio_predict_votes_over_raw": raw_s / res["predict_votes"]["best_s"],
                          "target": TARGET, "target_met": ratio >= 0.75,
                          "pipeline_fraction_of_ceiling": res["pipeline"]["fraction_of_ceiling"],
-                         "raw_fraction_of_ceiling": res[raw_name]["fraction_of_ceiling"]}
+                         "raw_fraction_of_ceiling": res[raw_name]["fraction_of_ceiling"],
+                         "speedup_bf16_over_fp32_pipeline": S.paired_ratio(
+                             res["pipeline"], res["pipeline_bf16"])["median_of_rounds"],
+                         "speedup_bf16_over_fp32_raw_loop": S.paired_ratio(
+                             res["raw_loop"], res["raw_loop_bf16"])["median_of_rounds"],
+                         "ratio_pipeline_bf16_over_raw_bf16": S.paired_ratio(
+                             res["raw_loop_bf16"], res["pipeline_bf16"])["median_of_rounds"],
+                         "pipeline_bf16_fraction_of_bf16_ceiling":
+                             res["pipeline_bf16"]["fraction_of_bf16_ceiling"],
+                         "matmul_bf16_over_fp32": ceiling["bf16_over_fp32"]}
     path = C.write_json(result, args.out or C.default_out(NAME, dev))
 
     rows = []
-    for name in ("pipeline", "predict_votes", *variants, *diag, "certify", "noise_regeneration", "load_member"):
+    for name in ("pipeline", "predict_votes", *variants, *bf16, *diag, "certify", "noise_regeneration",
+                 "load_member"):
         r = res[name]
         rows.append({"part": name, "best_s": r["best_s"], "median_s": r["median_s"],
                      "evals/s": r.get("model_evaluations_per_second"), "GFLOP/s": r.get("gflops"),
                      "frac_ceiling": r.get("fraction_of_ceiling"),
+                     "frac_bf16": r.get("fraction_of_bf16_ceiling"),
                      "share_of_pipeline": r.get("fraction_of_pipeline_time"),
                      "vs_raw": ratio if name == "pipeline" else (raw_s / r["best_s"] if name == "predict_votes" else None),
                      "peak_MiB": r["peak_memory_mib"]})
     for row in rows:
         row["part"] = row["part"].replace("diagnostic_raw_loop_small_batch", f"raw_loop b{args.diag_batch} (diag)")
-    C.print_table(rows, ["part", "best_s", "median_s", "evals/s", "GFLOP/s", "frac_ceiling", "share_of_pipeline",
+    C.print_table(rows, ["part", "best_s", "median_s", "evals/s", "GFLOP/s", "frac_ceiling", "frac_bf16",
+                         "share_of_pipeline",
                          "vs_raw", "peak_MiB"],
                   title=f"{NAME} on {dev.type}: M={m}, N={n}, K={k_draws}; target {TARGET}")
     print(f"wrote {path}")

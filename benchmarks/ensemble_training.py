@@ -2,7 +2,9 @@
 
 For M in {1, 8, 32} small CNNs (``TrainConfig(architecture="small_cnn", epochs=E, batch_size=128)``) on
 the embedded MNIST training split, both backends train the same M models on the same M noisy copies
-(sigma = 0.25 everywhere). Repetitions of the two backends are interleaved so that interference from
+(sigma = 0.25 everywhere), each at float32 and under bfloat16 autocast (``TrainConfig.precision``; the
+bf16 speed-ups and the fraction of both matmul ceilings come from the same run). Repetitions of the variants
+are interleaved so that interference from
 other processes hits both alike; each timed run is a ``torch.utils.benchmark.Timer`` measurement that
 first calls ``train_chunk`` once untimed (``_timing``). Every model of every M is really trained (nothing
 extrapolated).
@@ -15,6 +17,7 @@ Usage: python benchmarks/ensemble_training.py [--quick] [--device auto|cpu|cuda]
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -33,6 +36,8 @@ from certssb.core.models import build_model  # noqa: E402
 NAME = "ensemble_training"
 TARGET = ">=5x at M=32 on a GPU"
 BACKENDS = ("sequential", "vectorised")
+#: each backend at float32 and under bfloat16 autocast (TrainConfig.precision), timed in the same rounds
+VARIANTS = {**{b: (b, "float32") for b in BACKENDS}, **{f"{b}_bf16": (b, "bfloat16") for b in BACKENDS}}
 
 
 def step_flops(n_batch: int, cfg: ensemble.TrainConfig, in_shape, num_classes: int) -> int:
@@ -126,13 +131,15 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for m in sizes:
         idx = list(range(m))
-        fns = {b: (lambda b=b: ensemble.train_chunk(x, y, sigma, plan, idx, cfg, num_classes, dev, b))
-               for b in BACKENDS}
+        cfgs = {p: dataclasses.replace(cfg, precision=p) for p in ("float32", "bfloat16")}
+        fns = {v: (lambda b=b, p=p: ensemble.train_chunk(x, y, sigma, plan, idx, cfgs[p], num_classes, dev,
+                                                         b))
+               for v, (b, p) in VARIANTS.items()}
         # each measurement's untimed first call warms up (thread pools, kernel selection, allocator)
         res, outs = T.bench_interleaved(fns, dev, repeat=repeat, keep_outputs=True)
         row: dict = {"M": m, "max_abs_param_diff_vectorised_vs_sequential": max_param_diff(
             outs["sequential"], outs["vectorised"])}
-        for backend in BACKENDS:
+        for backend in VARIANTS:
             s = res[backend]
             row[backend] = {**s, "seconds_per_model": s["best_s"] / m, "models_per_second": m / s["best_s"],
                             **S.achieved(flops_per_model * m, s["best_s"], c_ref)}
@@ -141,20 +148,31 @@ def main(argv: list[str] | None = None) -> dict:
         row["speedup_vectorised_over_sequential"] = sp["median_of_rounds"]
         row["speedup_vectorised_over_sequential_of_best"] = sp["of_best"]
         row["clean_rounds"] = f"{sp['clean_rounds']}/{sp['rounds']}"
+        for b in BACKENDS:  # bf16 speed over fp32, same backend, same rounds
+            row[f"speedup_bf16_over_fp32_{b}"] = S.paired_ratio(res[b], res[f"{b}_bf16"])["median_of_rounds"]
         rows.append(row)
         print(f"  M={m}: sequential {row['sequential']['best_s']:.3f} s, vectorised "
-              f"{row['vectorised']['best_s']:.3f} s, vectorised/sequential speed {sp['median_of_rounds']:.3f}",
-              flush=True)
+              f"{row['vectorised']['best_s']:.3f} s, vectorised/sequential speed "
+              f"{sp['median_of_rounds']:.3f}; "
+              f"bf16/fp32 speed: sequential {row['speedup_bf16_over_fp32_sequential']:.3f}, vectorised "
+              f"{row['speedup_bf16_over_fp32_vectorised']:.3f}", flush=True)
 
     result["results"] = rows
     c_ref = C.finish_ceiling(ceiling, dev, quick=args.quick)
     S.set_fractions(rows, c_ref)
+    S.set_fractions(rows, ceiling["reference_bf16_gflops"], "fraction_of_bf16_ceiling")
     C.print_ceiling(ceiling)
     m_top = max(sizes)
     result["summary"] = {
         f"speedup_at_M{m_top}": rows[-1]["speedup_vectorised_over_sequential"],
         "speedup_vectorised_over_sequential_by_M": {str(r["M"]): r["speedup_vectorised_over_sequential"] for r in rows},
-        "fraction_of_ceiling_by_M": {str(r["M"]): {b: r[b]["fraction_of_ceiling"] for b in BACKENDS} for r in rows},
+        "fraction_of_ceiling_by_M": {str(r["M"]): {b: r[b]["fraction_of_ceiling"] for b in VARIANTS}
+                                     for r in rows},
+        "fraction_of_bf16_ceiling_by_M": {str(r["M"]): {b: r[b]["fraction_of_bf16_ceiling"] for b in VARIANTS}
+                                          for r in rows},
+        "speedup_bf16_over_fp32_by_M": {str(r["M"]): {b: r[f"speedup_bf16_over_fp32_{b}"] for b in BACKENDS}
+                                        for r in rows},
+        "matmul_bf16_over_fp32": ceiling["bf16_over_fp32"],
         "target": TARGET,
         "target_met": bool(dev.type == "cuda" and rows[-1]["speedup_vectorised_over_sequential"] >= 5.0
                            and m_top == 32),
@@ -164,16 +182,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     table = []
     for r in rows:
-        for backend in BACKENDS:
+        for backend in VARIANTS:
             b = r[backend]
             table.append({"M": r["M"], "backend": backend, "best_s": b["best_s"], "median_s": b["median_s"],
                           "s/model": b["seconds_per_model"], "models/s": b["models_per_second"],
                           "GFLOP/s": b["gflops"], "frac_ceiling": b["fraction_of_ceiling"],
+                          "frac_bf16_ceiling": b["fraction_of_bf16_ceiling"],
                           "vec/seq": r["speedup_vectorised_over_sequential"] if backend == "vectorised" else None,
                           "vec/seq_best": r["speedup_vectorised_over_sequential_of_best"] if backend == "vectorised" else None,
                           "peak_MiB": b["peak_memory_mib"]})
     C.print_table(table, ["M", "backend", "best_s", "median_s", "s/model", "models/s", "GFLOP/s",
-                          "frac_ceiling", "vec/seq", "vec/seq_best", "peak_MiB"],
+                          "frac_ceiling", "frac_bf16_ceiling", "vec/seq", "vec/seq_best", "peak_MiB"],
                   title=f"{NAME} on {dev.type}: {n} samples, {cfg.epochs} epoch(s), target {TARGET}")
     print(f"wrote {out}")
     return result

@@ -42,6 +42,9 @@ TINY: dict[str, Any] = {
     # M - n0 = 3 models cannot certify r = 0.25 at alpha = 0.001: the pre-run check would stop the run
     "evaluation": {"n0": 1, "model_chunk": 2, "allow_tiny": True},
     "device": "cpu",
+    # conf/base says auto (bf16 where the CPU has it): tests pin float32 so that they compute the same on
+    # every machine; tests/pipelines/test_precision.py runs bf16 explicitly
+    "precision": "float32",
 }
 
 

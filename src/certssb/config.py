@@ -33,6 +33,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from certssb.core import certify as _certify
 from certssb.core import ensemble as _ensemble
 from certssb.core import models as _models
+from certssb.core import precision as _precision
 from certssb.core import sigma as _sigma
 from certssb.core import audit, poisoning, storage, triggers
 from certssb.core import storage as _storage
@@ -338,6 +339,8 @@ class Config(Block):
     methods: Annotated[list[str] | None, _check(_methods, optional=True)] = None
     device: Annotated[str | None, _check(choice, _ensemble.DEVICES, optional=True)] = None
     num_threads: IntPosOpt = None  # null: $OMP_NUM_THREADS, else all cores (certssb.execution.threads)
+    # float32 | bfloat16 | auto (bf16 where the device runs it natively); null: float32 (core.precision)
+    precision: Annotated[str | None, _check(choice, _precision.PRECISIONS, optional=True)] = None
     data: DataBlock | None = None
     attack: AttackBlock | None = None
     noise: NoiseBlock | None = None
@@ -356,7 +359,7 @@ class Config(Block):
 
 BLOCKS: tuple[str, ...] = tuple(Config.model_fields)
 _DE = {"seed", "num_threads", "data", "attack", "noise", "evaluation"}
-_RUN = {"seed", "methods", "device", "num_threads"}
+_RUN = {"seed", "methods", "device", "num_threads", "precision"}
 _MO = {*_RUN, "noise", "model", "pilot", "sigma_opt", "ensemble", *METHODS}
 _EV = {*_RUN, "attack", "noise", "ensemble", "evaluation", *METHODS}
 #: The blocks each registered pipeline reads. A pipeline not listed (a new one) gets every block present.
@@ -598,7 +601,8 @@ def validate(params: dict[str, Any], pipelines: set[str] | None = None) -> Confi
     want = blocks_for(pipelines)
     unused = set(METHODS) - set(methods_from(params))  # a certifier not run needs no block
     for name in sorted(want & set(BLOCKS) - unused):
-        if params.get(name) is None and name not in ("study", "audit", "strength", "methods", "num_threads"):
+        optional = ("study", "audit", "strength", "methods", "num_threads", "precision")
+        if params.get(name) is None and name not in optional:
             raise ConfigError(f"parameter '{name}' is missing: set it in conf/base/parameters*.yml")
     try:
         cfg = Config.model_validate({k: v for k, v in params.items() if k in want})

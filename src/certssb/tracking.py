@@ -202,6 +202,8 @@ def log_method_run(
             params["sigma0"] = sigma0
         if inside is not None:
             params["attack_in_threat_model"] = bool(inside)
+        if metrics.get("precision"):  # the resolved precision (the config holds the parameter, e.g. auto)
+            params["precision_resolved"] = metrics["precision"]
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow's batch limit
             mlflow.log_params(dict(items[i:i + 100]))

@@ -98,6 +98,7 @@ def test_three_pipelines_end_to_end(project):
     assert params["method"] == "cert_ssb" and params["sigma0"] == "0.25" and params["attack.poison_rate"] == "0.02"
     assert params["sigma_opt.steps"] == "2" and params["cert_ssb.method"] == "cert_ssb"
     assert runs[0].data.tags["kedro_run_id"] and runs[0].data.tags["kedro_command"].startswith("kedro run")
+    assert params["precision_resolved"] == "float32"
     parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])  # nested under the kedro-mlflow run
     assert parent.info.run_name == "evaluation · mnist_embedded · badnets 2% · σ₀=0.25"
     assert "object at 0x" not in parent.data.tags["runner"]

@@ -116,7 +116,7 @@ def test_the_uniform_slice_holds_only_what_uniform_needs():
     }
     assert sorted(pipe.inputs()) == [
         "params:attack", "params:data", "params:device", "params:ensemble", "params:ensemble.ray",
-        "params:evaluation", "params:model", "params:noise", "params:pilot", "params:seed",
+        "params:evaluation", "params:model", "params:noise", "params:pilot", "params:precision", "params:seed",
         "params:sigma_opt", "params:uniform.method", "raw_dataset",
     ]
     # the namespace alone leaves the shared artifacts free; cert_ssb's never come in

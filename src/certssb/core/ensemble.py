@@ -11,6 +11,9 @@ samples in an order drawn from the same seed. Everything model k sees is a funct
   is elementwise, so each member's update is its own (equal to ``sequential`` up to floating-point order).
 - ``ray``: shards of models as Ray tasks (``certssb.execution.ray``), each running one of the above.
 
+``TrainConfig.precision`` ``bfloat16`` runs the forward passes under ``torch.autocast`` (``core.precision``):
+the weights, Adam's state and the cross-entropy stay float32 (the logits are cast back before the loss).
+
 This module trains one model or one chunk. Which chunks still need training, checkpoint files and resuming,
 and the Ray shards live in ``certssb.execution`` (``training``, ``checkpoints``, ``ray``).
 """
@@ -28,6 +31,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .models import ARCHITECTURES, build_model
 from .noise import noisy_training_copy
+from .precision import RESOLVED, autocast
 from .validation import ConfigError, choice, number, positive
 
 log = logging.getLogger(__name__)
@@ -55,8 +59,10 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
+    precision: str = "float32"  # resolved: float32 | bfloat16 (core.precision.resolve_precision)
 
     def __post_init__(self) -> None:
+        choice("precision", self.precision, RESOLVED)
         choice("model.architecture", self.architecture, ARCHITECTURES)
         positive("model.epochs", self.epochs, integer=True)
         positive("model.batch_size", self.batch_size, integer=True)
@@ -128,7 +134,8 @@ def train_one(
                 xb = xb + sig_dev[idx] * torch.randn(xb.shape, generator=aug_gen).to(device)
                 if _use_channels_last(device, cfg.architecture):
                     xb = xb.contiguous(memory_format=torch.channels_last)
-            out = model(xb)
+            with autocast(cfg.precision, device):
+                out = model(xb).float()
             loss = nn.functional.cross_entropy(out, yk[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -166,7 +173,7 @@ def train_chunk_vectorised(
     member = torch.arange(m, device=device).unsqueeze(1)
 
     def loss_fn(p: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = functional_call(base, p, (xb,))
+        out = functional_call(base, p, (xb,)).float()
         return nn.functional.cross_entropy(out, yb), (out.argmax(1) == yb).sum()
 
     batched = vmap(loss_fn)
@@ -177,7 +184,8 @@ def train_chunk_vectorised(
         correct = torch.zeros(m, device=device, dtype=torch.int64)
         for start in range(0, n, cfg.batch_size):
             idx = perms[:, start : start + cfg.batch_size]
-            losses, corr = batched(params, xs[member, idx], ys[idx])
+            with autocast(cfg.precision, device):
+                losses, corr = batched(params, xs[member, idx], ys[idx])
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()

@@ -23,7 +23,9 @@ what g would have been without the poison. Lorenz et al.'s certifier attacks tar
 Noise: reproducible from one seed. The draws of test sample i come from a CPU generator seeded with
 (seed, split, stage, chunk) for chunks of :data:`SAMPLE_CHUNK` samples (stage 0: selection, 1: estimation),
 so the counts do not depend on the forward batch size or the device. Samples x draws are batched: no Python
-loop per sample.
+loop per sample. ``precision`` bfloat16 runs the forward passes under autocast (``core.precision``); the
+softmax and the counts stay float32. The base classifier is still one fixed deterministic function, so the
+bound holds as stated for the model at that precision.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from collections.abc import Callable
 import torch
 
 from .noise import SPLIT_IDS, _derive
+from .precision import autocast
 from .validation import ConfigError, positive
 
 NAME = "cohen"
@@ -46,7 +49,7 @@ STAGES = {"selection": 0, "estimation": 1}
 def noise_counts(
     model: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, *, seed: int, split: str, stage: str,
     num_draws: int, num_classes: int, batch_size: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, precision: str = "float32",
 ) -> dict[str, torch.Tensor]:
     """Class counts (N, C) int64 of ``argmax f(x_i + sigma_i eps)`` over ``num_draws`` draws per sample, and
     the softmax averaged over the draws (N, C) float32.
@@ -80,7 +83,8 @@ def noise_counts(
             part = flat[i:i + batch_size].to(device)
             if channels_last:
                 part = part.contiguous(memory_format=torch.channels_last)
-            logits.append(model(part).float().cpu())
+            with autocast(precision, device):
+                logits.append(model(part).float().cpu())
         p = torch.softmax(torch.cat(logits), dim=1).view(num_draws, b, num_classes)
         counts[start:start + b] = torch.nn.functional.one_hot(p.argmax(-1), num_classes).sum(0)
         probs[start:start + b] = p.mean(0)
@@ -91,13 +95,15 @@ def noise_counts(
 
 def certify_votes(model: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, *, seed: int, split: str,
                   n0: int, num_draws: int, num_classes: int, batch_size: int | None = None,
-                  progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+                  progress: Callable[[int], None] | None = None, precision: str = "float32"
+                  ) -> dict[str, torch.Tensor]:
     """The votes of one test set for :func:`certssb.core.certify.certify_counts`: ``selection`` (N, C) counts
     over ``n0`` draws, ``estimation`` (N, C) counts over ``num_draws`` separate draws; and, in the layout of
     the poisoning certifiers' votes (one "model": the smoothed base classifier), ``votes`` (1, N, C) = the
     estimation fractions and ``probs`` (1, N, C) = the mean softmax over the estimation draws."""
     positive("cohen.n0", n0, integer=True)
-    kw = {"seed": seed, "split": split, "num_classes": num_classes, "batch_size": batch_size}
+    kw = {"seed": seed, "split": split, "num_classes": num_classes, "batch_size": batch_size,
+          "precision": precision}
     sel = noise_counts(model, x, sigma, stage="selection", num_draws=n0, **kw)
     est = noise_counts(model, x, sigma, stage="estimation", num_draws=num_draws, progress=progress, **kw)
     return {"selection": sel["counts"], "estimation": est["counts"],

@@ -19,6 +19,7 @@ from certssb.core.ensemble import TrainConfig, load_member, resolve_device
 from certssb.core.noise import test_unit_noise
 from certssb.core.sigma import optimise_sigma, sigma_config
 from certssb.core.splits import tensor_fingerprint
+from certssb.core.precision import autocast, model_precision
 from certssb.execution.training import train_ensemble
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,9 @@ class EnsembleLearner:
             net = self._member(k)
             z = test_unit_noise(self.plan, k, "clean", n)[:, idx]  # (K, B, C, H, W)
             inp = (x_points.float().unsqueeze(0) + s * z).flatten(0, 1).to(self.dev)
-            counts = torch.nn.functional.one_hot(net(inp).argmax(1), c).view(z.shape[0], len(ids), c).sum(0)
+            with autocast(self.ctx["train_cfg"].precision, self.dev):
+                logits = net(inp).float()
+            counts = torch.nn.functional.one_hot(logits.argmax(1), c).view(z.shape[0], len(ids), c).sum(0)
             out[k] = counts.float().cpu() / z.shape[0]
         return out
 
@@ -154,7 +157,8 @@ def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: di
     m = min(m_all, int(params["quick_num_models"])) if quick else m_all
     dev = resolve_device(device)
     ctx = {"device": device, "surrogate_members": params["surrogate_members"],
-           "train_cfg": TrainConfig(**model),
+           # retrained and re-voted at the ensemble's own precision (core.precision), as its votes were
+           "train_cfg": TrainConfig(**model, precision=model_precision(ensemble.get("train_config"))),
            "backend": ensemble_params["backend"], "chunk_size": ensemble_params["chunk_size"],
            "checkpoint_dir": params.get("checkpoint_dir"), "evaluation": evaluation, "seed": params["seed"],
            "sigma0": float(plan["sigma0"])}

@@ -25,17 +25,19 @@ import torch
 from certssb.core import ensemble as _ensemble_code
 from certssb.core import models as _models_code
 from certssb.core import noise as _noise_code
+from certssb.core import precision as _precision_code
 from certssb.core.ensemble import ChunkResult, TrainConfig
 from certssb.io.fsync import fsync_dir
 
 #: The modules whose source determines what training computes.
-TRAINING_CODE = (_ensemble_code, _models_code, _noise_code)
+TRAINING_CODE = (_ensemble_code, _models_code, _noise_code, _precision_code)
 
 
 @functools.lru_cache(maxsize=1)
 def training_code_version() -> str:
     """A hash of the source of the training code (:data:`TRAINING_CODE`: ``certssb.core.ensemble``,
-    ``models``, ``noise``), computed, not bumped by hand: any edit of these modules -- even of a comment --
+    ``models``, ``noise``, ``precision``), computed, not bumped by hand: any edit of these modules -- even of
+    a comment --
     gives new checkpoints instead of silently resuming with chunks of the old code."""
     h = hashlib.sha256()
     for module in TRAINING_CODE:

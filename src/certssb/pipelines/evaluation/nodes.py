@@ -24,6 +24,7 @@ from certssb.core.artifacts import (
     check_ensemble_lineage, check_plan_parameters, require_same,
 )
 from certssb.core.ensemble import load_member, resolve_device
+from certssb.core.precision import autocast, model_precision, resolve_precision
 from certssb.core.votes import predict_votes
 from certssb.progress import progress_bar
 
@@ -56,22 +57,34 @@ def _checked_inputs(ensemble: dict[str, Any], clean_test: dict[str, Any], trigge
     return ens, sig, plan, tests
 
 
+def _precision(ens: ModelArtifact, precision: str | None, device: str) -> str:
+    """The precision the ensemble was trained at, which must be the run's ``precision`` parameter (resolved on
+    this device) when given: a model is evaluated at its own precision; runs at two precisions never mix."""
+    at = model_precision(ens.train_config)
+    if precision is not None:
+        require_same(f"{ens.method}.ensemble", "parameter precision", at,
+                     resolve_precision(precision, device))
+    return at
+
+
 def compute_votes(
     ensemble: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any],
     noise_plan: dict[str, Any], evaluation: dict[str, Any], ray: dict[str, Any] | None, device: str,
-    noise: dict[str, Any] | None = None,
+    noise: dict[str, Any] | None = None, precision: str | None = None,
 ) -> dict[str, Any]:
     """Per-model vote fractions and mean probabilities on the clean and triggered test sets (each sample's
     own sigma); shards of models run as Ray tasks with ``evaluation.backend: ray`` (options ``ensemble.ray``).
-    First the lineage (:func:`_checked_inputs`)."""
+    First the lineage (:func:`_checked_inputs`) and the precision (:func:`_precision`)."""
     ens, sig, plan, tests = _checked_inputs(ensemble, clean_test, triggered_test, sigma, noise_plan, noise)
+    at = _precision(ens, precision, device)
     vote, out = _voter(evaluation, ray, device), {}
     with progress_bar(2 * ens.num_models, f"{ens.method}: votes (models x test sets)") as bar:
         for split, data in tests.items():
             out[split] = vote(ensemble, data.x, getattr(sig, split), noise_plan, split,
                               model_chunk=evaluation["model_chunk"], progress=bar.update)
     return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint, **out,
-                         noise_plan=plan.fingerprint, poisoned_train=ens.poisoned_train).to_dict()
+                         noise_plan=plan.fingerprint, poisoned_train=ens.poisoned_train,
+                         extra={"precision": at}).to_dict()
 
 
 def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
@@ -98,18 +111,20 @@ def certify_samples(votes: dict[str, Any], clean_test: dict[str, Any], triggered
         frames.append(df.assign(split=split)[["split", *df.columns]])
     table = pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
     return table.assign(ensemble_fingerprint=str(votes["ensemble"]),
-                        sigma_fingerprint=str(sigma["fingerprint"]))
+                        sigma_fingerprint=str(sigma["fingerprint"]),
+                        precision=votes.get("precision", "float32"))
 
 
 def compute_cohen_votes(
     ensemble: dict[str, Any], clean_test: dict[str, Any], triggered_test: dict[str, Any],
     sigma: dict[str, Any], noise_plan: dict[str, Any], n0: int, num_draws: int, device: str,
-    noise_params: dict[str, Any] | None = None,
+    noise_params: dict[str, Any] | None = None, precision: str | None = None,
 ) -> dict[str, Any]:
     """``cohen``: class counts of its one base classifier over ``n0`` selection and ``num_draws`` estimation
     draws of input noise per test sample (certssb.core.smoothing), seeded from the noise plan. First the same
     lineage checks as :func:`compute_votes`."""
     ens, sig, plan, tests = _checked_inputs(ensemble, clean_test, triggered_test, sigma, noise_plan, noise_params)
+    at = _precision(ens, precision, device)
     net = load_member(ens.architecture, ens.in_shape, ens.num_classes, ens.params, 0, resolve_device(device))
     seed = int(noise.auxiliary_plan(noise_plan, ens.method)["test_seeds"][0])
     out = {}
@@ -118,8 +133,8 @@ def compute_cohen_votes(
         for split, data in tests.items():
             out[split] = smoothing.certify_votes(net, data.x, getattr(sig, split), seed=seed, split=split,
                                                  n0=n0, num_draws=num_draws, num_classes=ens.num_classes,
-                                                 progress=bar.update)
-    extra = {"bound": "clopper_pearson", "threat_model": smoothing.THREAT_MODEL}
+                                                 progress=bar.update, precision=at)
+    extra = {"bound": "clopper_pearson", "threat_model": smoothing.THREAT_MODEL, "precision": at}
     return VotesArtifact(method=ens.method, ensemble=ens.fingerprint, sigma=sig.fingerprint, extra=extra, **out,
                          noise_plan=plan.fingerprint, poisoned_train=ens.poisoned_train).to_dict()
 
@@ -136,7 +151,9 @@ def certify_cohen(votes: dict[str, Any], clean_test: dict[str, Any], triggered_t
                                     sigma[split].numpy(), labels=data["y"].numpy(), alpha=evaluation["alpha"])
         frames.append(df.assign(split=split)[["split", *df.columns]])
     table = pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
-    return table.assign(ensemble_fingerprint=str(votes["ensemble"]), sigma_fingerprint=str(sigma["fingerprint"]))
+    return table.assign(ensemble_fingerprint=str(votes["ensemble"]),
+                        sigma_fingerprint=str(sigma["fingerprint"]),
+                        precision=votes.get("precision", "float32"))
 
 
 def skip_storage_update(certificates: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -180,7 +197,7 @@ def evaluate_undefended(undefended_model: dict[str, Any], clean_test: dict[str, 
     dev = resolve_device(device)
     net = load_member(undefended_model["architecture"], undefended_model["in_shape"], undefended_model["num_classes"],
                       undefended_model["params"], 0, dev)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(model_precision(undefended.train_config), dev):
         pc = net(clean_test["x"].to(dev)).argmax(1).cpu().numpy()
         pt = net(triggered_test["x"].to(dev)).argmax(1).cpu().numpy()
     out = {"clean_accuracy": metrics.clean_accuracy(pc, clean_test["y"].numpy()),
@@ -211,8 +228,9 @@ def compute_metrics(
         for name, art in (("poison_summary", poison_summary), ("undefended_metrics", undefended_metrics)):
             if art.get("poisoned_train") is not None:
                 require_same(f"{method}.ensemble", "poisoned_train", trained_on, art["poisoned_train"], name)
-    return summary.run_summary(certificates, certificates_updated, votes, clean_test, triggered_test, sigma,
-                               poison_summary, undefended_metrics, evaluation)
+    table, m = summary.run_summary(certificates, certificates_updated, votes, clean_test, triggered_test,
+                                   sigma, poison_summary, undefended_metrics, evaluation)
+    return table, {**m, "precision": votes.get("precision", "float32")}  # resolved; an MLflow param
 
 
 def _attack_norm(metrics_: dict[str, Any]) -> float | None:

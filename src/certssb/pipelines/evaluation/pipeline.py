@@ -18,14 +18,16 @@ from .nodes import (
 )
 
 SHARED_INPUTS = {"clean_test", "triggered_test", "noise_plan", "poison_summary", "undefended_metrics"}
-SHARED_PARAMS = {"params:evaluation", "params:ensemble.ray", "params:device", "params:noise"}
+SHARED_PARAMS = {"params:evaluation", "params:ensemble.ray", "params:device", "params:noise",
+                 "params:precision"}
 
 
 def method_pipeline(method: str = "uniform") -> Pipeline:
     if method in EVASION_METHODS:
         certify = [
             node(compute_cohen_votes, ["ensemble", "clean_test", "triggered_test", "sigma", "noise_plan",
-                                       "params:n0", "params:num_draws", "params:device", "params:noise"],
+                                       "params:n0", "params:num_draws", "params:device", "params:noise",
+                                       "params:precision"],
                  "votes", name="votes"),
             node(certify_cohen, ["votes", "clean_test", "triggered_test", "sigma", "params:evaluation"],
                  "certificates", name="certify"),
@@ -35,7 +37,8 @@ def method_pipeline(method: str = "uniform") -> Pipeline:
     else:
         certify = [
             node(compute_votes, ["ensemble", "clean_test", "triggered_test", "sigma", "noise_plan",
-                                 "params:evaluation", "params:ensemble.ray", "params:device", "params:noise"],
+                                 "params:evaluation", "params:ensemble.ray", "params:device", "params:noise",
+                                 "params:precision"],
                  "votes", name="votes"),
             node(certify_samples, ["votes", "clean_test", "triggered_test", "sigma", "params:evaluation"],
                  "certificates", name="certify"),

@@ -21,6 +21,7 @@ import torch
 from certssb.core import ensemble, noise
 from certssb.core.artifacts import ModelArtifact, NoisePlan, SigmaArtifact, SplitData, require_same
 from certssb.core.ensemble import TrainConfig, load_member
+from certssb.core.precision import model_precision, resolve_precision
 from certssb.core.sigma import optimise_splits, sigma_config
 from certssb.execution import training
 from certssb.progress import progress_bar
@@ -47,9 +48,11 @@ def _model_artifact(result: ensemble.ChunkResult, cfg: TrainConfig, data: SplitD
 
 
 def _train_single(poisoned_train: dict[str, Any], noise_plan: dict[str, Any], model: dict[str, Any], device: str,
-                  name: str, noisy: bool, epochs: int | None = None) -> dict[str, Any]:
+                  name: str, noisy: bool, epochs: int | None = None, precision: str | None = None
+                  ) -> dict[str, Any]:
     data, plan = _train_and_plan(poisoned_train, noise_plan)
-    cfg = TrainConfig(**{**model, **({"epochs": epochs} if epochs else {})})
+    cfg = TrainConfig(**{**model, **({"epochs": epochs} if epochs else {})},
+                      precision=resolve_precision(precision, device))
     res = ensemble.train_one(data.x, data.y, torch.full((data.x.shape[0],), plan.sigma0),
                              noise.auxiliary_plan(noise_plan, name), 0, cfg, data.num_classes,
                              ensemble.resolve_device(device), noise=noisy)
@@ -60,31 +63,36 @@ def _train_single(poisoned_train: dict[str, Any], noise_plan: dict[str, Any], mo
 
 
 def train_pilot(poisoned_train: dict[str, Any], noise_plan: dict[str, Any], model: dict[str, Any],
-                pilot: dict[str, Any], device: str) -> dict[str, Any]:
+                pilot: dict[str, Any], device: str, precision: str | None = None) -> dict[str, Any]:
     """One base classifier trained on the poisoned set with uniform sigma_0 noise (Cert-SSB's pilot)."""
-    return _train_single(poisoned_train, noise_plan, model, device, "pilot", True, pilot["epochs"])
+    return _train_single(poisoned_train, noise_plan, model, device, "pilot", True, pilot["epochs"], precision)
 
 
 def train_undefended(poisoned_train: dict[str, Any], noise_plan: dict[str, Any], model: dict[str, Any],
-                     device: str) -> dict[str, Any]:
+                     device: str, precision: str | None = None) -> dict[str, Any]:
     """The undefended reference: the same architecture trained on the poisoned set without noise."""
-    return _train_single(poisoned_train, noise_plan, model, device, "undefended", False)
+    return _train_single(poisoned_train, noise_plan, model, device, "undefended", False, precision=precision)
 
 
 def _optimised_sigmas(pilot_model: dict[str, Any], data: SplitData, sets: dict[str, Any], sigma0: float,
-                      sigma_opt: dict[str, Any], device: str, seed: int
+                      sigma_opt: dict[str, Any], device: str, seed: int, precision: str | None = None
                       ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     pilot = ModelArtifact.from_dict(pilot_model, "pilot_model")
     require_same("pilot_model", "poisoned_train", pilot.poisoned_train, data.fingerprint)
+    at = model_precision(pilot.train_config)  # the pilot runs at the precision it was trained at
+    if precision is not None:
+        require_same("pilot_model", "parameter precision", at, resolve_precision(precision, device))
     net = load_member(pilot.architecture, pilot.in_shape, pilot.num_classes, pilot.params, 0,
                       ensemble.resolve_device(device))
     with progress_bar(sum(x.shape[0] for x, _ in sets.values()), "cert_ssb: sigma per sample") as bar:
-        return optimise_splits(net, sets, sigma0, sigma_config(sigma_opt, sigma0), seed=seed, progress=bar.update)
+        return optimise_splits(net, sets, sigma0, sigma_config(sigma_opt, sigma0), seed=seed,
+                               progress=bar.update, precision=at)
 
 
 def optimise_sigma(
     method: str, pilot_model: dict[str, Any], poisoned_train: dict[str, Any], clean_test: dict[str, Any],
     triggered_test: dict[str, Any], noise_plan: dict[str, Any], sigma_opt: dict[str, Any], device: str, seed: int,
+    precision: str | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """sigma per training sample and per (clean and triggered) test sample.
 
@@ -100,7 +108,8 @@ def optimise_sigma(
         sigmas = {s: torch.full((x.shape[0],), sigma0) for s, (x, _) in sets.items()}
         history = [{"split": s, "anchor": -1, "sigma": v} for s, v in sigmas.items()]
     else:
-        sigmas, history = _optimised_sigmas(pilot_model, data, sets, sigma0, sigma_opt, device, seed)
+        sigmas, history = _optimised_sigmas(pilot_model, data, sets, sigma0, sigma_opt, device, seed,
+                                            precision)
     log.info("%s sigma: %s", method, "; ".join(  # one line per method
         f"{split} mean {float(s.mean()):.3f} in [{float(s.min()):.3f}, {float(s.max()):.3f}]"
         for split, s in sigmas.items()))
@@ -113,14 +122,16 @@ def optimise_sigma(
 
 def train_ensemble(
     method: str, poisoned_train: dict[str, Any], sigma: dict[str, Any], noise_plan: dict[str, Any],
-    model: dict[str, Any], ensemble_params: dict[str, Any], device: str,
+    model: dict[str, Any], ensemble_params: dict[str, Any], device: str, precision: str | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
-    """M models, model k on the poisoned set plus the noise of copy k scaled by each sample's sigma."""
+    """M models, model k on the poisoned set plus the noise of copy k scaled by each sample's sigma, at the
+    resolved ``precision`` (recorded in ``train_config`` and the fingerprint)."""
     data, plan = _train_and_plan(poisoned_train, noise_plan)
     sig = SigmaArtifact.from_dict(sigma, f"{method}.sigma")
     require_same(f"{method}.sigma", "poisoned_train", sig.inputs.get("poisoned_train"), data.fingerprint)
     require_same(f"{method}.sigma", "noise_plan", sig.inputs.get("noise_plan"), plan.fingerprint)
-    cfg, e, m = TrainConfig(**model), ensemble_params, plan.num_models
+    cfg = TrainConfig(**model, precision=resolve_precision(precision, device))
+    e, m = ensemble_params, plan.num_models
     with progress_bar(m, f"{method}: training {m} models") as bar:
         result, fp = training.train_ensemble(
             data.x, data.y, sig.train, noise_plan, cfg, num_classes=data.num_classes,
@@ -140,14 +151,14 @@ def _digest(*parts: Any) -> str:
 
 def train_smoothed_classifier(
     method: str, poisoned_train: dict[str, Any], sigma: dict[str, Any], noise_plan: dict[str, Any],
-    model: dict[str, Any], epochs: int, device: str,
+    model: dict[str, Any], epochs: int, device: str, precision: str | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """``cohen``: ONE base classifier on the poisoned set with fresh Gaussian augmentation (sigma_0) on every
     batch, for ``cohen.epochs`` (certssb.core.smoothing); an ensemble artifact with one member."""
     data, plan = _train_and_plan(poisoned_train, noise_plan)
     sig = SigmaArtifact.from_dict(sigma, f"{method}.sigma")
     require_same(f"{method}.sigma", "poisoned_train", sig.inputs.get("poisoned_train"), data.fingerprint)
-    cfg = TrainConfig(**{**model, "epochs": epochs})
+    cfg = TrainConfig(**{**model, "epochs": epochs}, precision=resolve_precision(precision, device))
     res = ensemble.train_one(data.x, data.y, sig.train, noise.auxiliary_plan(noise_plan, method), 0, cfg,
                              data.num_classes, ensemble.resolve_device(device), augment=True)
     fp = _digest(method, cfg.__dict__, sig.fingerprint, plan.fingerprint)
