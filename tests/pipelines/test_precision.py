@@ -33,7 +33,7 @@ def test_a_bf16_run_end_to_end_records_its_precision_and_fp32_parameters_are_ref
     client = MlflowClient()
     exp = client.get_experiment_by_name("certssb")
     run = client.search_runs([exp.experiment_id], filter_string="tags.`certssb.method` = 'cohen'")[0]
-    assert run.data.params["precision"] == "bfloat16"
+    assert run.data.params["precision_resolved"] == "bfloat16"
 
     # the same models with float32 parameters: refused before any vote is cast
     with pytest.raises(ConfigError, match=r"^\w+\.ensemble was made from another parameter precision "

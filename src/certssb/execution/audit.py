@@ -96,7 +96,7 @@ class EnsembleLearner:
             net = self._member(k)
             z = test_unit_noise(self.plan, k, "clean", n)[:, idx]  # (K, B, C, H, W)
             inp = (x_points.float().unsqueeze(0) + s * z).flatten(0, 1).to(self.dev)
-            with autocast(self.ctx["train_cfg"].precision, self.dev):
+            with autocast(self.ctx.get("precision", "float32"), self.dev):
                 logits = net(inp).float()
             counts = torch.nn.functional.one_hot(logits.argmax(1), c).view(z.shape[0], len(ids), c).sum(0)
             out[k] = counts.float().cpu() / z.shape[0]
@@ -158,10 +158,11 @@ def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: di
     dev = resolve_device(device)
     ctx = {"device": device, "surrogate_members": params["surrogate_members"],
            # retrained and re-voted at the ensemble's own precision (core.precision), as its votes were
-           "train_cfg": TrainConfig(**model, precision=model_precision(ensemble.get("train_config"))),
+           "precision": model_precision(ensemble.get("train_config")),
            "backend": ensemble_params["backend"], "chunk_size": ensemble_params["chunk_size"],
            "checkpoint_dir": params.get("checkpoint_dir"), "evaluation": evaluation, "seed": params["seed"],
            "sigma0": float(plan["sigma0"])}
+    ctx["train_cfg"] = TrainConfig(**model, precision=ctx["precision"])
     if cfg.resigma:
         ctx["pilot_net"] = load_member(pilot["architecture"], pilot["in_shape"], pilot["num_classes"],
                                        pilot["params"], 0, dev)
