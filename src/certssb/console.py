@@ -36,15 +36,20 @@ def pick_radii(radii: Sequence[float], k: int = 3) -> list[float]:
     return sorted(out)
 
 
-def ceiling_radius(method_metrics: Mapping[str, Mapping[str, Any]]) -> float | None:
-    """The largest sound radius any method of the run can certify: the bound's ceiling in sigma units times
-    the smallest training sigma (the sound radius scales with ``sigma_min``), the largest over the methods."""
-    out = []
-    for m in method_metrics.values():
+def ceilings(method_metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """The largest sound radius each method of the run can certify: its bound's ceiling in sigma units times
+    the smallest training sigma (the sound radius scales with ``sigma_min``)."""
+    out = {}
+    for method, m in method_metrics.items():
         c, s = m.get("radius_ceiling_sigma_units"), m.get("sigma_train_min")
         if c is not None and s is not None:
-            out.append(float(c) * float(s))
-    return max(out) if out else None
+            out[method] = float(c) * float(s)
+    return out
+
+
+def ceiling_radius(method_metrics: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """The largest sound radius any method of the run can certify (the largest of :func:`ceilings`)."""
+    return max(ceilings(method_metrics).values(), default=None)
 
 
 def reach_radii(radii: Sequence[float], ceiling: float | None, k: int = 3) -> list[float]:
@@ -88,10 +93,11 @@ def rows(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[st
 def notes(method_metrics: Mapping[str, Mapping[str, Any]], radii: Sequence[float]) -> list[str]:
     """The lines under the table: the bound's ceiling, and whether the attack lies in the threat model."""
     out = []
-    ceiling = ceiling_radius(method_metrics)
-    if ceiling is not None:
-        out.append(f"ceiling of the bound: no sound radius exceeds r = {ceiling:.3f} (radii shown: r = 0 and grid "
-                   "radii below it)")
+    per = ceilings(method_metrics)
+    if per:
+        each = ", ".join(f"{LABELS.get(m, m)} r = {c:.3f}" for m, c in per.items())
+        out.append(f"ceiling of the sound radius (no certificate exceeds it): {each}; radii shown: r = 0 and "
+                   "grid radii below the largest")
     inside = {m.get("attack_in_threat_model") for m in method_metrics.values()} - {None}
     if inside == {False}:
         out.append("attack: outside the certified threat model (labels changed or points inserted): no "
