@@ -13,6 +13,7 @@ Timings on a shared machine only ever get slower through interference, so the he
 measurement is the best (minimum) of its rounds; the median and every round are in the JSON, with the
 cores other processes used during each round and the load average before and after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,11 @@ try:  # the package is normally installed in the venv (pip install -e .); fall b
 except ImportError:  # pragma: no cover - depends on the environment
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
 import _cpu  # noqa: E402
 import _timing  # noqa: E402
+import torch  # noqa: E402
 from _stats import QUIET_THRESHOLD_CORES, contended  # noqa: E402
-
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------
 # Command line and device
@@ -50,23 +49,37 @@ from _stats import QUIET_THRESHOLD_CORES, contended  # noqa: E402
 def base_parser(description: str) -> argparse.ArgumentParser:
     """``--quick``, ``--device auto|cpu|cuda``, ``--out PATH``, ``--repeat N`` (shared by all scripts)."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true", help="small sizes, finishes in under a minute on 2 CPU cores")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="auto = cuda when visible, else cpu")
-    p.add_argument("--out", default=None,
-                   help="JSON output path (default: benchmarks/results/<name>-<device>.json)")
-    p.add_argument("--repeat", type=int, default=None,
-                   help="interleaved rounds per measurement (each a Timer measurement with its own untimed "
-                        "warm-up call)")
-    p.add_argument("--quiet-budget", type=float, default=None,
-                   help="seconds the script may wait in total for other processes to go quiet before "
-                        "timed CPU runs (default 60, 10 with --quick; 0 disables)")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes, finishes in under a minute on 2 CPU cores"
+    )
+    p.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when visible, else cpu"
+    )
+    p.add_argument(
+        "--out", default=None, help="JSON output path (default: benchmarks/results/<name>-<device>.json)"
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="interleaved rounds per measurement (each a Timer measurement with its own untimed "
+        "warm-up call)",
+    )
+    p.add_argument(
+        "--quiet-budget",
+        type=float,
+        default=None,
+        help="seconds the script may wait in total for other processes to go quiet before "
+        "timed CPU runs (default 60, 10 with --quick; 0 disables)",
+    )
     return p
 
 
 def setup(args: argparse.Namespace) -> torch.device:
     """Resolve the device and set the waiting budget from the parsed common arguments."""
-    _cpu.set_quiet_budget(args.quiet_budget if args.quiet_budget is not None else (10.0 if args.quick else 60.0))
+    _cpu.set_quiet_budget(
+        args.quiet_budget if args.quiet_budget is not None else (10.0 if args.quick else 60.0)
+    )
     return resolve_device(args.device)
 
 
@@ -94,8 +107,13 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, dtype: torch.dtype = torch.float32,
-                  repeat: int = 5, target_s: float = 0.25) -> dict[str, Any]:
+def matmul_gflops(
+    device: torch.device,
+    n: int = 2048,
+    dtype: torch.dtype = torch.float32,
+    repeat: int = 5,
+    target_s: float = 0.25,
+) -> dict[str, Any]:
     """GFLOP/s of an ``n x n`` @ ``n x n`` matmul (``2 n^3`` FLOPs) in ``dtype``: ``repeat`` Timer
     measurements of at least ``target_s`` each; best and median over them of the median per matmul."""
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -105,8 +123,11 @@ def matmul_gflops(device: torch.device, n: int = 2048, dtype: torch.dtype = torc
     res = _timing.bench(lambda: torch.matmul(a, b, out=out), device, repeat=repeat, min_run_time=target_s)
     flops = 2.0 * n**3
     return {
-        "n": n, "dtype": str(dtype).replace("torch.", ""), "matmuls_per_run": res["timed_calls_per_run"],
-        "gflops_best": flops / res["best_s"] / 1e9, "gflops_median": flops / res["median_s"] / 1e9,
+        "n": n,
+        "dtype": str(dtype).replace("torch.", ""),
+        "matmuls_per_run": res["timed_calls_per_run"],
+        "gflops_best": flops / res["best_s"] / 1e9,
+        "gflops_median": flops / res["median_s"] / 1e9,
         "foreign_cores_in_best_run": res.get("foreign_cores_in_best_run"),
     }
 
@@ -116,8 +137,10 @@ def hardware_ceiling(device: torch.device, quick: bool = False) -> dict[str, Any
     bfloat16 2048^2 (``reference_bf16_gflops``, for ``fraction_of_bf16_ceiling``); on CUDA also float32 and
     bf16 at 8192^2."""
     rep = 3 if quick else 7
-    out: dict[str, Any] = {"fp32_2048": matmul_gflops(device, 2048, torch.float32, repeat=rep),
-                           "bf16_2048": matmul_gflops(device, 2048, torch.bfloat16, repeat=rep)}
+    out: dict[str, Any] = {
+        "fp32_2048": matmul_gflops(device, 2048, torch.float32, repeat=rep),
+        "bf16_2048": matmul_gflops(device, 2048, torch.bfloat16, repeat=rep),
+    }
     if device.type == "cuda":
         out["fp32_8192"] = matmul_gflops(device, 8192, torch.float32, repeat=rep)
         out["bf16_8192"] = matmul_gflops(device, 8192, torch.bfloat16, repeat=rep)
@@ -129,14 +152,19 @@ def hardware_ceiling(device: torch.device, quick: bool = False) -> dict[str, Any
     return out
 
 
-def start_result(name: str, target: str, args: argparse.Namespace, device: torch.device
-                 ) -> tuple[dict[str, Any], dict[str, Any], float]:
+def start_result(
+    name: str, target: str, args: argparse.Namespace, device: torch.device
+) -> tuple[dict[str, Any], dict[str, Any], float]:
     """The result skeleton every benchmark starts from, with the matmul ceiling measured now.
 
     Returns ``(result, ceiling, reference GFLOP/s)``.
     """
-    result: dict[str, Any] = {"benchmark": name, "target": target, "quick": bool(args.quick),
-                              "environment": environment(device)}
+    result: dict[str, Any] = {
+        "benchmark": name,
+        "target": target,
+        "quick": bool(args.quick),
+        "environment": environment(device),
+    }
     ceiling = hardware_ceiling(device, quick=args.quick)
     result["ceiling"] = ceiling
     return result, ceiling, ceiling["reference_gflops"]
@@ -147,10 +175,13 @@ def finish_ceiling(ceiling: dict[str, Any], device: torch.device, quick: bool = 
     two (the machine may have been slowed by others during one of them). Returns the reference."""
     ceiling["fp32_2048_at_end"] = matmul_gflops(device, 2048, torch.float32, repeat=3 if quick else 7)
     ceiling["reference"] = "max(fp32_2048, fp32_2048_at_end)"
-    ceiling["reference_gflops"] = max(ceiling["fp32_2048"]["gflops_best"], ceiling["fp32_2048_at_end"]["gflops_best"])
+    ceiling["reference_gflops"] = max(
+        ceiling["fp32_2048"]["gflops_best"], ceiling["fp32_2048_at_end"]["gflops_best"]
+    )
     ceiling["bf16_2048_at_end"] = matmul_gflops(device, 2048, torch.bfloat16, repeat=3 if quick else 7)
-    ceiling["reference_bf16_gflops"] = max(ceiling["bf16_2048"]["gflops_best"],
-                                           ceiling["bf16_2048_at_end"]["gflops_best"])
+    ceiling["reference_bf16_gflops"] = max(
+        ceiling["bf16_2048"]["gflops_best"], ceiling["bf16_2048_at_end"]["gflops_best"]
+    )
     ceiling["bf16_over_fp32"] = ceiling["reference_bf16_gflops"] / ceiling["reference_gflops"]
     return ceiling["reference_gflops"]
 
@@ -165,8 +196,9 @@ def cpu_info() -> dict[str, Any]:
     model = None
     try:
         text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Model name")),
-                     None)
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Model name")), None
+        )
     except (OSError, subprocess.SubprocessError):
         pass
     flags = sorted(f for f in precision.cpu_flags() if f.startswith(("amx", "avx512")))
@@ -174,8 +206,12 @@ def cpu_info() -> dict[str, Any]:
         capability = str(torch.backends.cpu.get_cpu_capability())
     except Exception:  # noqa: BLE001 - older torch
         capability = None
-    return {"model_name": model, "amx_avx512_flags": flags, "torch_cpu_capability": capability,
-            "precision_auto_cpu": precision.resolve_precision("auto", "cpu")}
+    return {
+        "model_name": model,
+        "amx_avx512_flags": flags,
+        "torch_cpu_capability": capability,
+        "precision_auto_cpu": precision.resolve_precision("auto", "cpu"),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -192,7 +228,9 @@ def _loadavg() -> list[float] | None:
 def environment(device: torch.device) -> dict[str, Any]:
     env: dict[str, Any] = {
         "device_type": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "cpu_count": os.cpu_count(),
@@ -220,8 +258,10 @@ def write_json(result: dict[str, Any], path: str | Path) -> Path:
     flagged = sorted(set(contended(result.get("results"), "results")))
     env["contended_measurements"] = flagged
     if flagged:
-        print(f"WARNING: other processes used >= {QUIET_THRESHOLD_CORES} cores during the best run of "
-              f"{len(flagged)} measurement(s) ({', '.join(flagged)}): rerun on a quiet machine")
+        print(
+            f"WARNING: other processes used >= {QUIET_THRESHOLD_CORES} cores during the best run of "
+            f"{len(flagged)} measurement(s) ({', '.join(flagged)}): rerun on a quiet machine"
+        )
     path.write_text(json.dumps(result, indent=2, default=_jsonable) + "\n")
     return path
 
@@ -245,7 +285,9 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
         return str(v)
 
     cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)
+    ]
     if title:
         print(title)
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
@@ -255,7 +297,13 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
 
 def print_ceiling(ceiling: dict[str, Any]) -> None:
     parts = [f"{k}: {v['gflops_best']:.1f} GFLOP/s" for k, v in ceiling.items() if isinstance(v, dict)]
-    print("matmul ceiling (best of repetitions): " + ", ".join(parts)
-          + f"; reference {ceiling['reference_gflops']:.1f} GFLOP/s"
-          + (f", bf16 {ceiling['reference_bf16_gflops']:.1f} GFLOP/s ({ceiling['bf16_over_fp32']:.2f}x)"
-             if "reference_bf16_gflops" in ceiling else ""))
+    print(
+        "matmul ceiling (best of repetitions): "
+        + ", ".join(parts)
+        + f"; reference {ceiling['reference_gflops']:.1f} GFLOP/s"
+        + (
+            f", bf16 {ceiling['reference_bf16_gflops']:.1f} GFLOP/s ({ceiling['bf16_over_fp32']:.2f}x)"
+            if "reference_bf16_gflops" in ceiling
+            else ""
+        )
+    )

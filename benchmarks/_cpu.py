@@ -12,6 +12,7 @@ benchmark scripts by their command line.
 
 Needs the optional ``bench`` extra: ``pip install -e '.[bench]'`` (psutil).
 """
+
 from __future__ import annotations
 
 import time
@@ -19,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
-
 from _stats import QUIET_THRESHOLD_CORES, foreign_cores
 
 CpuSample = tuple[float, float]

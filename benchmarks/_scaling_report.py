@@ -2,6 +2,7 @@
 
 Nothing here times anything; ``scaling.py --plot-only JSON`` uses only ``plot``.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,22 +17,28 @@ def summarise_sweep(result: dict[str, Any], startup: dict[str, Any] | None, note
     """Add ``fit_time_vs_M`` (t = overhead + M * s/model, least squares over the best runs) and
     ``summary`` to ``result``; note when other processes slowed the best runs."""
     rows, names = result["results"], result["backends"]
-    result["fit_time_vs_M"] = {k: fit_line([r["M"] for r in rows], [r["backends"][k]["best_s"] for r in rows])
-                               for k in names}
-    busy = max((r["backends"][k].get("foreign_cores_in_best_run") or 0.0 for r in rows for k in names),
-               default=None)
+    result["fit_time_vs_M"] = {
+        k: fit_line([r["M"] for r in rows], [r["backends"][k]["best_s"] for r in rows]) for k in names
+    }
+    busy = max(
+        (r["backends"][k].get("foreign_cores_in_best_run") or 0.0 for r in rows for k in names), default=None
+    )
     result["summary"] = {
-        "models_per_second": {k: {str(r["M"]): r["backends"][k]["models_per_second"] for r in rows}
-                              for k in names},
+        "models_per_second": {
+            k: {str(r["M"]): r["backends"][k]["models_per_second"] for r in rows} for k in names
+        },
         "ray_init_s": startup.get("init_s") if startup else None,
         "ray_first_call_cold_minus_warm_s": (
-            {k: v["cold_minus_warm_s"] for k, v in startup["first_call"].items()} if startup else None),
+            {k: v["cold_minus_warm_s"] for k, v in startup["first_call"].items()} if startup else None
+        ),
         "max_foreign_cores_in_best_runs": busy,
     }
     if busy is not None and busy > QUIET_THRESHOLD_CORES:
-        notes.append(f"other processes used up to {busy:.2f} cores during the best runs: the timings are "
-                     "distorted (multi-threaded in-process backends suffer most: their OpenMP threads wait "
-                     "for each other when a core is taken)")
+        notes.append(
+            f"other processes used up to {busy:.2f} cores during the best runs: the timings are "
+            "distorted (multi-threaded in-process backends suffer most: their OpenMP threads wait "
+            "for each other when a core is taken)"
+        )
 
 
 def plot(result: dict[str, Any], path: Path) -> Path | None:
@@ -47,20 +54,40 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     any_contended = False
     for i, name in enumerate(result["backends"]):
-        pts = [(r["M"], r["backends"][name]["models_per_second"],
-                (r["backends"][name].get("foreign_cores_in_best_run") or 0.0) >= QUIET_THRESHOLD_CORES)
-               for r in result["results"] if name in r["backends"]]
+        pts = [
+            (
+                r["M"],
+                r["backends"][name]["models_per_second"],
+                (r["backends"][name].get("foreign_cores_in_best_run") or 0.0) >= QUIET_THRESHOLD_CORES,
+            )
+            for r in result["results"]
+            if name in r["backends"]
+        ]
         if not pts:
             continue
-        line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=f"C{i}")
+        (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=f"C{i}")
         bad = [p for p in pts if p[2]]
         if bad:  # contended best run: hollow marker
             any_contended = True
-            ax.plot([p[0] for p in bad], [p[1] for p in bad], linestyle="none", marker="o", markersize=9,
-                    markerfacecolor="white", markeredgecolor=line.get_color())
+            ax.plot(
+                [p[0] for p in bad],
+                [p[1] for p in bad],
+                linestyle="none",
+                marker="o",
+                markersize=9,
+                markerfacecolor="white",
+                markeredgecolor=line.get_color(),
+            )
     if any_contended:
-        ax.plot([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="grey",
-                label=f"contended (others >= {QUIET_THRESHOLD_CORES} cores)")
+        ax.plot(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markerfacecolor="white",
+            markeredgecolor="grey",
+            label=f"contended (others >= {QUIET_THRESHOLD_CORES} cores)",
+        )
     ax.set_xscale("log", base=2)
     ms = [r["M"] for r in result["results"]]
     ax.set_xticks(ms, [str(m) for m in ms])
@@ -68,8 +95,11 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel("ensemble size M (models per call)")
     ax.set_ylabel("models / s (best of runs)")
     env, wl = result["environment"], result["workload"]
-    ax.set_title(f"small_cnn, {wl['samples']} samples, {wl['epochs']} epoch -- {env['device_type']} "
-                 f"({env['cpu_count']} cores)", fontsize=10)
+    ax.set_title(
+        f"small_cnn, {wl['samples']} samples, {wl['epochs']} epoch -- {env['device_type']} "
+        f"({env['cpu_count']} cores)",
+        fontsize=10,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -97,9 +127,13 @@ def print_report(result: dict[str, Any], out: Path, png: Path | None) -> None:
         table.append(t)
     cols = ["M"] + [f"{k} m/s" for k in names] + [f"{k} others" for k in names]
     dev = result["environment"]["device_type"]
-    C.print_table(table, cols, title=f"{result['benchmark']} on {dev}: models/s (best of {wl['repeat']}), "
-                                     f"{wl['samples']} samples, {wl['epochs']} epoch; 'others' = cores used by "
-                                     "other processes in that run")
+    C.print_table(
+        table,
+        cols,
+        title=f"{result['benchmark']} on {dev}: models/s (best of {wl['repeat']}), "
+        f"{wl['samples']} samples, {wl['epochs']} epoch; 'others' = cores used by "
+        "other processes in that run",
+    )
     for k, f in result["fit_time_vs_M"].items():
         if f:
             print(f"  {k}: t(M) = {f['overhead_s']:.3f} s + M * {f['s_per_model']:.4f} s")

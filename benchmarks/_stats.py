@@ -9,6 +9,7 @@
 
 ``tests/test_benchmarks_common.py`` checks these against hand-computed values.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -21,8 +22,11 @@ QUIET_THRESHOLD_CORES = 0.3
 
 def summarise(times: Sequence[float], foreign: Sequence[float | None] = ()) -> dict[str, Any]:
     """Best (headline) and median seconds, every run, and the other processes' load during each run."""
-    out: dict[str, Any] = {"best_s": min(times), "median_s": statistics.median(times),
-                           "runs_s": [round(t, 6) for t in times]}
+    out: dict[str, Any] = {
+        "best_s": min(times),
+        "median_s": statistics.median(times),
+        "runs_s": [round(t, 6) for t in times],
+    }
     if foreign:
         out["foreign_cores_per_run"] = [None if f is None else round(f, 2) for f in foreign]
         i = min(range(len(times)), key=times.__getitem__)
@@ -43,12 +47,17 @@ def paired_ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> dict
 
     of_best = numerator["best_s"] / denominator["best_s"]
     per_round = [x / y for x, y, p, q in zip(a, b, fa, fb) if clean(p) and clean(q)]
-    return {"of_best": of_best, "median_of_rounds": statistics.median(per_round) if per_round else of_best,
-            "clean_rounds": len(per_round), "rounds": min(len(a), len(b))}
+    return {
+        "of_best": of_best,
+        "median_of_rounds": statistics.median(per_round) if per_round else of_best,
+        "clean_rounds": len(per_round),
+        "rounds": min(len(a), len(b)),
+    }
 
 
-def foreign_cores(start: tuple[float, float] | None, end: tuple[float, float] | None, wall_s: float,
-                  min_wall_s: float = 0.1) -> float | None:
+def foreign_cores(
+    start: tuple[float, float] | None, end: tuple[float, float] | None, wall_s: float, min_wall_s: float = 0.1
+) -> float | None:
     """Cores used by other processes over ``wall_s`` from two ``(busy seconds of the machine, CPU seconds
     of our own processes)`` samples; None when a sample is missing or the interval is shorter than
     ``min_wall_s`` (the kernel counts CPU time in 10 ms ticks)."""

@@ -13,21 +13,23 @@ hit all of them alike. A round's time for a function is the median per-call time
 our own process(es) is sampled with psutil (``_cpu``), giving the cores other processes used meanwhile;
 on CPU the script first waits (within its budget) until they are quiet.
 """
+
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from typing import Any
 
+import _cpu
 import torch
+from _stats import foreign_cores, summarise
 from torch.utils import benchmark
 
-import _cpu
-from _stats import foreign_cores, summarise
-
-TIMER_NOTE = ("torch.utils.benchmark.Timer.blocked_autorange per function and round (one untimed call to "
-              "size the blocks, then blocks of calls until min_run_time is timed; accelerator synchronised; "
-              "num_threads = torch.get_num_threads()); runs_s = per round, the median per-call time")
+TIMER_NOTE = (
+    "torch.utils.benchmark.Timer.blocked_autorange per function and round (one untimed call to "
+    "size the blocks, then blocks of calls until min_run_time is timed; accelerator synchronised; "
+    "num_threads = torch.get_num_threads()); runs_s = per round, the median per-call time"
+)
 
 
 def sync(device: torch.device) -> None:
@@ -58,8 +60,14 @@ class _KeepLast:
         self.last = self.fn()
 
 
-def measure(fn: Callable[[], Any], device: torch.device, *, min_run_time: float = 0.0,
-            sample: _cpu.Sampler = _cpu.sample_process, quiet: bool = True) -> dict[str, Any]:
+def measure(
+    fn: Callable[[], Any],
+    device: torch.device,
+    *,
+    min_run_time: float = 0.0,
+    sample: _cpu.Sampler = _cpu.sample_process,
+    quiet: bool = True,
+) -> dict[str, Any]:
     """One ``Timer.blocked_autorange`` of ``fn`` (after waiting for quiet on CPU when ``quiet``).
 
     Returns ``per_call_s`` (each block's time per call), ``calls_per_block``, ``median_s`` (per call),
@@ -73,8 +81,13 @@ def measure(fn: Callable[[], Any], device: torch.device, *, min_run_time: float 
     t0 = time.perf_counter()
     m = timer.blocked_autorange(min_run_time=min_run_time)
     wall = time.perf_counter() - t0
-    return {"per_call_s": list(m.times), "calls_per_block": m.number_per_run, "median_s": m.median,
-            "foreign_cores": foreign_cores(a, sample(), wall), "peak_memory_mib": peak_memory_mib(device)}
+    return {
+        "per_call_s": list(m.times),
+        "calls_per_block": m.number_per_run,
+        "median_s": m.median,
+        "foreign_cores": foreign_cores(a, sample(), wall),
+        "peak_memory_mib": peak_memory_mib(device),
+    }
 
 
 def once(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
@@ -87,10 +100,16 @@ def once(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def bench_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *, repeat: int = 3,
-                      min_run_time: float = 0.0, keep_outputs: bool = False, rotate: bool = False,
-                      sample: _cpu.Sampler = _cpu.sample_process
-                      ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def bench_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    device: torch.device,
+    *,
+    repeat: int = 3,
+    min_run_time: float = 0.0,
+    keep_outputs: bool = False,
+    rotate: bool = False,
+    sample: _cpu.Sampler = _cpu.sample_process,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Measure several functions in ``repeat`` rounds (A, B, C, A, B, C, ...; with ``rotate`` the order
     turns by one each round), each measurement timing at least ``min_run_time`` seconds.
 
@@ -104,7 +123,7 @@ def bench_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *
     calls: dict[str, list[int]] = {k: [] for k in names}
     peaks: dict[str, float | None] = {k: None for k in names}
     for r in range(repeat):
-        order = names[r % len(names):] + names[:r % len(names)] if rotate else names
+        order = names[r % len(names) :] + names[: r % len(names)] if rotate else names
         for k in order:
             res = measure(wrapped[k], device, min_run_time=min_run_time, sample=sample)
             times[k].append(res["median_s"])
@@ -113,13 +132,16 @@ def bench_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *
             pk = res["peak_memory_mib"]
             if pk is not None:
                 peaks[k] = pk if peaks[k] is None else max(peaks[k], pk)
-    out = {k: {**summarise(times[k], foreign[k]), "timed_calls_per_run": calls[k],
-               "peak_memory_mib": peaks[k]} for k in names}
+    out = {
+        k: {**summarise(times[k], foreign[k]), "timed_calls_per_run": calls[k], "peak_memory_mib": peaks[k]}
+        for k in names
+    }
     outs = {k: wrapped[k].last for k in names} if keep_outputs else {}
     return out, outs
 
 
-def bench(fn: Callable[[], Any], device: torch.device, *, repeat: int = 3,
-          min_run_time: float = 0.0) -> dict[str, Any]:
+def bench(
+    fn: Callable[[], Any], device: torch.device, *, repeat: int = 3, min_run_time: float = 0.0
+) -> dict[str, Any]:
     """``bench_interleaved`` of one function: ``repeat`` measurements, summarised."""
     return bench_interleaved({"fn": fn}, device, repeat=repeat, min_run_time=min_run_time)[0]["fn"]

@@ -24,6 +24,7 @@ in blocks until each round has timed ``min_time / repeat`` seconds).
 
 Usage: python benchmarks/certification.py [--quick] [--device auto|cpu|cuda] [--out PATH]
 """
+
 from __future__ import annotations
 
 import sys
@@ -39,10 +40,10 @@ from torch.func import stack_module_state  # noqa: E402
 
 from certssb.core import ensemble, noise  # noqa: E402
 from certssb.core.certify import certify  # noqa: E402
-from certssb.io import prepare_dataset  # noqa: E402
 from certssb.core.models import build_model  # noqa: E402
 from certssb.core.precision import autocast  # noqa: E402
 from certssb.core.votes import predict_votes  # noqa: E402
+from certssb.io import prepare_dataset  # noqa: E402
 
 NAME = "certification"
 TARGET = ">=0.75 of the raw batched forward throughput"
@@ -55,9 +56,13 @@ def stacked_artifact(m: int, in_shape, num_classes: int) -> dict:
     """The dict ``predict_votes`` expects (the required keys of ``certssb.core.artifacts.ModelArtifact``)."""
     models = [build_model(ARCH, in_shape, num_classes, seed=k) for k in range(m)]
     params, _ = stack_module_state(models)
-    return {"architecture": ARCH, "in_shape": list(in_shape), "num_classes": num_classes,
-            "params": {k: v.detach().clone() for k, v in params.items()},
-            "model_indices": torch.arange(m)}
+    return {
+        "architecture": ARCH,
+        "in_shape": list(in_shape),
+        "num_classes": num_classes,
+        "params": {k: v.detach().clone() for k, v in params.items()},
+        "model_indices": torch.arange(m),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -65,8 +70,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--models", type=int, default=None, help="M (default 20, quick 8; at least 2)")
     p.add_argument("--samples", type=int, default=None, help="N test samples (default 500, quick 200)")
     p.add_argument("--draws", type=int, default=1, help="K input-noise draws per model (default 1)")
-    p.add_argument("--diag-batch", type=int, default=128,
-                   help="also time the raw loop with this batch size (diagnostic, not the reference; 0: off)")
+    p.add_argument(
+        "--diag-batch",
+        type=int,
+        default=128,
+        help="also time the raw loop with this batch size (diagnostic, not the reference; 0: off)",
+    )
     p.add_argument("--data-root", default=str(C.DEFAULT_DATA_ROOT))
     args = p.parse_args(argv)
     dev = C.setup(args)
@@ -83,22 +92,41 @@ def main(argv: list[str] | None = None) -> dict:
     x, labels, c = data["x_test"][:n].contiguous(), data["y_test"][:n].contiguous(), data["num_classes"]
     in_shape = tuple(x.shape[1:])
     sigma = torch.full((n,), 0.25)
-    plan = noise.make_noise_plan(seed=0, num_models=m, sigma=0.25, num_draws=k_draws, n_train=data["x_train"].shape[0],
-                                 input_shape=in_shape)
+    plan = noise.make_noise_plan(
+        seed=0,
+        num_models=m,
+        sigma=0.25,
+        num_draws=k_draws,
+        n_train=data["x_train"].shape[0],
+        input_shape=in_shape,
+    )
     art = stacked_artifact(m, in_shape, c)
 
     # ---- pipeline: predict_votes + certify
     def votes_fn() -> dict:
-        return predict_votes(art, x, sigma, plan, "clean", device=dev, model_chunk=MODEL_CHUNK, batch_size=BATCH)
+        return predict_votes(
+            art, x, sigma, plan, "clean", device=dev, model_chunk=MODEL_CHUNK, batch_size=BATCH
+        )
 
     out = votes_fn()
 
-    cert_kw = {"bound": "clopper_pearson" if k_draws == 1 else "hoeffding", "aggregation": "hard",
-               "alpha": 0.001, "selection": "split", "n0": max(1, min(5, m - 1))}
+    cert_kw = {
+        "bound": "clopper_pearson" if k_draws == 1 else "hoeffding",
+        "aggregation": "hard",
+        "alpha": 0.001,
+        "selection": "split",
+        "n0": max(1, min(5, m - 1)),
+    }
 
     def certify_votes(o: dict):
-        return certify(o["votes"].numpy(), o["probs"].numpy(), sigma.numpy(), labels=labels.numpy(), num_classes=c,
-                       **cert_kw)
+        return certify(
+            o["votes"].numpy(),
+            o["probs"].numpy(),
+            sigma.numpy(),
+            labels=labels.numpy(),
+            num_classes=c,
+            **cert_kw,
+        )
 
     def certify_fn():
         return certify_votes(out)
@@ -107,8 +135,19 @@ def main(argv: list[str] | None = None) -> dict:
         return certify_votes(votes_fn())
 
     def pipeline_bf16_fn():  # the same models' forward passes under bfloat16 autocast (core.precision)
-        return certify_votes(predict_votes(art, x, sigma, plan, "clean", device=dev, model_chunk=MODEL_CHUNK,
-                                           batch_size=BATCH, precision="bfloat16"))
+        return certify_votes(
+            predict_votes(
+                art,
+                x,
+                sigma,
+                plan,
+                "clean",
+                device=dev,
+                model_chunk=MODEL_CHUNK,
+                batch_size=BATCH,
+                precision="bfloat16",
+            )
+        )
 
     # ---- raw: the same models on pre-made noisy inputs
     nets = []
@@ -119,8 +158,12 @@ def main(argv: list[str] | None = None) -> dict:
         nets.append(net)
     fmt = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     noisy = [
-        (x.to(dev).unsqueeze(0) + sigma.to(dev).view(1, n, 1, 1, 1) * noise.test_unit_noise(plan, j, "clean", n, dev))
-        .flatten(0, 1).contiguous(memory_format=fmt)
+        (
+            x.to(dev).unsqueeze(0)
+            + sigma.to(dev).view(1, n, 1, 1, 1) * noise.test_unit_noise(plan, j, "clean", n, dev)
+        )
+        .flatten(0, 1)
+        .contiguous(memory_format=fmt)
         for j in range(m)
     ]  # M tensors of (K*N, C, H, W)
 
@@ -175,10 +218,20 @@ def main(argv: list[str] | None = None) -> dict:
     diag = {"diagnostic_raw_loop_small_batch": raw_loop_small_batch} if args.diag_batch else {}
     per_round = min_time / repeat  # each round's Timer measurement times at least this long
     bf16 = {"pipeline_bf16": pipeline_bf16_fn, "raw_loop_bf16": raw_loop_bf16}
-    res, _ = T.bench_interleaved({"pipeline": pipeline_fn, **variants, **bf16, **diag}, dev, repeat=repeat,
-                                 min_run_time=per_round)
-    pieces, _ = T.bench_interleaved({"predict_votes": votes_fn, "certify": certify_fn, "noise_regeneration": noise_fn,
-                                     "load_member": load_fn}, dev, repeat=repeat, min_run_time=per_round)
+    res, _ = T.bench_interleaved(
+        {"pipeline": pipeline_fn, **variants, **bf16, **diag}, dev, repeat=repeat, min_run_time=per_round
+    )
+    pieces, _ = T.bench_interleaved(
+        {
+            "predict_votes": votes_fn,
+            "certify": certify_fn,
+            "noise_regeneration": noise_fn,
+            "load_member": load_fn,
+        },
+        dev,
+        repeat=repeat,
+        min_run_time=per_round,
+    )
     res.update(pieces)
     raw_name = min(variants, key=lambda v: res[v]["best_s"])
     raw_s = res[raw_name]["best_s"]
@@ -191,10 +244,15 @@ def main(argv: list[str] | None = None) -> dict:
         res[name]["fraction_of_pipeline_time"] = res[name]["best_s"] / res["pipeline"]["best_s"]
 
     if diag:
-        res["diagnostic_raw_loop_small_batch"].update({
-            "batch_size": args.diag_batch,
-            "speedup_over_raw_reference": S.paired_ratio(res[raw_name], res["diagnostic_raw_loop_small_batch"])["median_of_rounds"],
-            "note": f"not the reference: the raw loop with batch {args.diag_batch} instead of {BATCH}"})
+        res["diagnostic_raw_loop_small_batch"].update(
+            {
+                "batch_size": args.diag_batch,
+                "speedup_over_raw_reference": S.paired_ratio(
+                    res[raw_name], res["diagnostic_raw_loop_small_batch"]
+                )["median_of_rounds"],
+                "note": f"not the reference: the raw loop with batch {args.diag_batch} instead of {BATCH}",
+            }
+        )
     c_ref = C.finish_ceiling(ceiling, dev, quick=args.quick)
     S.set_fractions(res, c_ref)
     S.set_fractions(res, ceiling["reference_bf16_gflops"], "fraction_of_bf16_ceiling")
@@ -202,51 +260,99 @@ def main(argv: list[str] | None = None) -> dict:
     pr = S.paired_ratio(res[raw_name], res["pipeline"])
     ratio = pr["median_of_rounds"]
     result["workload"] = {
-        "dataset": "mnist_embedded test split", "models": m, "samples": n, "draws": k_draws,
-        "model_evaluations": evals, "architecture": ARCH, "weights": "untrained, seeds 0..M-1",
-        "sigma": 0.25, "batch_size": BATCH, "model_chunk": MODEL_CHUNK,
+        "dataset": "mnist_embedded test split",
+        "models": m,
+        "samples": n,
+        "draws": k_draws,
+        "model_evaluations": evals,
+        "architecture": ARCH,
+        "weights": "untrained, seeds 0..M-1",
+        "sigma": 0.25,
+        "batch_size": BATCH,
+        "model_chunk": MODEL_CHUNK,
         "certify": cert_kw,
-        "flops_per_model_forward": f_model, "flops_total": flops, "raw_reference": raw_name, "repeat": repeat,
-        "min_timed_s_per_measurement": min_time, "min_timed_s_per_round": per_round,
+        "flops_per_model_forward": f_model,
+        "flops_total": flops,
+        "raw_reference": raw_name,
+        "repeat": repeat,
+        "min_timed_s_per_measurement": min_time,
+        "min_timed_s_per_round": per_round,
         "extrapolated": False,
     }
     result["results"] = res
-    result["summary"] = {"ratio_pipeline_over_raw": ratio, "ratio_of_best_runs": pr["of_best"],
-                         "clean_rounds": f"{pr['clean_rounds']}/{pr['rounds']}",
-                         "note": "ratio = throughput of the pipeline / of the raw forward = t_raw / t_pipeline, "
-                                 "median over the uncontended interleaved rounds",
-                         "ratio_predict_votes_over_raw": raw_s / res["predict_votes"]["best_s"],
-                         "target": TARGET, "target_met": ratio >= 0.75,
-                         "pipeline_fraction_of_ceiling": res["pipeline"]["fraction_of_ceiling"],
-                         "raw_fraction_of_ceiling": res[raw_name]["fraction_of_ceiling"],
-                         "speedup_bf16_over_fp32_pipeline": S.paired_ratio(
-                             res["pipeline"], res["pipeline_bf16"])["median_of_rounds"],
-                         "speedup_bf16_over_fp32_raw_loop": S.paired_ratio(
-                             res["raw_loop"], res["raw_loop_bf16"])["median_of_rounds"],
-                         "ratio_pipeline_bf16_over_raw_bf16": S.paired_ratio(
-                             res["raw_loop_bf16"], res["pipeline_bf16"])["median_of_rounds"],
-                         "pipeline_bf16_fraction_of_bf16_ceiling":
-                             res["pipeline_bf16"]["fraction_of_bf16_ceiling"],
-                         "matmul_bf16_over_fp32": ceiling["bf16_over_fp32"]}
+    result["summary"] = {
+        "ratio_pipeline_over_raw": ratio,
+        "ratio_of_best_runs": pr["of_best"],
+        "clean_rounds": f"{pr['clean_rounds']}/{pr['rounds']}",
+        "note": "ratio = throughput of the pipeline / of the raw forward = t_raw / t_pipeline, "
+        "median over the uncontended interleaved rounds",
+        "ratio_predict_votes_over_raw": raw_s / res["predict_votes"]["best_s"],
+        "target": TARGET,
+        "target_met": ratio >= 0.75,
+        "pipeline_fraction_of_ceiling": res["pipeline"]["fraction_of_ceiling"],
+        "raw_fraction_of_ceiling": res[raw_name]["fraction_of_ceiling"],
+        "speedup_bf16_over_fp32_pipeline": S.paired_ratio(res["pipeline"], res["pipeline_bf16"])[
+            "median_of_rounds"
+        ],
+        "speedup_bf16_over_fp32_raw_loop": S.paired_ratio(res["raw_loop"], res["raw_loop_bf16"])[
+            "median_of_rounds"
+        ],
+        "ratio_pipeline_bf16_over_raw_bf16": S.paired_ratio(res["raw_loop_bf16"], res["pipeline_bf16"])[
+            "median_of_rounds"
+        ],
+        "pipeline_bf16_fraction_of_bf16_ceiling": res["pipeline_bf16"]["fraction_of_bf16_ceiling"],
+        "matmul_bf16_over_fp32": ceiling["bf16_over_fp32"],
+    }
     path = C.write_json(result, args.out or C.default_out(NAME, dev))
 
     rows = []
-    for name in ("pipeline", "predict_votes", *variants, *bf16, *diag, "certify", "noise_regeneration",
-                 "load_member"):
+    for name in (
+        "pipeline",
+        "predict_votes",
+        *variants,
+        *bf16,
+        *diag,
+        "certify",
+        "noise_regeneration",
+        "load_member",
+    ):
         r = res[name]
-        rows.append({"part": name, "best_s": r["best_s"], "median_s": r["median_s"],
-                     "evals/s": r.get("model_evaluations_per_second"), "GFLOP/s": r.get("gflops"),
-                     "frac_ceiling": r.get("fraction_of_ceiling"),
-                     "frac_bf16": r.get("fraction_of_bf16_ceiling"),
-                     "share_of_pipeline": r.get("fraction_of_pipeline_time"),
-                     "vs_raw": ratio if name == "pipeline" else (raw_s / r["best_s"] if name == "predict_votes" else None),
-                     "peak_MiB": r["peak_memory_mib"]})
+        rows.append(
+            {
+                "part": name,
+                "best_s": r["best_s"],
+                "median_s": r["median_s"],
+                "evals/s": r.get("model_evaluations_per_second"),
+                "GFLOP/s": r.get("gflops"),
+                "frac_ceiling": r.get("fraction_of_ceiling"),
+                "frac_bf16": r.get("fraction_of_bf16_ceiling"),
+                "share_of_pipeline": r.get("fraction_of_pipeline_time"),
+                "vs_raw": ratio
+                if name == "pipeline"
+                else (raw_s / r["best_s"] if name == "predict_votes" else None),
+                "peak_MiB": r["peak_memory_mib"],
+            }
+        )
     for row in rows:
-        row["part"] = row["part"].replace("diagnostic_raw_loop_small_batch", f"raw_loop b{args.diag_batch} (diag)")
-    C.print_table(rows, ["part", "best_s", "median_s", "evals/s", "GFLOP/s", "frac_ceiling", "frac_bf16",
-                         "share_of_pipeline",
-                         "vs_raw", "peak_MiB"],
-                  title=f"{NAME} on {dev.type}: M={m}, N={n}, K={k_draws}; target {TARGET}")
+        row["part"] = row["part"].replace(
+            "diagnostic_raw_loop_small_batch", f"raw_loop b{args.diag_batch} (diag)"
+        )
+    C.print_table(
+        rows,
+        [
+            "part",
+            "best_s",
+            "median_s",
+            "evals/s",
+            "GFLOP/s",
+            "frac_ceiling",
+            "frac_bf16",
+            "share_of_pipeline",
+            "vs_raw",
+            "peak_MiB",
+        ],
+        title=f"{NAME} on {dev.type}: M={m}, N={n}, K={k_draws}; target {TARGET}",
+    )
     print(f"wrote {path}")
     return result
 

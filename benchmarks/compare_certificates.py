@@ -10,6 +10,7 @@ Checkouts from before the sound-certificate change (issue 10) name the columns d
 ``radius`` (sigma_min * R1); the mapping is applied when the old table has ``conservative_radius``.
 Exits 1 when a column differs.
 """
+
 from __future__ import annotations
 
 import glob
@@ -24,7 +25,9 @@ SAME = ("label", "prediction", "p_lower_a", "p_upper_b", "sigma", "abstained")
 def latest(root: str, method: str) -> pd.DataFrame:
     paths = sorted(glob.glob(f"{root}/data/07_model_output/{method}/certificates.csv/*/certificates.csv"))
     if not paths:
-        raise SystemExit(f"no {method}.certificates under {root}/data/07_model_output: run `kedro run` there first")
+        raise SystemExit(
+            f"no {method}.certificates under {root}/data/07_model_output: run `kedro run` there first"
+        )
     return pd.read_csv(paths[-1]).sort_values(["split", "sample_id"]).reset_index(drop=True)
 
 
@@ -34,8 +37,10 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> list[tuple[str, str, bool]]
         pairs += [("radius", "radius_published"), ("conservative_radius", "radius")]
     else:
         pairs += [("radius", "radius"), ("radius_published", "radius_published")]
-    return [(a, b, len(old) == len(new) and np.array_equal(old[a].to_numpy(), new[b].to_numpy()))
-            for a, b in pairs]
+    return [
+        (a, b, len(old) == len(new) and np.array_equal(old[a].to_numpy(), new[b].to_numpy()))
+        for a, b in pairs
+    ]
 
 
 def main(argv: list[str]) -> int:

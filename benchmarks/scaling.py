@@ -28,6 +28,7 @@ Usage: python benchmarks/scaling.py [--quick] [--device auto|cpu|cuda] [--out PA
        [--wait-for-benchmarks SECONDS] [--plot-only JSON]
 Writes benchmarks/results/scaling-<device>.json and .png (models/s vs M, log x).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,21 +66,35 @@ SIGMA = 0.25
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = C.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--ms", default=None, help="comma-separated ensemble sizes M (default 1,2,4,8,16,32; "
-                                              "1,2,4,8 with --quick)")
-    p.add_argument("--workers", default="1,2",
-                   help="Ray worker (shard) counts W (default 1,2; empty: no ray)")
-    p.add_argument("--backends", default="sequential,vectorised,ray",
-                   help="subset of sequential,vectorised,ray")
-    p.add_argument("--samples", type=int, default=None,
-                   help="training images (default 2000, 1000 with --quick)")
+    p.add_argument(
+        "--ms",
+        default=None,
+        help="comma-separated ensemble sizes M (default 1,2,4,8,16,32; 1,2,4,8 with --quick)",
+    )
+    p.add_argument(
+        "--workers", default="1,2", help="Ray worker (shard) counts W (default 1,2; empty: no ray)"
+    )
+    p.add_argument(
+        "--backends", default="sequential,vectorised,ray", help="subset of sequential,vectorised,ray"
+    )
+    p.add_argument(
+        "--samples", type=int, default=None, help="training images (default 2000, 1000 with --quick)"
+    )
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--data-root", default=str(C.DEFAULT_DATA_ROOT))
-    p.add_argument("--wait-for-benchmarks", type=float, default=0.0,
-                   help="first wait up to this many seconds (polling every 30 s) until no other process with "
-                        "'benchmarks/' in its command line runs (default 0: do not wait)")
-    p.add_argument("--plot-only", metavar="JSON", default=None,
-                   help="only redraw the plot (next to it, .png) from an existing result JSON; no timing")
+    p.add_argument(
+        "--wait-for-benchmarks",
+        type=float,
+        default=0.0,
+        help="first wait up to this many seconds (polling every 30 s) until no other process with "
+        "'benchmarks/' in its command line runs (default 0: do not wait)",
+    )
+    p.add_argument(
+        "--plot-only",
+        metavar="JSON",
+        default=None,
+        help="only redraw the plot (next to it, .png) from an existing result JSON; no timing",
+    )
     args = p.parse_args(argv)
     args.ms = [int(s) for s in (args.ms or ("1,2,4,8" if args.quick else "1,2,4,8,16,32")).split(",")]
     args.workers = [int(s) for s in args.workers.split(",") if s.strip()]
@@ -108,25 +123,49 @@ class Workload:
 
     def runner(self, spec: dict[str, Any], m: int) -> Callable[[], ensemble.ChunkResult]:
         """A call that trains M models on backend ``spec`` and returns the first chunk's result."""
-        kw = {"backend": spec["backend"], "device": str(self.device.type), "chunk_size": chunk_size(spec, m),
-              "checkpoint_dir": None, "num_models": m}
+        kw = {
+            "backend": spec["backend"],
+            "device": str(self.device.type),
+            "chunk_size": chunk_size(spec, m),
+            "checkpoint_dir": None,
+            "num_models": m,
+        }
         if spec["backend"] == "ray":
             kw["ray_options"] = dict(spec["ray_options"])
         return lambda: training.train_ensemble(
-            self.x, self.y, self.sigma, self.plan, self.cfg, num_classes=self.num_classes,
-            data_fingerprint=self.fingerprint, **kw)[0]
+            self.x,
+            self.y,
+            self.sigma,
+            self.plan,
+            self.cfg,
+            num_classes=self.num_classes,
+            data_fingerprint=self.fingerprint,
+            **kw,
+        )[0]
 
 
 def load_workload(args: argparse.Namespace, dev: torch.device) -> Workload:
     n = args.samples
     data = prepare_dataset("mnist_embedded", root=args.data_root, max_train=n if n < 4000 else None)
     x = data["x_train"]
-    plan = noise.make_noise_plan(seed=0, num_models=max(args.ms + args.workers), sigma=SIGMA, num_draws=1,
-                                 n_train=x.shape[0], input_shape=tuple(x.shape[1:]))
-    return Workload(x=x, y=data["y_train"], sigma=torch.full((x.shape[0],), SIGMA), plan=plan,
-                    cfg=ensemble.TrainConfig(architecture="small_cnn", epochs=args.epochs, batch_size=128),
-                    num_classes=data["num_classes"], fingerprint=f"{data['fingerprint']}:n{x.shape[0]}",
-                    device=dev)
+    plan = noise.make_noise_plan(
+        seed=0,
+        num_models=max(args.ms + args.workers),
+        sigma=SIGMA,
+        num_draws=1,
+        n_train=x.shape[0],
+        input_shape=tuple(x.shape[1:]),
+    )
+    return Workload(
+        x=x,
+        y=data["y_train"],
+        sigma=torch.full((x.shape[0],), SIGMA),
+        plan=plan,
+        cfg=ensemble.TrainConfig(architecture="small_cnn", epochs=args.epochs, batch_size=128),
+        num_classes=data["num_classes"],
+        fingerprint=f"{data['fingerprint']}:n{x.shape[0]}",
+        device=dev,
+    )
 
 
 def chunk_size(spec: dict[str, Any], m: int) -> int:
@@ -134,16 +173,19 @@ def chunk_size(spec: dict[str, Any], m: int) -> int:
     return m if spec["backend"] != "ray" else math.ceil(m / spec["workers"])
 
 
-def select_backends(args: argparse.Namespace, dev: torch.device,
-                    notes: list[str]) -> dict[str, dict[str, Any]]:
+def select_backends(
+    args: argparse.Namespace, dev: torch.device, notes: list[str]
+) -> dict[str, dict[str, Any]]:
     """The backends to time, by name; the ray rows only where ray is installed and the device allows."""
     backends: dict[str, dict[str, Any]] = {b: {"backend": b} for b in LOCAL if b in args.backends}
     if "ray" not in args.backends or not args.workers:
         return backends
     gpus = torch.cuda.device_count() if dev.type == "cuda" else 0
     if dev.type == "cuda" and gpus < 2:
-        notes.append(f"ray skipped: --device cuda with {gpus} GPU(s); the ray rows need >= 2 GPUs "
-                     "(num_gpus_per_shard=1)")
+        notes.append(
+            f"ray skipped: --device cuda with {gpus} GPU(s); the ray rows need >= 2 GPUs "
+            "(num_gpus_per_shard=1)"
+        )
         return backends
     try:
         import ray  # noqa: F401
@@ -169,23 +211,33 @@ def ray_version() -> str | None:
 
 def workload_info(wl: Workload, args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "dataset": "mnist_embedded (stratified subset of the training split)", "samples": wl.n,
-        "input_shape": list(wl.x.shape[1:]), "architecture": wl.cfg.architecture, "epochs": wl.cfg.epochs,
-        "batch_size": wl.cfg.batch_size, "sigma": SIGMA, "models": args.ms, "ray_workers": args.workers,
+        "dataset": "mnist_embedded (stratified subset of the training split)",
+        "samples": wl.n,
+        "input_shape": list(wl.x.shape[1:]),
+        "architecture": wl.cfg.architecture,
+        "epochs": wl.cfg.epochs,
+        "batch_size": wl.cfg.batch_size,
+        "sigma": SIGMA,
+        "models": args.ms,
+        "ray_workers": args.workers,
         "repeat": args.repeat,
         "chunk_size": "M for sequential/vectorised (one chunk); ceil(M/W) for ray (one chunk per shard)",
         "torch_threads_driver": torch.get_num_threads(),
-        "parameter_diff_note": ("max_abs_param_diff_vs_sequential: the ray shards train with 1 torch thread, "
-                                "the in-process sequential backend with the driver's thread count; a different "
-                                "thread count changes the floating-point order, so ray equals sequential only up "
-                                "to rounding differences that grow during training (not bit for bit) unless the "
-                                "driver also runs with 1 thread"),
-        "note": ("every model of every point is trained (nothing extrapolated); per M the backends run in "
-                 "interleaved rounds, each a Timer measurement with one untimed call first; headline = best "
-                 "round; models_per_second = M / best_s. The ray shards run with "
-                 "torch.set_num_threads(num_cpus_per_shard=1); the local backends with the driver's thread "
-                 "count. foreign_cores = cores used by processes outside this process tree (the Ray daemons "
-                 "and workers are inside it)"),
+        "parameter_diff_note": (
+            "max_abs_param_diff_vs_sequential: the ray shards train with 1 torch thread, "
+            "the in-process sequential backend with the driver's thread count; a different "
+            "thread count changes the floating-point order, so ray equals sequential only up "
+            "to rounding differences that grow during training (not bit for bit) unless the "
+            "driver also runs with 1 thread"
+        ),
+        "note": (
+            "every model of every point is trained (nothing extrapolated); per M the backends run in "
+            "interleaved rounds, each a Timer measurement with one untimed call first; headline = best "
+            "round; models_per_second = M / best_s. The ray shards run with "
+            "torch.set_num_threads(num_cpus_per_shard=1); the local backends with the driver's thread "
+            "count. foreign_cores = cores used by processes outside this process tree (the Ray daemons "
+            "and workers are inside it)"
+        ),
     }
 
 
@@ -193,8 +245,9 @@ def workload_info(wl: Workload, args: argparse.Namespace) -> dict[str, Any]:
 # Ray start-up and the timed points
 
 
-def start_ray(backends: dict[str, dict[str, Any]], wl: Workload, args: argparse.Namespace,
-              notes: list[str]) -> tuple[dict[str, Any] | None, bool]:
+def start_ray(
+    backends: dict[str, dict[str, Any]], wl: Workload, args: argparse.Namespace, notes: list[str]
+) -> tuple[dict[str, Any] | None, bool]:
     """Start Ray once (when a ray backend is wanted) and measure its start-up: ``ray.init``, the time
     until its processes are quiet, and per W a cold and a warm first call. Returns (start-up, started)."""
     if not any(s["backend"] == "ray" for s in backends.values()):
@@ -203,8 +256,11 @@ def start_ray(backends: dict[str, dict[str, Any]], wl: Workload, args: argparse.
 
     dev = wl.device
     startup: dict[str, Any] = {}
-    init_kw: dict[str, Any] = {"num_cpus": max(args.workers), "include_dashboard": False,
-                               "log_to_driver": False}
+    init_kw: dict[str, Any] = {
+        "num_cpus": max(args.workers),
+        "include_dashboard": False,
+        "log_to_driver": False,
+    }
     if dev.type == "cuda":
         init_kw["num_gpus"] = torch.cuda.device_count()
     started = False
@@ -232,15 +288,26 @@ def start_ray(backends: dict[str, dict[str, Any]], wl: Workload, args: argparse.
             w = spec["workers"]
             cold = T.once(wl.runner(spec, w), dev)[0]
             warm = T.once(wl.runner(spec, w), dev)[0]
-            startup["first_call"][name] = {"M": w, "cold_s": cold, "warm_s": warm,
-                                           "cold_minus_warm_s": cold - warm}
+            startup["first_call"][name] = {
+                "M": w,
+                "cold_s": cold,
+                "warm_s": warm,
+                "cold_minus_warm_s": cold - warm,
+            }
     startup["processes_in_tree_after_first_calls"] = len(_cpu.tree_processes())
-    startup["note"] = ("init_s: ray.init; settle_s: until Ray's processes used < 0.1 cores; first_call: a "
-                       "W-model ray run right after (cold: worker processes start and import torch/certssb) "
-                       "and once more (warm). The timed points below reuse the warm workers.")
-    print(f"ray start-up: init {startup['init_s'] or float('nan'):.2f} s, settle {startup['settle_s']:.1f} s, "
-          + ", ".join(f"{k} first call {v['cold_s']:.2f} s (warm {v['warm_s']:.2f} s)"
-                      for k, v in startup["first_call"].items()), flush=True)
+    startup["note"] = (
+        "init_s: ray.init; settle_s: until Ray's processes used < 0.1 cores; first_call: a "
+        "W-model ray run right after (cold: worker processes start and import torch/certssb) "
+        "and once more (warm). The timed points below reuse the warm workers."
+    )
+    print(
+        f"ray start-up: init {startup['init_s'] or float('nan'):.2f} s, settle {startup['settle_s']:.1f} s, "
+        + ", ".join(
+            f"{k} first call {v['cold_s']:.2f} s (warm {v['warm_s']:.2f} s)"
+            for k, v in startup["first_call"].items()
+        ),
+        flush=True,
+    )
     return startup, started
 
 
@@ -252,23 +319,35 @@ def run_point(m: int, backends: dict[str, dict[str, Any]], wl: Workload, repeat:
     """Every backend trains M models, in ``repeat`` interleaved rounds (order rotated each round)."""
     names = list(backends)
     fns = {k: wl.runner(backends[k], m) for k in names}
-    res, outs = T.bench_interleaved(fns, wl.device, repeat=repeat, keep_outputs=True, rotate=True,
-                                    sample=_cpu.sample_tree)
+    res, outs = T.bench_interleaved(
+        fns, wl.device, repeat=repeat, keep_outputs=True, rotate=True, sample=_cpu.sample_tree
+    )
     row: dict[str, Any] = {"M": m, "backends": {}}
     for k in names:
         s, spec = res[k], backends[k]
         cs = chunk_size(spec, m)
         row["backends"][k] = {
-            **s, "models_per_second": m / s["best_s"], "seconds_per_model": s["best_s"] / m,
-            "models_per_second_median": m / s["median_s"], "chunk_size": cs,
+            **s,
+            "models_per_second": m / s["best_s"],
+            "seconds_per_model": s["best_s"] / m,
+            "models_per_second_median": m / s["median_s"],
+            "chunk_size": cs,
             "shards": math.ceil(m / cs) if spec["backend"] == "ray" else None,
             "peak_memory_mib": s["peak_memory_mib"] if spec["backend"] != "ray" else None,
         }
     if "sequential" in outs:
-        row["max_abs_param_diff_vs_sequential"] = {k: max_param_diff(outs[k], outs["sequential"])
-                                                  for k in names if k != "sequential"}
-    print(f"  M={m}: " + ", ".join(f"{k} {row['backends'][k]['models_per_second']:.2f} models/s "
-                                   f"({row['backends'][k]['best_s']:.2f} s)" for k in names), flush=True)
+        row["max_abs_param_diff_vs_sequential"] = {
+            k: max_param_diff(outs[k], outs["sequential"]) for k in names if k != "sequential"
+        }
+    print(
+        f"  M={m}: "
+        + ", ".join(
+            f"{k} {row['backends'][k]['models_per_second']:.2f} models/s "
+            f"({row['backends'][k]['best_s']:.2f} s)"
+            for k in names
+        ),
+        flush=True,
+    )
     return row
 
 

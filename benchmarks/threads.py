@@ -18,6 +18,7 @@ Do not run it beside other jobs: the point is the interference between the two p
     python benchmarks/threads.py            # ~ 8 training runs of ~ 10 s each per round, 3 rounds
     python benchmarks/threads.py --quick    # tiny sizes: checks the script end to end (figures meaningless)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,12 @@ def main() -> None:
 
     cores = available_cores()
     repeat = args.repeat or (1 if args.quick else 3)
-    threads = {("alone", "default"): None, ("pair", "default"): None,
-               ("alone", "policy"): policy_threads(1, cores), ("pair", "policy"): policy_threads(2, cores)}
+    threads = {
+        ("alone", "default"): None,
+        ("pair", "default"): None,
+        ("alone", "policy"): policy_threads(1, cores),
+        ("pair", "policy"): policy_threads(2, cores),
+    }
     runs: dict[str, list[float]] = {f"{a}/{b}": [] for a, b in CONFIGS}
     seen_threads: dict[str, list[int]] = {k: [] for k in runs}
     for _ in range(repeat):  # interleaved rounds
@@ -107,16 +112,35 @@ def main() -> None:
         "pair_policy_slowdown_vs_alone": best["pair/policy"] / best["alone/policy"],
     }
     env = environment(torch.device("cpu"))
-    result = {"benchmark": "threads", "quick": bool(args.quick), "environment": env,
-              "workload": {"function": "certssb.core.ensemble.train_one", "architecture": "small_cnn",
-                           "n_train": n, "epochs": epochs, "batch_size": 128, "input": [1, 28, 28]},
-              "cores": cores, "rounds": repeat,
-              "threads": {k: v for k, v in seen_threads.items()},
-              "results": stats, "ratios": ratios,
-              "note": "seconds = training time of one process (pairs: the slower of the two); best = minimum "
-                      "over interleaved rounds; ratio > 1: the policy (cores / concurrent jobs) is faster"}
-    rows = [{"config": k, "threads": ",".join(map(str, seen_threads[k])),
-             "best_s": f"{stats[k]['best_s']:.2f}", "median_s": f"{stats[k]['median_s']:.2f}"} for k in runs]
+    result = {
+        "benchmark": "threads",
+        "quick": bool(args.quick),
+        "environment": env,
+        "workload": {
+            "function": "certssb.core.ensemble.train_one",
+            "architecture": "small_cnn",
+            "n_train": n,
+            "epochs": epochs,
+            "batch_size": 128,
+            "input": [1, 28, 28],
+        },
+        "cores": cores,
+        "rounds": repeat,
+        "threads": {k: v for k, v in seen_threads.items()},
+        "results": stats,
+        "ratios": ratios,
+        "note": "seconds = training time of one process (pairs: the slower of the two); best = minimum "
+        "over interleaved rounds; ratio > 1: the policy (cores / concurrent jobs) is faster",
+    }
+    rows = [
+        {
+            "config": k,
+            "threads": ",".join(map(str, seen_threads[k])),
+            "best_s": f"{stats[k]['best_s']:.2f}",
+            "median_s": f"{stats[k]['median_s']:.2f}",
+        }
+        for k in runs
+    ]
     print_table(rows, ["config", "threads", "best_s", "median_s"], title=f"threads on {cores} cores")
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")

@@ -1,4 +1,5 @@
 """Shared fixtures: a throw-away copy of the Kedro project in a temporary data root."""
+
 from __future__ import annotations
 
 import os
@@ -30,6 +31,7 @@ def _mlflow_outside_the_project(tmp_path_factory: pytest.TempPathFactory) -> Any
         else:
             os.environ[k] = v
 
+
 # Tiny parameters: every pipeline end to end in seconds on 2 CPU cores.
 TINY: dict[str, Any] = {
     "data": {"max_train": 300, "max_test": 100, "certify_size": 40},
@@ -54,11 +56,12 @@ class Project:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def run(self, pipelines: list[str] | None = None, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    def run(
+        self, pipelines: list[str] | None = None, params: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        import mlflow
         from kedro.framework.session import KedroSession
         from kedro.framework.startup import bootstrap_project
-
-        import mlflow
 
         bootstrap_project(self.path)
         runtime = deep_update(TINY, params or {})
@@ -92,8 +95,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
         "  credentials: null\n"
     )
     shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
-    for sub in ("01_raw", "02_intermediate", "03_primary", "05_model_input", "06_models", "07_model_output",
-                "08_reporting"):
+    for sub in (
+        "01_raw",
+        "02_intermediate",
+        "03_primary",
+        "05_model_input",
+        "06_models",
+        "07_model_output",
+        "08_reporting",
+    ):
         (dest / "data" / sub).mkdir(parents=True)
     monkeypatch.chdir(dest)
     import mlflow

@@ -1,13 +1,22 @@
 """A bare copy of the project (conf/, pyproject.toml, an empty src/) in a temporary folder, with its own
 MLflow store, for tests that run Kedro's CLI on it."""
+
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_FOLDERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
-                "07_model_output", "08_reporting")
+DATA_FOLDERS = (
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
+)
 
 
 def copy_project(tmp_path: Path, *, data_folders: bool = False) -> Path:
@@ -17,7 +26,8 @@ def copy_project(tmp_path: Path, *, data_folders: bool = False) -> Path:
     shutil.copytree(ROOT / "conf", proj / "conf", ignore=shutil.ignore_patterns("local"))
     (proj / "conf" / "local").mkdir()
     (proj / "conf" / "local" / "mlflow.yml").write_text(
-        f"server:\n  mlflow_tracking_uri: sqlite:///{proj / 'mlflow.db'}\n")
+        f"server:\n  mlflow_tracking_uri: sqlite:///{proj / 'mlflow.db'}\n"
+    )
     (proj / "src").mkdir()
     shutil.copy(ROOT / "pyproject.toml", proj / "pyproject.toml")
     for sub in DATA_FOLDERS if data_folders else ():

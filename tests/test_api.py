@@ -1,4 +1,5 @@
 """The Python API: README example runs; abstention, radius (scipy), user modules, bad sigma."""
+
 from __future__ import annotations
 
 import contextlib
@@ -59,7 +60,9 @@ def test_unanimous_radius_is_sigma_times_phi_inv_of_cp_bound(m, n0, alpha):
     ens = certssb.SmoothedEnsemble([Constant(2) for _ in range(m)], sigma=sigma)
     pred, radius = ens.certify(torch.zeros(4, 1, 3, 3), n0=n0, alpha=alpha)
     n = m - n0
-    p_low = binomtest(n, n, alternative="greater").proportion_ci(confidence_level=1 - alpha, method="exact").low
+    p_low = (
+        binomtest(n, n, alternative="greater").proportion_ci(confidence_level=1 - alpha, method="exact").low
+    )
     assert (pred == 2).all()
     np.testing.assert_allclose(radius.numpy(), sigma * norm.ppf(p_low), rtol=1e-9)
 
@@ -121,7 +124,9 @@ def test_user_module_trains_certifies_and_is_reproducible():
     assert (v3 != v4).any()  # on the decision boundary the votes follow the noise
 
 
-@pytest.mark.parametrize("bad", [0.0, -0.25, float("nan"), float("inf"), torch.tensor([0.25, 0.5]), "0.25", True])
+@pytest.mark.parametrize(
+    "bad", [0.0, -0.25, float("nan"), float("inf"), torch.tensor([0.25, 0.5]), "0.25", True]
+)
 def test_bad_sigma_is_refused(bad):
     with pytest.raises(ConfigError, match="sigma"):
         certssb.SmoothedEnsemble([Constant(0)], sigma=bad)

@@ -1,5 +1,6 @@
 """The benchmarks' helpers (``benchmarks/_stats.py``, ``_cpu.py``, ``_timing.py``), against hand-computed
 values. Nothing here asserts how long anything takes."""
+
 from __future__ import annotations
 
 import ast
@@ -13,7 +14,6 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import _stats as S  # noqa: E402
-
 
 # ---------------------------------------------------------------------------------------------------
 # _stats: pure arithmetic
@@ -91,8 +91,11 @@ def test_achieved_and_set_fractions():
 
 
 def test_contended_lists_the_paths_of_slowed_best_runs():
-    res = {"x": {"foreign_cores_in_best_run": 0.3}, "y": {"foreign_cores_in_best_run": 0.29},
-           "rows": [{"b": {"foreign_cores_in_best_run": None}}, {"b": {"foreign_cores_in_best_run": 1.2}}]}
+    res = {
+        "x": {"foreign_cores_in_best_run": 0.3},
+        "y": {"foreign_cores_in_best_run": 0.29},
+        "rows": [{"b": {"foreign_cores_in_best_run": None}}, {"b": {"foreign_cores_in_best_run": 1.2}}],
+    }
     assert sorted(S.contended(res, "results")) == ["results.rows[1].b", "results.x"]
 
 
@@ -126,10 +129,12 @@ def test_bench_interleaved_rounds_rotation_and_outputs():
         def f() -> str:
             calls.append(name)
             return f"out-{name}"
+
         return f
 
-    res, outs = T.bench_interleaved({k: fn(k) for k in "abc"}, torch.device("cpu"), repeat=2,
-                                    keep_outputs=True, rotate=True)
+    res, outs = T.bench_interleaved(
+        {k: fn(k) for k in "abc"}, torch.device("cpu"), repeat=2, keep_outputs=True, rotate=True
+    )
     order = [c for i, c in enumerate(calls) if i == 0 or calls[i - 1] != c]
     assert order == ["a", "b", "c", "b", "c", "a"]  # round 2 starts one later
     assert outs == {"a": "out-a", "b": "out-b", "c": "out-c"}
@@ -157,12 +162,17 @@ def test_benchmark_modules_are_short_or_say_why(path: Path):
 
 
 def test_compare_certificates_maps_the_old_column_names_and_finds_a_difference():
+    import compare_certificates as cc
     import pandas as pd
 
-    import compare_certificates as cc
-
-    base = {"label": [0, 1], "prediction": [0, -1], "p_lower_a": [0.9, 0.4], "p_upper_b": [0.1, 0.6],
-            "sigma": [0.3, 0.3], "abstained": [False, True]}
+    base = {
+        "label": [0, 1],
+        "prediction": [0, -1],
+        "p_lower_a": [0.9, 0.4],
+        "p_upper_b": [0.1, 0.6],
+        "sigma": [0.3, 0.3],
+        "abstained": [False, True],
+    }
     old = pd.DataFrame({**base, "radius": [0.5, 0.0], "conservative_radius": [0.4, 0.0]})
     new = pd.DataFrame({**base, "radius_published": [0.5, 0.0], "radius": [0.4, 0.0]})
     assert all(same for *_, same in cc.compare(old, new))

@@ -1,6 +1,7 @@
 """Every mistake a user makes with ``kedro run`` is one line (issue 21): exit status 2, at most 3 lines on
 stderr naming the fix, no MLflow run and no new folder. Each case runs ``kedro run`` as a subprocess in a
 temporary copy of the project (its own MLflow database and artifact root)."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,11 @@ def _project(tmp_path: Path) -> Path:
 def _folders(proj: Path) -> set[str]:
     """Every folder of the project but kedro-viz's own run log (``.viz``, git-ignored: it records failed
     runs on purpose)."""
-    return {str(p.relative_to(proj)) for p in proj.rglob("*")
-            if p.is_dir() and "__pycache__" not in p.parts and ".viz" not in p.relative_to(proj).parts}
+    return {
+        str(p.relative_to(proj))
+        for p in proj.rglob("*")
+        if p.is_dir() and "__pycache__" not in p.parts and ".viz" not in p.relative_to(proj).parts
+    }
 
 
 def _runs(proj: Path) -> list:
@@ -42,7 +46,9 @@ def _runs(proj: Path) -> list:
 def _kedro_run(proj: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k not in ("CERTSSB_TRACEBACK", "MLFLOW_TRACKING_URI")}
     full.update({"KEDRO_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": "1", **(env or {})})
-    return subprocess.run([KEDRO, "run", *args], cwd=proj, env=full, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [KEDRO, "run", *args], cwd=proj, env=full, capture_output=True, text=True, timeout=300
+    )
 
 
 def _assert_one_line(result: subprocess.CompletedProcess, *needles: str) -> str:
@@ -70,8 +76,15 @@ def proj(tmp_path: Path) -> Path:
 
 def test_unknown_environment_lists_the_environments(proj):
     before = _folders(proj)
-    _check(proj, before, _kedro_run(proj, "--env=doesnotexist"), "doesnotexist", "does not exist",
-           "paper_mnist", "certifier_curves")
+    _check(
+        proj,
+        before,
+        _kedro_run(proj, "--env=doesnotexist"),
+        "doesnotexist",
+        "does not exist",
+        "paper_mnist",
+        "certifier_curves",
+    )
 
 
 def test_unknown_pipeline_lists_the_pipelines(proj):
@@ -83,14 +96,23 @@ def test_unknown_pipeline_lists_the_pipelines(proj):
 
 def test_evaluation_on_a_fresh_clone_names_the_pipeline_to_run_first(proj):
     before = _folders(proj)
-    _check(proj, before, _kedro_run(proj, "--pipelines=evaluation"), "does not exist yet",
-           "--pipelines=modelling")
+    _check(
+        proj,
+        before,
+        _kedro_run(proj, "--pipelines=evaluation"),
+        "does not exist yet",
+        "--pipelines=modelling",
+    )
 
 
 def test_offline_download_is_reported_once(proj):
     before = _folders(proj)
-    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-               "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    offline = {
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
     result = _kedro_run(proj, "--pipelines=data_engineering", "--params=data.dataset=cifar10", env=offline)
     text = _check(proj, before, result, "cifar10", "md5", "https://")
     assert text.count("md5") == 1  # once, not twice
@@ -118,17 +140,26 @@ def _fake_inputs(proj: Path, pipeline_name: str, content: bytes) -> list[str]:
 def test_corrupt_artifact_is_named_with_how_to_rebuild_it(proj):
     names = _fake_inputs(proj, "modelling", b"not a torch file")
     before = _folders(proj)
-    text = _check(proj, before, _kedro_run(proj, "--pipelines=modelling"), "cannot be read",
-                  "--pipelines=data_engineering")
+    text = _check(
+        proj,
+        before,
+        _kedro_run(proj, "--pipelines=modelling"),
+        "cannot be read",
+        "--pipelines=data_engineering",
+    )
     assert any(f"'{n}'" in text for n in names)
 
 
 def test_load_versions_naming_a_missing_version(proj):
     _fake_inputs(proj, "modelling", b"x")
     before = _folders(proj)
-    _check(proj, before, _kedro_run(proj, "--pipelines=modelling",
-                                    "--load-versions=poisoned_train:2020-01-01T00.00.00.000Z"),
-           "no such version", "2026-01-01T00.00.00.000Z")
+    _check(
+        proj,
+        before,
+        _kedro_run(proj, "--pipelines=modelling", "--load-versions=poisoned_train:2020-01-01T00.00.00.000Z"),
+        "no such version",
+        "2026-01-01T00.00.00.000Z",
+    )
 
 
 def test_verbose_keeps_the_traceback(proj):

@@ -1,4 +1,5 @@
 """certssb.config: every block accepts the shipped parameters and refuses bad values in the project's form."""
+
 from __future__ import annotations
 
 import copy
@@ -19,11 +20,24 @@ ALL = {"__default__", "study"}
 
 @pytest.fixture(scope="module")
 def base() -> dict:
-    loader = OmegaConfigLoader(str(ROOT / "conf"), env="local",
-                               **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
+    loader = OmegaConfigLoader(
+        str(ROOT / "conf"),
+        env="local",
+        **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"},
+    )
     params = loader["parameters"]
-    params.setdefault("audit", {"points": 40, "factors": [0.95, 2, 4], "strategies": ["pgd", "brew"],
-                                "columns": ["radius", "radius_published"], "quick": False, "seed": 0, "k": 8})
+    params.setdefault(
+        "audit",
+        {
+            "points": 40,
+            "factors": [0.95, 2, 4],
+            "strategies": ["pgd", "brew"],
+            "columns": ["radius", "radius_published"],
+            "quick": False,
+            "seed": 0,
+            "k": 8,
+        },
+    )
     return params
 
 
@@ -88,7 +102,11 @@ BAD = [
     ("noise.sigma", -1, "must be a number in (0, inf)"),
     ("noise.sigma", "0.25", "must be a number in (0, inf)"),
     ("noise.num_models", 7.5, "must be an integer in (0, inf)"),
-    ("model.architecture", "resnet", "allowed values are " + ", ".join(repr(a) for a in models.ARCHITECTURES)),
+    (
+        "model.architecture",
+        "resnet",
+        "allowed values are " + ", ".join(repr(a) for a in models.ARCHITECTURES),
+    ),
     ("model.lr", 0, "must be a number in (0, inf)"),
     ("pilot.epochs", 0, "must be an integer in (0, inf)"),
     ("sigma_opt.gradient", "adam", "allowed values are 'reparam', 'prefactor'"),
@@ -128,13 +146,16 @@ def test_a_bad_value_names_the_parameter_its_value_and_what_is_allowed(base, pat
     assert "\x00" not in msg
 
 
-@pytest.mark.parametrize(("path", "suggestion"), [
-    ("noise.num_modles", "noise.num_models"),
-    ("evaluation.alfa", "evaluation.alpha"),
-    ("ensemble.ray.adress", "ensemble.ray.address"),
-    ("nosie", "noise"),
-    ("study.quick_overrides.model.epocs", "study.quick_overrides.model.epochs"),
-])
+@pytest.mark.parametrize(
+    ("path", "suggestion"),
+    [
+        ("noise.num_modles", "noise.num_models"),
+        ("evaluation.alfa", "evaluation.alpha"),
+        ("ensemble.ray.adress", "ensemble.ray.address"),
+        ("nosie", "noise"),
+        ("study.quick_overrides.model.epocs", "study.quick_overrides.model.epochs"),
+    ],
+)
 def test_an_unknown_key_is_refused_with_did_you_mean(base, path, suggestion):
     params = with_value(base, path, 7)
     msg = refused(params)
@@ -148,21 +169,34 @@ def test_an_unknown_key_without_a_close_match_lists_the_keys(base):
     assert msg == "parameter 'pilot.zzzzzz' is not known: the keys of block 'pilot' are epochs"
 
 
-@pytest.mark.parametrize(("changes", "name", "fragment"), [
-    ({"evaluation.n0": 50}, "evaluation.n0", "n0 < M"),
-    ({"evaluation.aggregation": "soft"}, "evaluation.aggregation", "needs hard votes"),
-    ({"noise.num_draws": 2}, "noise.num_draws", "one vote per model"),
-    ({"sigma_opt.max_decrease": 0.25}, "sigma_opt.max_decrease", "must stay > 0"),
-    ({"attack.target": 10}, "attack.target", "must be an integer in [0, 9]"),
-    ({"data.classes": [1, 0], "attack.target": 2}, "attack.target", "must be an integer in [0, 1]"),
-    ({"attack.name": "abstain", "attack.label_mode": "clean"}, "attack.label_mode", "only 'dirty' applies"),
-    ({"attack.name": "abstain", "attack.certifier_labels": "runner_up"}, "attack.certifier_labels",
-     "allowed values are 'split', 'random'"),
-    ({"attack.name": "radius_collapse", "attack.certifier_labels": "random"}, "attack.certifier_labels",
-     "allowed values are 'split', 'runner_up'"),
-    ({"data.dataset": "local"}, "data.local_path", "needs the path of an .npz"),
-    ({"evaluation.selection": "split", "evaluation.n0": 0}, "evaluation.n0", "n0 >= 1"),
-])
+@pytest.mark.parametrize(
+    ("changes", "name", "fragment"),
+    [
+        ({"evaluation.n0": 50}, "evaluation.n0", "n0 < M"),
+        ({"evaluation.aggregation": "soft"}, "evaluation.aggregation", "needs hard votes"),
+        ({"noise.num_draws": 2}, "noise.num_draws", "one vote per model"),
+        ({"sigma_opt.max_decrease": 0.25}, "sigma_opt.max_decrease", "must stay > 0"),
+        ({"attack.target": 10}, "attack.target", "must be an integer in [0, 9]"),
+        ({"data.classes": [1, 0], "attack.target": 2}, "attack.target", "must be an integer in [0, 1]"),
+        (
+            {"attack.name": "abstain", "attack.label_mode": "clean"},
+            "attack.label_mode",
+            "only 'dirty' applies",
+        ),
+        (
+            {"attack.name": "abstain", "attack.certifier_labels": "runner_up"},
+            "attack.certifier_labels",
+            "allowed values are 'split', 'random'",
+        ),
+        (
+            {"attack.name": "radius_collapse", "attack.certifier_labels": "random"},
+            "attack.certifier_labels",
+            "allowed values are 'split', 'runner_up'",
+        ),
+        ({"data.dataset": "local"}, "data.local_path", "needs the path of an .npz"),
+        ({"evaluation.selection": "split", "evaluation.n0": 0}, "evaluation.n0", "n0 >= 1"),
+    ],
+)
 def test_cross_block_rules(base, changes, name, fragment):
     params = base
     for path, value in changes.items():
@@ -223,10 +257,12 @@ def test_a_bad_quick_strength_grid_is_refused_before_the_run():
     import yaml
 
     root = Path(__file__).resolve().parents[1]
-    params = {**yaml.safe_load((root / "conf/base/parameters.yml").read_text()),
-              **yaml.safe_load((root / "conf/base/parameters_data_engineering.yml").read_text()),
-              **yaml.safe_load((root / "conf/base/parameters_modelling.yml").read_text()),
-              **yaml.safe_load((root / "conf/base/parameters_attack_strength.yml").read_text())}
+    params = {
+        **yaml.safe_load((root / "conf/base/parameters.yml").read_text()),
+        **yaml.safe_load((root / "conf/base/parameters_data_engineering.yml").read_text()),
+        **yaml.safe_load((root / "conf/base/parameters_modelling.yml").read_text()),
+        **yaml.safe_load((root / "conf/base/parameters_attack_strength.yml").read_text()),
+    }
     config.validate(params, {"attack_strength"})
     params["strength"] = {**params["strength"], "quick": True, "quick_grid": {"epochs": [0]}}
     with pytest.raises(ConfigError, match=r"strength\.epochs.*strength\.quick_grid"):
@@ -248,10 +284,16 @@ def test_study_warns_once_per_uncertifiable_sigma_with_the_blocks_its_cells_run(
     msgs = _study_warnings(params, caplog)
     assert len(msgs) == 1 and "sigma_0 = 0.12" in msgs[0] and "'noise.num_models' = 50" in msgs[0]
     # quick mode: the cells run the quick blocks (here M = 20, n0 = 2); the warning names them, once per sigma
-    quick = with_value(with_value(params, "study.quick", True), "study.quick_overrides",
-                       {"noise": {"num_models": 20}, "evaluation": {"n0": 2}})
+    quick = with_value(
+        with_value(params, "study.quick", True),
+        "study.quick_overrides",
+        {"noise": {"num_models": 20}, "evaluation": {"n0": 2}},
+    )
     msgs = _study_warnings(quick, caplog)
-    assert [m.split(":")[0] for m in msgs] == ["study cells with sigma_0 = 0.12", "study cells with sigma_0 = 0.5"]
+    assert [m.split(":")[0] for m in msgs] == [
+        "study cells with sigma_0 = 0.12",
+        "study cells with sigma_0 = 0.5",
+    ]
     assert all("'noise.num_models' = 20" in m for m in msgs)
     assert _study_warnings(with_value(params, "evaluation.allow_tiny", True), caplog) == []
 
@@ -289,8 +331,11 @@ def test_cohen_block_is_checked(base):
 def test_sigma_opt_rule_is_checked_and_paper_mnist_embedded_runs_the_released_update(base):
     assert "'sigma_opt.rule'" in refused(with_value(base, "sigma_opt.rule", "paper"))
     assert config.sigma_config(base).rule == "anchored"  # the default run keeps today's rule
-    loader = OmegaConfigLoader(str(ROOT / "conf"), env="paper_mnist_embedded",
-                               **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
+    loader = OmegaConfigLoader(
+        str(ROOT / "conf"),
+        env="paper_mnist_embedded",
+        **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"},
+    )
     paper = loader["parameters"]
     config.validate(paper, {"__default__"})
     s = config.sigma_config(paper)

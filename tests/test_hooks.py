@@ -1,4 +1,5 @@
 """Hooks, CLI and MLflow conventions: short config errors, run names, params once, filterable metrics, table."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,11 @@ def test_run_puts_env_in_kedro_env_while_it_runs_so_the_study_grid_reads_the_sam
     from certssb.cli import RunCommand
 
     seen = []
-    cmd = RunCommand(name="run", callback=lambda **kw: seen.append((kw["env"], os.environ.get("KEDRO_ENV"))),
-                     params=list(kedro_run.params))
+    cmd = RunCommand(
+        name="run",
+        callback=lambda **kw: seen.append((kw["env"], os.environ.get("KEDRO_ENV"))),
+        params=list(kedro_run.params),
+    )
     monkeypatch.delenv("KEDRO_ENV", raising=False)
     assert CliRunner().invoke(cmd, ["--env", "certifier_curves"]).exit_code == 0
     assert seen == [("certifier_curves", "certifier_curves")] and "KEDRO_ENV" not in os.environ
@@ -50,7 +54,8 @@ def test_kedro_run_prints_a_config_error_as_one_line_and_exits_2(tmp_path, monke
     import mlflow
 
     runs = mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}").search_runs(
-        [e.experiment_id for e in mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}").search_experiments()])
+        [e.experiment_id for e in mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}").search_experiments()]
+    )
     assert runs == []  # validation runs before kedro-mlflow opens a run
 
 
@@ -80,8 +85,12 @@ class _Pipeline:
 
 
 def _params() -> dict:
-    return {"attack": {"name": "onepixel"}, "noise": {"sigma": 0.25, "num_models": 50},
-            "evaluation": {"radii": [0.0, 0.25, 0.5, 0.75, 1.0, 2.0]}, "seed": 0}
+    return {
+        "attack": {"name": "onepixel"},
+        "noise": {"sigma": 0.25, "num_models": 50},
+        "evaluation": {"radii": [0.0, 0.25, 0.5, 0.75, 1.0, 2.0]},
+        "seed": 0,
+    }
 
 
 def test_the_validation_hook_names_the_parent_run(monkeypatch):
@@ -91,7 +100,9 @@ def test_the_validation_hook_names_the_parent_run(monkeypatch):
     run = SimpleNamespace(name=None)
     hook = ValidateParametersHook()
     hook.after_context_created(SimpleNamespace(mlflow=SimpleNamespace(tracking=SimpleNamespace(run=run))))
-    hook.before_pipeline_run({"pipeline_names": ["evaluation"]}, _Pipeline(), _Catalog({"parameters": _params()}))
+    hook.before_pipeline_run(
+        {"pipeline_names": ["evaluation"]}, _Pipeline(), _Catalog({"parameters": _params()})
+    )
     assert hook.config == "checked"
     assert run.name == "evaluation · onepixel · σ₀=0.25"
     run.name = "mine"  # a name from mlflow.yml is kept
@@ -103,15 +114,24 @@ def test_used_blocks_and_flattening():
     p = _Pipeline(inputs={"params:noise", "params:uniform.method", "clean_test"})
     assert tracking.used_blocks(p, {"x"}) == {"noise", "uniform"}
     assert tracking.used_blocks(_Pipeline(inputs={"parameters"}), {"data", "noise"}) == {"data", "noise"}
-    flat = tracking.flatten_blocks({"noise": {"sigma": 0.25}, "ensemble": {"ray": {"address": None}},
-                                    "evaluation": {"radii": [0, 0.5]}, "data": {"x": 1}},
-                                   {"noise", "ensemble", "evaluation"})
+    flat = tracking.flatten_blocks(
+        {
+            "noise": {"sigma": 0.25},
+            "ensemble": {"ray": {"address": None}},
+            "evaluation": {"radii": [0, 0.5]},
+            "data": {"x": 1},
+        },
+        {"noise", "ensemble", "evaluation"},
+    )
     assert flat == {"noise.sigma": 0.25, "ensemble.ray.address": None, "evaluation.radii": [0, 0.5]}
 
 
 def test_sigma_statistics():
-    sigma = {"train": torch.tensor([0.2, 0.3, 0.4]), "clean": torch.tensor([0.25, 0.5]),
-             "triggered": torch.tensor([0.1])}
+    sigma = {
+        "train": torch.tensor([0.2, 0.3, 0.4]),
+        "clean": torch.tensor([0.25, 0.5]),
+        "triggered": torch.tensor([0.1]),
+    }
     s = tracking.sigma_stats(sigma)
     assert s["sigma_train_mean"] == pytest.approx(0.3)
     assert (s["sigma_train_min"], s["sigma_train_max"]) == pytest.approx((0.2, 0.4))
@@ -128,20 +148,38 @@ def test_mlflow_runs_params_once_filterable_metrics_and_runs_table(tmp_path, mon
     mlflow.set_tracking_uri(uri)
     exp = mlflow.set_experiment("certssb-test")
     params = _params()
-    sigma = {"train": torch.full((5,), 0.25), "clean": torch.full((3,), 0.25), "triggered": torch.full((3,), 0.25)}
+    sigma = {
+        "train": torch.full((5,), 0.25),
+        "clean": torch.full((3,), 0.25),
+        "triggered": torch.full((3,), 0.25),
+    }
     try:
         with mlflow.start_run(run_name=tracking.run_name(["evaluation"], params)) as parent:
             hook = MlflowRunHook()
-            hook.before_pipeline_run({"pipeline_names": ["evaluation"]},
-                                     _Pipeline(inputs={"params:noise", "params:attack"}),
-                                     _Catalog({"parameters": params}))
-            hook.before_pipeline_run({"pipeline_names": ["evaluation"]},  # twice: no error, no duplicate
-                                     _Pipeline(inputs={"params:noise", "params:attack"}),
-                                     _Catalog({"parameters": params}))
+            hook.before_pipeline_run(
+                {"pipeline_names": ["evaluation"]},
+                _Pipeline(inputs={"params:noise", "params:attack"}),
+                _Catalog({"parameters": params}),
+            )
+            hook.before_pipeline_run(
+                {"pipeline_names": ["evaluation"]},  # twice: no error, no duplicate
+                _Pipeline(inputs={"params:noise", "params:attack"}),
+                _Catalog({"parameters": params}),
+            )
             for method, acc in (("uniform", 0.0), ("cert_ssb", 0.6)):
-                tracking.log_method_run(method, {"method": method, "cert_acc_r0.50": acc, "cert_acc_r025": 0.7,
-                                                 "degenerate_members": [1], "attack_in_threat_model": True},
-                                        pd.DataFrame({"radius": [0.5]}), sigma, sigma0=0.25)
+                tracking.log_method_run(
+                    method,
+                    {
+                        "method": method,
+                        "cert_acc_r0.50": acc,
+                        "cert_acc_r025": 0.7,
+                        "degenerate_members": [1],
+                        "attack_in_threat_model": True,
+                    },
+                    pd.DataFrame({"radius": [0.5]}),
+                    sigma,
+                    sigma0=0.25,
+                )
     finally:
         while mlflow.active_run() is not None:
             mlflow.end_run()
@@ -157,27 +195,57 @@ def test_mlflow_runs_params_once_filterable_metrics_and_runs_table(tmp_path, mon
     assert nested.data.tags["certssb.attack_in_threat_model"] == "True"
     assert nested.data.metrics["sigma_train_max"] == pytest.approx(0.25)
     assert all("." not in k for k in nested.data.metrics)
-    assert client.get_experiment(exp.experiment_id).tags[tracking.EXPERIMENT_KIND_TAG] == tracking.RUNS_TABLE_KIND
+    assert (
+        client.get_experiment(exp.experiment_id).tags[tracking.EXPERIMENT_KIND_TAG]
+        == tracking.RUNS_TABLE_KIND
+    )
 
 
 def test_results_table_after_an_evaluation_run(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     metrics = {
-        "uniform": {"clean_accuracy": 0.91, "attack_success_rate": 0.02, "cert_acc_r025": 0.8,
-                    "cert_acc_r050": 0.6, "cert_acc_r100": 0.1, "abstain_rate": 0.05},
-        "cert_ssb": {"clean_accuracy": 0.93, "attack_success_rate": 0.01, "cert_acc_r025": 0.7,
-                     "cert_acc_r050": 0.5, "cert_acc_r100": 0.0, "cert_acc_published_r050": 0.65,
-                     "abstain_rate": 0.04},
+        "uniform": {
+            "clean_accuracy": 0.91,
+            "attack_success_rate": 0.02,
+            "cert_acc_r025": 0.8,
+            "cert_acc_r050": 0.6,
+            "cert_acc_r100": 0.1,
+            "abstain_rate": 0.05,
+        },
+        "cert_ssb": {
+            "clean_accuracy": 0.93,
+            "attack_success_rate": 0.01,
+            "cert_acc_r025": 0.7,
+            "cert_acc_r050": 0.5,
+            "cert_acc_r100": 0.0,
+            "cert_acc_published_r050": 0.65,
+            "abstain_rate": 0.04,
+        },
     }
-    catalog = _Catalog({"parameters": _params(), "undefended_metrics": {"attack_success_rate": 0.97},
-                        **{f"{m}.metrics": v for m, v in metrics.items()}})
+    catalog = _Catalog(
+        {
+            "parameters": _params(),
+            "undefended_metrics": {"attack_success_rate": 0.97},
+            **{f"{m}.metrics": v for m, v in metrics.items()},
+        }
+    )
     mlflow_hook = SimpleNamespace(run_id="abc123", run_name="__default__ · onepixel · σ₀=0.25")
     hook = ResultsTableHook(mlflow_hook)  # type: ignore[arg-type]
     hook.after_pipeline_run({}, _Pipeline(outputs={"uniform.metrics", "cert_ssb.metrics"}), catalog)
     out = capsys.readouterr().out
     assert console.pick_radii(_params()["evaluation"]["radii"]) == [0.25, 0.5, 1.0]
-    for text in ("uniform σ", "Cert-SSB", "0.910", "0.970", "0.600", "(pub. 0.650)", "0.040",
-                 "cert acc r=0.5", "abc123", "data/08_reporting"):
+    for text in (
+        "uniform σ",
+        "Cert-SSB",
+        "0.910",
+        "0.970",
+        "0.600",
+        "(pub. 0.650)",
+        "0.040",
+        "cert acc r=0.5",
+        "abc123",
+        "data/08_reporting",
+    ):
         assert text in out, (text, out)
     # nothing when the evaluation did not run
     hook.after_pipeline_run({}, _Pipeline(outputs={"poisoned_train"}), catalog)
@@ -185,14 +253,27 @@ def test_results_table_after_an_evaluation_run(capsys, tmp_path, monkeypatch):
 
 
 def test_the_console_names_each_certifiers_ceiling_and_shows_the_radii_below_the_largest():
-    metrics = {"uniform": {"radius_ceiling_sigma_units": 1.0701, "sigma_train_min": 0.25},
-               "cohen": {"radius_ceiling_sigma_units": 2.4627, "sigma_train_min": 0.25,
-                         "attack_in_threat_model": False},
-               "cert_ssb": {"radius_ceiling_sigma_units": 1.0701, "sigma_train_min": 0.25,
-                            "attack_in_threat_model": False}}
-    assert console.ceilings(metrics) == pytest.approx({"uniform": 0.2675, "cohen": 0.6157, "cert_ssb": 0.2675},
-                                                      abs=1e-4)
-    assert console.reach_radii([0.0, 0.25, 0.5, 0.75, 1.0], console.ceiling_radius(metrics)) == [0.0, 0.25, 0.5]
+    metrics = {
+        "uniform": {"radius_ceiling_sigma_units": 1.0701, "sigma_train_min": 0.25},
+        "cohen": {
+            "radius_ceiling_sigma_units": 2.4627,
+            "sigma_train_min": 0.25,
+            "attack_in_threat_model": False,
+        },
+        "cert_ssb": {
+            "radius_ceiling_sigma_units": 1.0701,
+            "sigma_train_min": 0.25,
+            "attack_in_threat_model": False,
+        },
+    }
+    assert console.ceilings(metrics) == pytest.approx(
+        {"uniform": 0.2675, "cohen": 0.6157, "cert_ssb": 0.2675}, abs=1e-4
+    )
+    assert console.reach_radii([0.0, 0.25, 0.5, 0.75, 1.0], console.ceiling_radius(metrics)) == [
+        0.0,
+        0.25,
+        0.5,
+    ]
     lines = console.notes(metrics, [0.0, 0.25, 0.5])
     assert "uniform σ r = 0.268" in lines[0] and "Cohen et al. (evasion) r = 0.616" in lines[0]
     assert lines[1].startswith("attack: outside the certified threat model")

@@ -1,5 +1,6 @@
 """The reliability hooks (certssb.hooks): one run per folder, this run's load versions, MLflow runs left
 RUNNING by dead runs, the thread policy. docs/reliability.md."""
+
 from __future__ import annotations
 
 import os
@@ -24,11 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _hold_lock(path: Path, describe: str = "kedro run --pipelines=study") -> subprocess.Popen:
     """Another process holding the folder's lock (as a running `kedro run` does) until it is killed."""
-    code = (f"import time; from certssb.execution.lock import RunLock; "
-            f"RunLock({str(path)!r}, describe={describe!r}).acquire(); print('held', flush=True); "
-            "time.sleep(600)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ})
+    code = (
+        f"import time; from certssb.execution.lock import RunLock; "
+        f"RunLock({str(path)!r}, describe={describe!r}).acquire(); print('held', flush=True); "
+        "time.sleep(600)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ}
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -63,16 +67,20 @@ def test_nodes_load_the_version_this_run_saved(tmp_path):
         warnings.simplefilter("error")  # Kedro's "Save version ... did not match load version" would raise
         catalog.save("a", {"run": "this"})
     TorchDataset(filepath=str(tmp_path / "a.pt"), version=Version(None, "2026-01-01T00.00.09.000Z")).save(
-        {"run": "other"})  # a concurrent run, newer
+        {"run": "other"}
+    )  # a concurrent run, newer
     ds._release()  # the runner releases datasets between nodes (clears Kedro's version cache)
     assert catalog.load("a") == {"run": "this"}
 
 
 def test_an_explicit_load_version_is_kept(tmp_path):
-    ds = TorchDataset(filepath=str(tmp_path / "a.pt"),
-                      version=Version("2025-01-01T00.00.00.000Z", "2026-01-01T00.00.00.000Z"))
-    PinLoadVersionsHook().before_pipeline_run({}, Pipeline([node(lambda: 1, None, "a", name="m")]),
-                                              DataCatalog({"a": ds}))
+    ds = TorchDataset(
+        filepath=str(tmp_path / "a.pt"),
+        version=Version("2025-01-01T00.00.00.000Z", "2026-01-01T00.00.00.000Z"),
+    )
+    PinLoadVersionsHook().before_pipeline_run(
+        {}, Pipeline([node(lambda: 1, None, "a", name="m")]), DataCatalog({"a": ds})
+    )
     assert ds._version.load == "2025-01-01T00.00.00.000Z"
 
 
@@ -82,7 +90,8 @@ def test_a_run_marks_runs_left_running_killed_and_records_its_threads(project):
 
     client = MlflowClient()
     exp = client.get_experiment_by_name("certssb") or client.get_experiment(
-        client.create_experiment("certssb"))
+        client.create_experiment("certssb")
+    )
     dead = client.create_run(exp.experiment_id, run_name="killed earlier")  # status RUNNING, process gone
     before = torch.get_num_threads()
     try:

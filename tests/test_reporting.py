@@ -1,4 +1,5 @@
 """Figures: the exact step curve agrees with metrics.certified_accuracy, axes cover the radii, labels."""
+
 from __future__ import annotations
 
 import sys
@@ -15,23 +16,37 @@ from certssb.core.validation import ConfigError
 def _certs(rng: np.random.Generator, method: str, split: str, n: int = 60) -> pd.DataFrame:
     r1 = rng.gamma(2.0, 0.3, n)
     r1[: n // 6] = 0.0  # radius 0 but not abstained (the storage update's "label kept, R = 0")
-    r1[n // 6: n // 3] = 0.4  # ties
+    r1[n // 6 : n // 3] = 0.4  # ties
     ab = rng.random(n) < 0.2
     r1[ab] = 0.0
     sig = np.full(n, 0.25) if method == "uniform" else rng.uniform(0.25, 0.5, n)
     smin = np.minimum(sig, 0.25)
     label = rng.integers(0, 3, n)
     pred = np.where(ab, -1, np.where(rng.random(n) < 0.8, label, (label + 1) % 3))
-    return pd.DataFrame({"method": method, "split": split, "label": label, "prediction": pred, "r1": r1,
-                         "sigma": sig, "sigma_min": smin, "radius": smin * r1, "radius_published": sig * r1,
-                         "abstained": ab, "correct": pred == label})
+    return pd.DataFrame(
+        {
+            "method": method,
+            "split": split,
+            "label": label,
+            "prediction": pred,
+            "r1": r1,
+            "sigma": sig,
+            "sigma_min": smin,
+            "radius": smin * r1,
+            "radius_published": sig * r1,
+            "abstained": ab,
+            "correct": pred == label,
+        }
+    )
 
 
 @pytest.fixture
 def certs() -> pd.DataFrame:
     rng = np.random.default_rng(3)
-    return pd.concat([_certs(rng, m, s) for m in ("uniform", "cert_ssb") for s in ("clean", "triggered")],
-                     ignore_index=True)
+    return pd.concat(
+        [_certs(rng, m, s) for m in ("uniform", "cert_ssb") for s in ("clean", "triggered")],
+        ignore_index=True,
+    )
 
 
 def _drawn_value(line, r: float) -> float:
@@ -63,8 +78,9 @@ def test_step_curve_equals_certified_accuracy(certs, column):
 def test_figure_lines_labels_and_limits(certs):
     updated = certs.copy()
     updated["radius"] = updated["radius"] * 0.5
-    fig = reporting.certified_accuracy_figure(certs, updated=updated, sigma0=0.25, ceiling=1.07,
-                                              attack_norm=0.05, title="t")
+    fig = reporting.certified_accuracy_figure(
+        certs, updated=updated, sigma0=0.25, ceiling=1.07, attack_norm=0.05, title="t"
+    )
     axes = fig.get_axes()
     assert [a.get_title() for a in axes] == ["clean test set", "triggered test set"]
     largest = max(certs["radius"].max(), certs["radius_published"].max())
@@ -102,19 +118,35 @@ def test_uniform_has_no_published_curve(certs):
 
 
 def test_grid_table_is_refused():
-    grid = pd.DataFrame({"method": ["uniform"], "split": ["clean"], "radius": [0.5], "certified_accuracy": [0.3]})
+    grid = pd.DataFrame(
+        {"method": ["uniform"], "split": ["clean"], "radius": [0.5], "certified_accuracy": [0.3]}
+    )
     with pytest.raises(ConfigError, match="per-sample certificates"):
         reporting.certified_accuracy_figure(grid)
 
 
 def test_sigma_histogram_and_storage_figure(certs):
     rng = np.random.default_rng(0)
-    hist = reporting.sigma_histogram({"train": rng.uniform(0.25, 0.5, 100), "clean": rng.uniform(0.25, 0.5, 40),
-                                      "triggered": rng.uniform(0.25, 0.5, 40), "sigma0": 0.25}, "σ")
+    hist = reporting.sigma_histogram(
+        {
+            "train": rng.uniform(0.25, 0.5, 100),
+            "clean": rng.uniform(0.25, 0.5, 40),
+            "triggered": rng.uniform(0.25, 0.5, 40),
+            "sigma0": 0.25,
+        },
+        "σ",
+    )
     labels = [t.get_text() for t in hist.get_axes()[0].get_legend().get_texts()]
     assert any(lb.startswith("training set: mean") for lb in labels) and "σ₀ = 0.25" in labels
-    flat = reporting.sigma_histogram({"train": np.full(10, 0.25), "clean": np.full(4, 0.25),
-                                      "triggered": np.full(4, 0.25), "sigma0": 0.25}, "σ")
+    flat = reporting.sigma_histogram(
+        {
+            "train": np.full(10, 0.25),
+            "clean": np.full(4, 0.25),
+            "triggered": np.full(4, 0.25),
+            "sigma0": 0.25,
+        },
+        "σ",
+    )
     assert any("every σ = 0.25" in t.get_text() for t in flat.get_axes()[0].get_legend().get_texts())
     after = certs.assign(action=np.where(np.arange(len(certs)) % 5 == 0, "trim", "none"))
     ba = reporting.radius_before_after(certs, after, "storage")
@@ -124,8 +156,13 @@ def test_sigma_histogram_and_storage_figure(certs):
 
 
 def test_run_title_names_the_settings():
-    t = reporting.run_title("x", {"noise": {"sigma": 0.25, "num_models": 50},
-                                  "evaluation": {"alpha": 0.001, "bound": "clopper_pearson", "n0": 5}})
+    t = reporting.run_title(
+        "x",
+        {
+            "noise": {"sigma": 0.25, "num_models": 50},
+            "evaluation": {"alpha": 0.001, "bound": "clopper_pearson", "n0": 5},
+        },
+    )
     for part in ("σ₀ = 0.25", "M = 50", "n₀ = 5", "α = 0.001", "clopper-pearson"):
         assert part in t
 
@@ -135,11 +172,18 @@ def test_no_backend_chosen_at_import():
     import os
     import subprocess
 
-    code = ("import matplotlib; b = matplotlib.get_backend(); import certssb.reporting, "
-            "certssb.pipelines.evaluation.nodes, certssb.pipelines.study.nodes; "
-            "print(b, matplotlib.get_backend())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "MPLBACKEND": "svg"}).stdout.split()
+    code = (
+        "import matplotlib; b = matplotlib.get_backend(); import certssb.reporting, "
+        "certssb.pipelines.evaluation.nodes, certssb.pipelines.study.nodes; "
+        "print(b, matplotlib.get_backend())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "MPLBACKEND": "svg"},
+    ).stdout.split()
     assert out == ["svg", "svg"]
 
 
@@ -147,8 +191,12 @@ def test_sigma_increase_panels_draw_one_panel_per_source_on_a_shared_axis():
     from certssb import reporting
 
     fig = reporting.sigma_increase_panels(
-        {"ours": {"sigma0": 0.25, "clean": np.full(5, 0.25) + np.arange(5) * 0.04},
-         "released": {"sigma0": 0.12, "test": np.array([0.22, 0.29, 0.2946])}}, "sigma as released")
+        {
+            "ours": {"sigma0": 0.25, "clean": np.full(5, 0.25) + np.arange(5) * 0.04},
+            "released": {"sigma0": 0.12, "test": np.array([0.22, 0.29, 0.2946])},
+        },
+        "sigma as released",
+    )
     axes = fig.axes
     assert len(axes) == 2 and axes[0].get_xlim() == axes[1].get_xlim()
     labels = [t.get_text() for t in axes[1].get_legend().get_texts()]
@@ -159,15 +207,20 @@ def test_the_ceiling_is_labelled_for_the_sound_radius_only(certs):
     fig = reporting.certified_accuracy_figure(certs, sigma0=0.25, ceiling=1.07)
     labels = [ln.get_label() for ax in fig.get_axes() for ln in ax.get_lines()]
     ceil = [lb for lb in labels if "ceiling" in lb]
-    assert ceil and all(lb.startswith("ceiling of the sound radius (not of the published one)") for lb in ceil)
+    assert ceil and all(
+        lb.startswith("ceiling of the sound radius (not of the published one)") for lb in ceil
+    )
     uni = reporting.certified_accuracy_figure(certs[certs.method == "uniform"], sigma0=0.25, ceiling=1.07)
-    assert "ceiling of the sound radius: r = 0.268" in [ln.get_label() for ln in uni.get_axes()[0].get_lines()]
+    assert "ceiling of the sound radius: r = 0.268" in [
+        ln.get_label() for ln in uni.get_axes()[0].get_lines()
+    ]
 
 
 def test_sigma_histogram_shows_fractions():
     rng = np.random.default_rng(1)
-    fig = reporting.sigma_histogram({"train": rng.uniform(0.25, 0.26, 1000), "clean": rng.uniform(0.25, 0.5, 40)},
-                                    "σ")
+    fig = reporting.sigma_histogram(
+        {"train": rng.uniform(0.25, 0.26, 1000), "clean": rng.uniform(0.25, 0.5, 40)}, "σ"
+    )
     ax = fig.get_axes()[0]
     heights = [p.get_path().vertices[:, 1].max() for p in ax.patches]
     assert max(heights) <= 1.0 and ax.get_ylim()[1] <= 1.1  # a density of a narrow range would reach ~100
@@ -189,7 +242,9 @@ def test_study_figure_one_legend_outside_distinct_colours(certs):
         by.setdefault((ln.get_color(), ln.get_linestyle()), 0)
         by[(ln.get_color(), ln.get_linestyle())] += 1
     # clean/triggered x uniform/Cert-SSB: four colours for the sound radius, each drawn once
-    assert sum(1 for (_, ls) in by if ls == "-") == 4 and all(n == 1 for (_, ls), n in by.items() if ls == "-")
+    assert sum(1 for (_, ls) in by if ls == "-") == 4 and all(
+        n == 1 for (_, ls), n in by.items() if ls == "-"
+    )
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("as published" in t for t in texts) and any("ceiling of the sound radius" in t for t in texts)
     assert reporting.colour("cohen") != reporting.colour("uniform") != reporting.colour("cert_ssb")
@@ -205,9 +260,20 @@ def test_attack_norm_only_for_in_model_attacks():
 def test_strength_figure_notes_a_series_hidden_under_another():
     from certssb.attack_figures import strength_figure
 
-    rows = [{"trigger": "onepixel", "label_mode": "dirty", "epochs": e, "delta": 1.0, "poison_rate": r,
-             "attack_success_rate": 0.02, "clean_drop": 0.0, "trigger_norm": 1.0}
-            for e in (4, 8) for r in (0.01, 0.02)]
+    rows = [
+        {
+            "trigger": "onepixel",
+            "label_mode": "dirty",
+            "epochs": e,
+            "delta": 1.0,
+            "poison_rate": r,
+            "attack_success_rate": 0.02,
+            "clean_drop": 0.0,
+            "trigger_norm": 1.0,
+        }
+        for e in (4, 8)
+        for r in (0.01, 0.02)
+    ]
     fig = strength_figure(pd.DataFrame(rows))
     labels = [ln.get_label() for ln in fig.get_axes()[0].get_lines()]
     assert "8 ep (same as 4 ep, overlaps)" in labels and "4 ep" in labels

@@ -5,6 +5,7 @@
   ``certssb.pipelines``, Kedro, MLflow or Ray;
 - a module longer than 350 lines says why in a docstring line starting with "Length:".
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,8 +16,15 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "certssb"
 MAX_LINES = 350
-CORE_MAY_NOT_IMPORT = ("certssb.execution", "certssb.io", "certssb.pipelines", "kedro", "kedro_mlflow", "mlflow",
-                       "ray")
+CORE_MAY_NOT_IMPORT = (
+    "certssb.execution",
+    "certssb.io",
+    "certssb.pipelines",
+    "kedro",
+    "kedro_mlflow",
+    "mlflow",
+    "ray",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -46,7 +54,9 @@ def _imports(name: str, path: Path) -> set[str]:
     return out
 
 
-GRAPH = {name: {m for m in _imports(name, path) if m in MODULES and m != name} for name, path in MODULES.items()}
+GRAPH = {
+    name: {m for m in _imports(name, path) if m in MODULES and m != name} for name, path in MODULES.items()
+}
 
 
 def test_the_source_tree_was_found():
@@ -63,7 +73,7 @@ def test_no_import_cycle():
         path.append(n)
         for m in sorted(GRAPH[n]):
             if state.get(m) == 1:
-                return path[path.index(m):] + [m]
+                return path[path.index(m) :] + [m]
             if m not in state and (cycle := visit(m)):
                 return cycle
         state[n] = 2
@@ -75,11 +85,18 @@ def test_no_import_cycle():
             pytest.fail("import cycle: " + " -> ".join(cycle))
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if n == "certssb.core" or n.startswith("certssb.core.")))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in MODULES if n == "certssb.core" or n.startswith("certssb.core."))
+)
 def test_core_is_framework_free(name):
-    bad = sorted(m for m in _imports(name, MODULES[name])
-                 if any(m == f or m.startswith(f + ".") for f in CORE_MAY_NOT_IMPORT))
-    assert not bad, f"{name} imports {bad}: certssb.core must stay free of execution, io, pipelines and frameworks"
+    bad = sorted(
+        m
+        for m in _imports(name, MODULES[name])
+        if any(m == f or m.startswith(f + ".") for f in CORE_MAY_NOT_IMPORT)
+    )
+    assert not bad, (
+        f"{name} imports {bad}: certssb.core must stay free of execution, io, pipelines and frameworks"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -1,4 +1,5 @@
 """A relative sqlite tracking URI is anchored at the project root, whatever the working directory."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,11 +32,17 @@ def test_hook_rewrites_the_mlflow_config(tmp_path, monkeypatch):
         config_patterns: dict = {}
 
         def __getitem__(self, key):
-            return super().__getitem__(key) if key in self else {"server": {"mlflow_tracking_uri": "sqlite:///mlflow.db"}}
+            return (
+                super().__getitem__(key)
+                if key in self
+                else {"server": {"mlflow_tracking_uri": "sqlite:///mlflow.db"}}
+            )
 
     loader = Loader()
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")  # as in a notebook
-    ResolveTrackingUriHook().after_context_created(SimpleNamespace(config_loader=loader, project_path=tmp_path))
+    ResolveTrackingUriHook().after_context_created(
+        SimpleNamespace(config_loader=loader, project_path=tmp_path)
+    )
     uri = loader["mlflow"]["server"]["mlflow_tracking_uri"]
-    assert Path(uri[len("sqlite:///"):]) == tmp_path.resolve() / "mlflow.db"
+    assert Path(uri[len("sqlite:///") :]) == tmp_path.resolve() / "mlflow.db"

@@ -3,6 +3,7 @@
 Python API (imported lazily, so that ``import certssb`` stays light for Kedro):
 ``certssb.SmoothedEnsemble``, ``certssb.train_ensemble``, ``certssb.ABSTAIN`` (see ``certssb.api``).
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -16,6 +16,7 @@ Example::
     models = certssb.train_ensemble(x, y, num_models=20, sigma=0.25, model_fn=lambda: nn.Linear(2, 2))
     pred, radius = certssb.SmoothedEnsemble(models, sigma=0.25).certify(x_test, n0=5, alpha=0.001)
 """
+
 from __future__ import annotations
 
 import math
@@ -39,18 +40,29 @@ def _sigma(sigma: float | torch.Tensor) -> float:
     """One positive, finite sigma (uniform smoothing); a per-sample sigma is refused."""
     if isinstance(sigma, torch.Tensor):
         if sigma.numel() != 1:
-            fail("sigma", f"tensor of shape {tuple(sigma.shape)}",
-                 "one positive number (uniform sigma); this API certifies with one sigma for every sample")
+            fail(
+                "sigma",
+                f"tensor of shape {tuple(sigma.shape)}",
+                "one positive number (uniform sigma); this API certifies with one sigma for every sample",
+            )
         sigma = float(sigma.item())
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+    if (
+        isinstance(sigma, bool)
+        or not isinstance(sigma, (int, float))
+        or not math.isfinite(sigma)
+        or sigma <= 0
+    ):
         fail("sigma", sigma, "a finite number > 0 (the std of the Gaussian noise)")
     return float(sigma)
 
 
 def _tensor(name: str, x: object) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.shape[0] == 0:
-        fail(name, type(x).__name__ if not isinstance(x, torch.Tensor) else f"tensor of shape {tuple(x.shape)}",
-             "a float tensor of shape (N, ...) with N >= 1 samples")
+        fail(
+            name,
+            type(x).__name__ if not isinstance(x, torch.Tensor) else f"tensor of shape {tuple(x.shape)}",
+            "a float tensor of shape (N, ...) with N >= 1 samples",
+        )
     return x
 
 
@@ -67,11 +79,25 @@ class SmoothedEnsemble:
         batch_size: inputs per forward pass.
     """
 
-    def __init__(self, models: Sequence[nn.Module], sigma: float | torch.Tensor, *, num_classes: int | None = None,
-                 device: str | torch.device = "cpu", seed: int = 0, batch_size: int = 256) -> None:
-        if isinstance(models, nn.Module) or not isinstance(models, Sequence) or len(models) == 0 or \
-                not all(isinstance(m, nn.Module) for m in models):
-            fail("models", type(models).__name__, "a non-empty list of torch.nn.Module (the ensemble members)")
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        sigma: float | torch.Tensor,
+        *,
+        num_classes: int | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        batch_size: int = 256,
+    ) -> None:
+        if (
+            isinstance(models, nn.Module)
+            or not isinstance(models, Sequence)
+            or len(models) == 0
+            or not all(isinstance(m, nn.Module) for m in models)
+        ):
+            fail(
+                "models", type(models).__name__, "a non-empty list of torch.nn.Module (the ensemble members)"
+            )
         self.models = list(models)
         self.sigma = _sigma(sigma)
         number("seed", seed, low=0, integer=True)
@@ -88,8 +114,14 @@ class SmoothedEnsemble:
         return len(self.models)
 
     def _noise_seeds(self) -> list[int]:
-        plan = _noise.make_noise_plan(seed=self.seed, num_models=self.num_models, sigma=self.sigma, num_draws=1,
-                                      n_train=1, input_shape=[1])
+        plan = _noise.make_noise_plan(
+            seed=self.seed,
+            num_models=self.num_models,
+            sigma=self.sigma,
+            num_draws=1,
+            n_train=1,
+            input_shape=[1],
+        )
         return [int(s) for s in plan["test_seeds"]]
 
     @torch.no_grad()
@@ -100,11 +132,17 @@ class SmoothedEnsemble:
         for model, seed in zip(self.models, self._noise_seeds()):
             model.eval().to(self.device)
             z = _noise.unit_noise(seed, x.shape, self.device)
-            logits = torch.cat([model(x[i:i + self.batch_size] + self.sigma * z[i:i + self.batch_size])
-                                for i in range(0, x.shape[0], self.batch_size)])
+            logits = torch.cat(
+                [
+                    model(x[i : i + self.batch_size] + self.sigma * z[i : i + self.batch_size])
+                    for i in range(0, x.shape[0], self.batch_size)
+                ]
+            )
             if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
-                raise ConfigError(f"a model returned shape {tuple(logits.shape)} for {x.shape[0]} inputs; "
-                                  "models must return logits of shape (N, num_classes)")
+                raise ConfigError(
+                    f"a model returned shape {tuple(logits.shape)} for {x.shape[0]} inputs; "
+                    "models must return logits of shape (N, num_classes)"
+                )
             p = torch.softmax(logits.float(), dim=1)
             votes.append(p.argmax(1).cpu())
             probs.append(p.cpu())
@@ -126,12 +164,18 @@ class SmoothedEnsemble:
         top, second = order[:, 0], order[:, 1]
         idx = np.arange(len(top))
         na, nb = counts[idx, top], counts[idx, second]
-        pred = np.array([a if binomtest(int(ca), int(ca + cb), 0.5).pvalue <= alpha else ABSTAIN
-                         for a, ca, cb in zip(top, na, nb)], dtype=np.int64)
+        pred = np.array(
+            [
+                a if binomtest(int(ca), int(ca + cb), 0.5).pvalue <= alpha else ABSTAIN
+                for a, ca, cb in zip(top, na, nb)
+            ],
+            dtype=np.int64,
+        )
         return torch.from_numpy(pred)
 
-    def certify(self, x: torch.Tensor, n0: int = 5, alpha: float = 0.001,
-                bound: str = "clopper_pearson") -> tuple[torch.Tensor, torch.Tensor]:
+    def certify(
+        self, x: torch.Tensor, n0: int = 5, alpha: float = 0.001, bound: str = "clopper_pearson"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Certified prediction and ℓ2 radius per input (``certssb.core.certify.certify``).
 
         The first ``n0`` models choose the top class, the other ``M - n0`` bound its probability
@@ -141,17 +185,36 @@ class SmoothedEnsemble:
         every perturbation of the threat model with ``||Delta||_2 < radius``.
         """
         v, p = self.votes(x)
-        table = _certify.certify(v, p, self.sigma, labels=np.zeros(v.shape[1], dtype=np.int64),
-                                 num_classes=self.num_classes, bound=bound, aggregation="hard", alpha=alpha,
-                                 selection="split", n0=n0)
+        table = _certify.certify(
+            v,
+            p,
+            self.sigma,
+            labels=np.zeros(v.shape[1], dtype=np.int64),
+            num_classes=self.num_classes,
+            bound=bound,
+            aggregation="hard",
+            alpha=alpha,
+            selection="split",
+            n0=n0,
+        )
         pred = torch.tensor(table["prediction"].to_numpy(np.int64))
         rad = torch.tensor(table["radius"].to_numpy(np.float64))
         return pred, rad
 
 
-def train_ensemble(x: torch.Tensor, y: torch.Tensor, num_models: int, sigma: float | torch.Tensor,
-                   model_fn: Callable[[], nn.Module], *, epochs: int = 10, batch_size: int = 64, lr: float = 1e-2,
-                   seed: int = 0, device: str | torch.device = "cpu") -> list[nn.Module]:
+def train_ensemble(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_models: int,
+    sigma: float | torch.Tensor,
+    model_fn: Callable[[], nn.Module],
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-2,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> list[nn.Module]:
     """Train ``num_models`` fresh ``model_fn()`` modules, model k on ``x + sigma * Z_k``.
 
     ``Z_k`` is standard normal noise drawn ONCE per model (one noisy copy of the training set, not
@@ -162,8 +225,11 @@ def train_ensemble(x: torch.Tensor, y: torch.Tensor, num_models: int, sigma: flo
     """
     x = _tensor("x", x)
     if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
-        fail("y", type(y).__name__ if not isinstance(y, torch.Tensor) else f"tensor of shape {tuple(y.shape)}",
-             f"integer class labels of shape ({x.shape[0]},)")
+        fail(
+            "y",
+            type(y).__name__ if not isinstance(y, torch.Tensor) else f"tensor of shape {tuple(y.shape)}",
+            f"integer class labels of shape ({x.shape[0]},)",
+        )
     number("num_models", num_models, low=1, integer=True)
     s = _sigma(sigma)
     number("epochs", epochs, low=1, integer=True)
@@ -171,10 +237,20 @@ def train_ensemble(x: torch.Tensor, y: torch.Tensor, num_models: int, sigma: flo
     number("lr", lr, low=0, low_open=True)
     number("seed", seed, low=0, integer=True)
     if not callable(model_fn):
-        fail("model_fn", type(model_fn).__name__, "a function with no arguments returning a new torch.nn.Module")
+        fail(
+            "model_fn",
+            type(model_fn).__name__,
+            "a function with no arguments returning a new torch.nn.Module",
+        )
     dev = torch.device(device)
-    plan = _noise.make_noise_plan(seed=seed, num_models=num_models, sigma=s, num_draws=1, n_train=x.shape[0],
-                                  input_shape=list(x.shape[1:]))
+    plan = _noise.make_noise_plan(
+        seed=seed,
+        num_models=num_models,
+        sigma=s,
+        num_draws=1,
+        n_train=x.shape[0],
+        input_shape=list(x.shape[1:]),
+    )
     xf, yl = x.to(dev, torch.float32), y.to(dev, torch.long)
     models = []
     for k in range(num_models):
@@ -190,7 +266,7 @@ def train_ensemble(x: torch.Tensor, y: torch.Tensor, num_models: int, sigma: flo
             for _ in range(epochs):
                 order = torch.randperm(xk.shape[0], generator=g).to(dev)
                 for i in range(0, xk.shape[0], batch_size):
-                    b = order[i:i + batch_size]
+                    b = order[i : i + batch_size]
                     opt.zero_grad()
                     nn.functional.cross_entropy(model(xk[b]), yl[b]).backward()
                     opt.step()

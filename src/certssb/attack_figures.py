@@ -1,5 +1,6 @@
 """Figures of the attack sweeps: the undefended attack strength (pipeline ``attack_strength``) and the certifier
 attacks against the poison rate (the study's rate axis). Pure: DataFrames in, a Figure out, no backend chosen."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,8 +20,9 @@ def _rate_ticks(ax, rates: Sequence[float], *, percent: bool) -> None:
         ax.set_xticklabels([f"{100 * r:g}" + ("" if percent else " %") for r in rates], fontsize=7)
 
 
-def strength_figure(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9),
-                    max_clean_drop: float = 0.02) -> Figure:
+def strength_figure(
+    table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9), max_clean_drop: float = 0.02
+) -> Figure:
     """Undefended attack success rate vs poison rate (log axis): one panel per trigger (columns) and label
     mode (rows), one line per (epochs, delta); a hollow marker where clean accuracy fell by more than
     ``max_clean_drop``; dotted lines at the ASR thresholds."""
@@ -41,19 +43,36 @@ def strength_figure(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9
                 key = tuple(zip(h["poison_rate"].round(9), h["attack_success_rate"].round(6)))
                 under = seen.setdefault(key, label)
                 ls = "-" if under == label else (0, (3, 3))
-                ax.plot(h["poison_rate"], h["attack_success_rate"], ls=ls, color=cmap[(int(e), float(d))], lw=1.3,
-                        label=label if under == label else f"{label} (same as {under}, overlaps)")
+                ax.plot(
+                    h["poison_rate"],
+                    h["attack_success_rate"],
+                    ls=ls,
+                    color=cmap[(int(e), float(d))],
+                    lw=1.3,
+                    label=label if under == label else f"{label} (same as {under}, overlaps)",
+                )
                 ok = h["clean_drop"] <= max_clean_drop
-                ax.scatter(h["poison_rate"][ok], h["attack_success_rate"][ok], color=cmap[(int(e), float(d))], s=14)
-                ax.scatter(h["poison_rate"][~ok], h["attack_success_rate"][~ok], facecolors="none",
-                           edgecolors=cmap[(int(e), float(d))], s=22)
+                ax.scatter(
+                    h["poison_rate"][ok], h["attack_success_rate"][ok], color=cmap[(int(e), float(d))], s=14
+                )
+                ax.scatter(
+                    h["poison_rate"][~ok],
+                    h["attack_success_rate"][~ok],
+                    facecolors="none",
+                    edgecolors=cmap[(int(e), float(d))],
+                    s=22,
+                )
             for t in thresholds:
                 ax.axhline(t, color="0.5", ls=":", lw=0.8)
             _rate_ticks(ax, sorted(set(table["poison_rate"])), percent=False)
             ax.set_ylim(-0.02, 1.02)
             norm = float(g["trigger_norm"].median()) if len(g) else float("nan")
-            ax.set_title(f"{trig}, {mode} label (‖trigger‖ ≈ {norm:.2g})" if len(set(g["delta"])) <= 1
-                         else f"{trig}, {mode} label", fontsize=8)
+            ax.set_title(
+                f"{trig}, {mode} label (‖trigger‖ ≈ {norm:.2g})"
+                if len(set(g["delta"])) <= 1
+                else f"{trig}, {mode} label",
+                fontsize=8,
+            )
             ax.grid(alpha=0.3)
             if i == len(modes) - 1:
                 ax.set_xlabel("poison rate")
@@ -61,16 +80,21 @@ def strength_figure(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9
                 ax.set_ylabel("undefended ASR")
             if len(g):
                 ax.legend(fontsize=6, loc="upper left")
-    fig.suptitle(f"attack strength: undefended ASR vs poison rate; hollow: clean accuracy down by more than "
-                 f"{max_clean_drop:g}", fontsize=9)
+    fig.suptitle(
+        f"attack strength: undefended ASR vs poison rate; hollow: clean accuracy down by more than "
+        f"{max_clean_drop:g}",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
 
-RATE_PANELS = (("triggered_abstain_rate", "triggered abstain rate"),
-               ("cert_acc_drop_pp_r000", "cert. acc. drop, r = 0 (points)"),
-               ("cert_acc_drop_pp_r025", "cert. acc. drop, r = 0.25 (points)"),
-               ("clean_accuracy", "clean accuracy (smoothed)"))
+RATE_PANELS = (
+    ("triggered_abstain_rate", "triggered abstain rate"),
+    ("cert_acc_drop_pp_r000", "cert. acc. drop, r = 0 (points)"),
+    ("cert_acc_drop_pp_r025", "cert. acc. drop, r = 0.25 (points)"),
+    ("clean_accuracy", "clean accuracy (smoothed)"),
+)
 
 
 PUBLISHED_DROP_PP = 95.0
@@ -100,19 +124,35 @@ def rate_figure(summary: pd.DataFrame) -> Figure:
                 k = sorted(set(g["sigma"])).index(sg) % len(styles)
                 c = colour(method, list(dict.fromkeys(g["method"])))
                 n = int(agg["count"].max())
-                ax.plot(100 * agg["rate"], agg["mean"], styles[k], marker="o", ms=3, color=c,
-                        label=f"{method_label(method)}, σ₀={sg:g}" + (f" (mean ± std, {n} seeds)" if n > 1 else ""))
+                ax.plot(
+                    100 * agg["rate"],
+                    agg["mean"],
+                    styles[k],
+                    marker="o",
+                    ms=3,
+                    color=c,
+                    label=f"{method_label(method)}, σ₀={sg:g}"
+                    + (f" (mean ± std, {n} seeds)" if n > 1 else ""),
+                )
                 if n > 1:
                     spread = agg["std"].fillna(0.0)
-                    ax.fill_between(100 * agg["rate"], agg["mean"] - spread, agg["mean"] + spread, color=c,
-                                    alpha=0.2, lw=0)
+                    ax.fill_between(
+                        100 * agg["rate"],
+                        agg["mean"] - spread,
+                        agg["mean"] + spread,
+                        color=c,
+                        alpha=0.2,
+                        lw=0,
+                    )
             _rate_ticks(ax, sorted(set(g["rate"])), percent=True)
             ax.set_title(f"{attack}: {title}", fontsize=8)
             ax.grid(alpha=0.3)
             if col.startswith("cert_acc_drop_pp"):  # on the scale of Lorenz et al.'s effect, not zoomed in
                 ax.set_ylim(-5, 100)
                 ax.axhline(PUBLISHED_DROP_PP, color="0.5", ls=":", lw=0.8)
-                ax.text(ax.get_xlim()[0], PUBLISHED_DROP_PP, " Lorenz et al.: up to 95", fontsize=6, va="bottom")
+                ax.text(
+                    ax.get_xlim()[0], PUBLISHED_DROP_PP, " Lorenz et al.: up to 95", fontsize=6, va="bottom"
+                )
             else:
                 ax.set_ylim(-0.02, 1.02)
             if i == len(attacks) - 1:

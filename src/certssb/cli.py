@@ -15,6 +15,7 @@ they left is deleted (:class:`certssb.hooks.UserErrorRunHook`).
 Tracebacks: ``kedro run --verbose`` (or ``CERTSSB_TRACEBACK=1``) re-raises user errors with their traceback.
 Every other exception keeps its traceback. Other code reports a user mistake with :func:`fail`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -77,17 +78,21 @@ def check_env(env: str | None, conf_source: str | Path) -> None:
     """An ``--env`` that is not a folder of ``conf/``: one line listing the environments."""
     if not env or (Path(conf_source) / env).is_dir():
         return
-    fail(f"environment '{env}' does not exist (no folder {Path(conf_source).name}/{env}); environments: "
-         + ", ".join(e for e in environments(conf_source) if e != "base"))
+    fail(
+        f"environment '{env}' does not exist (no folder {Path(conf_source).name}/{env}); environments: "
+        + ", ".join(e for e in environments(conf_source) if e != "base")
+    )
 
 
 def check_pipelines(names: list[str] | None, registered: list[str]) -> None:
     """``--pipelines`` names that are not registered: one line listing the pipelines."""
     unknown = [n for n in names or () if n not in registered]
     if unknown:
-        fail(f"pipeline {', '.join(repr(u) for u in unknown)} does not exist; pipelines: "
-             + ", ".join(sorted(n for n in registered if n != "__default__"))
-             + " (no --pipelines: data_engineering + modelling + evaluation)")
+        fail(
+            f"pipeline {', '.join(repr(u) for u in unknown)} does not exist; pipelines: "
+            + ", ".join(sorted(n for n in registered if n != "__default__"))
+            + " (no --pipelines: data_engineering + modelling + evaluation)"
+        )
 
 
 class _DropUserErrorLogs(logging.Filter):
@@ -135,7 +140,9 @@ class RunCommand(click.Command):
             check_env(env, ctx.params.get("conf_source") or "conf")
             if env:
                 os.environ["KEDRO_ENV"] = env
-            names = ctx.params.get("pipelines") or ([ctx.params["pipeline"]] if ctx.params.get("pipeline") else [])
+            names = ctx.params.get("pipelines") or (
+                [ctx.params["pipeline"]] if ctx.params.get("pipeline") else []
+            )
             if names:
                 from kedro.framework.project import pipelines
 
@@ -158,10 +165,20 @@ class RunCommand(click.Command):
 
 
 run = RunCommand(
-    name="run", callback=_kedro_run.callback,
-    params=[*_kedro_run.params, click.Option(["--verbose", "-v"], is_flag=True, default=False,
-                                             help="Full tracebacks for user errors (or CERTSSB_TRACEBACK=1).")],
-    help=_kedro_run.help, short_help=_kedro_run.short_help, context_settings=_kedro_run.context_settings,
+    name="run",
+    callback=_kedro_run.callback,
+    params=[
+        *_kedro_run.params,
+        click.Option(
+            ["--verbose", "-v"],
+            is_flag=True,
+            default=False,
+            help="Full tracebacks for user errors (or CERTSSB_TRACEBACK=1).",
+        ),
+    ],
+    help=_kedro_run.help,
+    short_help=_kedro_run.short_help,
+    context_settings=_kedro_run.context_settings,
 )
 
 

@@ -20,6 +20,7 @@ refused in every block, whatever the pipeline, because a typo silently ignored i
 Length: longer than ~350 lines on purpose: it is one schema (fourteen small block classes, their checks and the
 cross-block rules), read in one place; split it, and the allowed values and the rules drift apart again.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,13 +31,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from certssb.core import audit, poisoning, storage, triggers
 from certssb.core import certify as _certify
 from certssb.core import ensemble as _ensemble
 from certssb.core import models as _models
 from certssb.core import precision as _precision
 from certssb.core import sigma as _sigma
-from certssb.core import audit, poisoning, storage, triggers
-from certssb.core import storage as _storage
 from certssb.core.validation import ConfigError, choice, fail, number, positive, sorted_radii
 from certssb.io import prepare as _prepare
 
@@ -55,7 +55,9 @@ ATTACKS: tuple[str, ...] = tuple(poisoning.ATTACKS)
 CERTIFIER_ATTACKS: tuple[str, ...] = tuple(poisoning.CERTIFIER_ATTACKS)
 TRIGGERS: tuple[str, ...] = tuple(triggers.TRIGGERS)
 LABEL_MODES: tuple[str, ...] = tuple(poisoning.LABEL_MODES)
-CERTIFIER_LABELS: tuple[str, ...] = tuple(dict.fromkeys(v for vs in poisoning.CERTIFIER_LABELS.values() for v in vs))
+CERTIFIER_LABELS: tuple[str, ...] = tuple(
+    dict.fromkeys(v for vs in poisoning.CERTIFIER_LABELS.values() for v in vs)
+)
 STORAGE_RULES: tuple[str, ...] = tuple(storage.RULES)
 AUDIT_STRATEGIES: tuple[str, ...] = tuple(audit.STRATEGIES)
 AUDIT_COLUMNS: tuple[str, ...] = tuple(audit.COLUMNS)
@@ -83,8 +85,9 @@ def _check(fn: Callable[..., Any], *args: Any, optional: bool = False, **kwargs:
     return BeforeValidator(run)
 
 
-def _each(fn: Callable[..., Any], *args: Any, nonempty: bool = True, optional: bool = False,
-          **kwargs: Any) -> BeforeValidator:
+def _each(
+    fn: Callable[..., Any], *args: Any, nonempty: bool = True, optional: bool = False, **kwargs: Any
+) -> BeforeValidator:
     """A list whose every element passes ``fn`` (``optional``: or None)."""
 
     def run(value: Any) -> Any:
@@ -164,8 +167,9 @@ class AttackBlock(Block):
     pattern_seed: Int0
     badnets_size: IntPos
     blend_alpha: Unit
-    collapse_share: Annotated[float | None, _check(number, low=0, high=0.5, low_open=True, high_open=True,
-                                                   optional=True)] = None
+    collapse_share: Annotated[
+        float | None, _check(number, low=0, high=0.5, low_open=True, high_open=True, optional=True)
+    ] = None
     key_size: IntPos = 4
     key_amplitude: Annotated[float, _check(number, low=0, high=0.5, low_open=True)] = 0.5
 
@@ -308,9 +312,9 @@ class CohenBlock(Block):
     """Cohen et al.'s inference-time smoothing (certssb.core.smoothing): its own training and draws."""
 
     method: Annotated[Literal["cohen"], _one_of(("cohen",))]
-    epochs: IntPos = 20          # the base classifier trains with fresh Gaussian augmentation to convergence
-    n0: IntPos = 100             # selection draws
-    num_draws: IntPos = 1000     # N estimation draws: ceiling sigma * Phi^-1(alpha^(1/N))
+    epochs: IntPos = 20  # the base classifier trains with fresh Gaussian augmentation to convergence
+    n0: IntPos = 100  # selection draws
+    num_draws: IntPos = 1000  # N estimation draws: ceiling sigma * Phi^-1(alpha^(1/N))
 
 
 def _methods(name: str, value: Any) -> Any:
@@ -387,7 +391,7 @@ def unknown_key_message(path: str, known: list[str]) -> str:
     """``parameter 'noise.num_modles' is not known: did you mean 'noise.num_models'?`` (difflib)."""
     prefix, _, key = path.rpartition(".")
     match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    full = (lambda k: f"{prefix}.{k}" if prefix else k)
+    full = lambda k: f"{prefix}.{k}" if prefix else k
     if match:
         return f"parameter '{path}' is not known: did you mean '{full(match[0])}'?"
     where = f"block '{prefix}'" if prefix else "the top level"
@@ -405,8 +409,14 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         field = getattr(cls, "model_fields", {}).get(part)
         if field is None:
             return None
-        cls = next((a for a in getattr(field.annotation, "__args__", (field.annotation,))
-                    if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        cls = next(
+            (
+                a
+                for a in getattr(field.annotation, "__args__", (field.annotation,))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
+            None,
+        )
         if cls is None:
             return None
     return cls
@@ -434,7 +444,9 @@ def estimation_models(noise: NoiseBlock, evaluation: EvaluationBlock) -> int:
     return noise.num_models - (evaluation.n0 if evaluation.selection == "split" else 0)
 
 
-def models_needed(radius: float, sigma0: float, evaluation: EvaluationBlock, limit: int = 10**7) -> int | None:
+def models_needed(
+    radius: float, sigma0: float, evaluation: EvaluationBlock, limit: int = 10**7
+) -> int | None:
     """Smallest ``M`` whose ceiling ``radius_ceiling(M - n0, alpha) * sigma0`` reaches ``radius``.
 
     The ceiling grows with the number of estimation models (more unanimous votes -> a tighter lower bound
@@ -443,8 +455,12 @@ def models_needed(radius: float, sigma0: float, evaluation: EvaluationBlock, lim
     n0 = evaluation.n0 if evaluation.selection == "split" else 0
 
     def ok(m: int) -> bool:
-        return m - n0 >= 1 and sigma0 * _certify.radius_ceiling(
-            m - n0, evaluation.alpha, evaluation.bound, evaluation.alpha_split) >= radius
+        return (
+            m - n0 >= 1
+            and sigma0
+            * _certify.radius_ceiling(m - n0, evaluation.alpha, evaluation.bound, evaluation.alpha_split)
+            >= radius
+        )
 
     hi = max(n0 + 1, 2)
     while not ok(hi):
@@ -474,18 +490,28 @@ def check_certifiable(noise: NoiseBlock, evaluation: EvaluationBlock) -> None:
         return
     r_min = min(nonzero)
     n = estimation_models(noise, evaluation)
-    ceiling = _certify.radius_ceiling(n, evaluation.alpha, evaluation.bound, evaluation.alpha_split) if n >= 1 else 0.0
+    ceiling = (
+        _certify.radius_ceiling(n, evaluation.alpha, evaluation.bound, evaluation.alpha_split)
+        if n >= 1
+        else 0.0
+    )
     top = noise.sigma * ceiling
     if top >= r_min:
         return
     need = models_needed(r_min, noise.sigma, evaluation)
-    hint = (f"noise.num_models >= {need} would reach it" if need is not None
-            else "no noise.num_models up to 10^7 reaches it; raise noise.sigma or alpha")
-    fail("noise.num_models", noise.num_models,
-         f"with n0 = {evaluation.n0} and alpha = {evaluation.alpha:g} ({evaluation.bound}) the largest radius "
-         f"any sample can get is sigma_0 * ceiling = {noise.sigma:g} * {ceiling:.3f} = {top:.3f}, below the "
-         f"smallest non-zero radius {r_min:g} of evaluation.radii, so every certified accuracy at r > 0 "
-         f"would be 0; {hint} (or set evaluation.allow_tiny: true)")
+    hint = (
+        f"noise.num_models >= {need} would reach it"
+        if need is not None
+        else "no noise.num_models up to 10^7 reaches it; raise noise.sigma or alpha"
+    )
+    fail(
+        "noise.num_models",
+        noise.num_models,
+        f"with n0 = {evaluation.n0} and alpha = {evaluation.alpha:g} ({evaluation.bound}) the largest radius "
+        f"any sample can get is sigma_0 * ceiling = {noise.sigma:g} * {ceiling:.3f} = {top:.3f}, below the "
+        f"smallest non-zero radius {r_min:g} of evaluation.radii, so every certified accuracy at r > 0 "
+        f"would be 0; {hint} (or set evaluation.allow_tiny: true)",
+    )
 
 
 def check_cohen_certifiable(noise: NoiseBlock, evaluation: EvaluationBlock, cohen: CohenBlock) -> None:
@@ -496,25 +522,37 @@ def check_cohen_certifiable(noise: NoiseBlock, evaluation: EvaluationBlock, cohe
         return
     top = noise.sigma * _certify.radius_ceiling(cohen.num_draws, evaluation.alpha, "clopper_pearson")
     if top < min(nonzero):
-        fail("cohen.num_draws", cohen.num_draws,
-             f"its radius ceiling sigma_0 * Phi^-1(alpha^(1/N)) = {top:.3f} is below the smallest non-zero "
-             f"radius {min(nonzero):g} of evaluation.radii; raise cohen.num_draws (or set "
-             "evaluation.allow_tiny: true)")
+        fail(
+            "cohen.num_draws",
+            cohen.num_draws,
+            f"its radius ceiling sigma_0 * Phi^-1(alpha^(1/N)) = {top:.3f} is below the smallest non-zero "
+            f"radius {min(nonzero):g} of evaluation.radii; raise cohen.num_draws (or set "
+            "evaluation.allow_tiny: true)",
+        )
 
 
 def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> None:
     d, a, n, e, s = cfg.data, cfg.attack, cfg.noise, cfg.evaluation, cfg.sigma_opt
     if cfg.strength is not None and cfg.strength.quick and cfg.strength.quick_grid:
         try:  # the grid a quick sweep will use, checked now rather than after the download
-            block("strength", {**params["strength"], **cfg.strength.quick_grid, "quick": False, "quick_grid": {}})
+            block(
+                "strength",
+                {**params["strength"], **cfg.strength.quick_grid, "quick": False, "quick_grid": {}},
+            )
         except ConfigError as exc:
-            raise ConfigError(f"{exc} (in strength.quick_grid, used because strength.quick is true)") from None
+            raise ConfigError(
+                f"{exc} (in strength.quick_grid, used because strength.quick is true)"
+            ) from None
     if d is not None and d.dataset == "local" and not d.local_path:
         fail("data.local_path", d.local_path, "dataset 'local' needs the path of an .npz")
     if a is not None:
         if a.label_mode != "dirty" and a.name in CERTIFIER_ATTACKS:
-            fail("attack.label_mode", a.label_mode, f"with attack.name {a.name!r} only 'dirty' applies: the "
-                 "certifier attacks append relabelled copies")
+            fail(
+                "attack.label_mode",
+                a.label_mode,
+                f"with attack.name {a.name!r} only 'dirty' applies: the "
+                "certifier attacks append relabelled copies",
+            )
         if a.name in CERTIFIER_ATTACKS:  # each certifier attack takes its own label rules
             choice("attack.certifier_labels", a.certifier_labels, poisoning.CERTIFIER_LABELS[a.name])
         if d is not None and a.name != "none":
@@ -522,28 +560,46 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
             if num_classes is not None:
                 number("attack.target", a.target, low=0, high=num_classes - 1, integer=True)
     if s is not None and n is not None and n.sigma - s.max_decrease <= 0:
-        fail("sigma_opt.max_decrease", s.max_decrease,
-             f"sigma_0 - max_decrease = {n.sigma - s.max_decrease:.4g} must stay > 0 (noise.sigma = {n.sigma:g})")
+        fail(
+            "sigma_opt.max_decrease",
+            s.max_decrease,
+            f"sigma_0 - max_decrease = {n.sigma - s.max_decrease:.4g} must stay > 0 (noise.sigma = {n.sigma:g})",
+        )
     if e is not None:
         if e.selection == "split" and e.n0 < 1:
             fail("evaluation.n0", e.n0, "selection 'split' needs n0 >= 1 selection models")
         if n is not None and e.selection == "split" and e.n0 >= n.num_models:
-            fail("evaluation.n0", e.n0, f"must leave at least one of the noise.num_models = {n.num_models} "
-                 "models for estimation (n0 < M)")
+            fail(
+                "evaluation.n0",
+                e.n0,
+                f"must leave at least one of the noise.num_models = {n.num_models} "
+                "models for estimation (n0 < M)",
+            )
         if e.bound == "clopper_pearson" and e.aggregation != "hard":
-            fail("evaluation.aggregation", e.aggregation, "the Clopper-Pearson bound needs hard votes; use "
-                 "aggregation 'hard' or bound 'hoeffding'")
+            fail(
+                "evaluation.aggregation",
+                e.aggregation,
+                "the Clopper-Pearson bound needs hard votes; use aggregation 'hard' or bound 'hoeffding'",
+            )
         if n is not None and e.bound == "clopper_pearson" and n.num_draws > 1:
-            fail("noise.num_draws", n.num_draws, "evaluation.bound 'clopper_pearson' needs one vote per model: "
-                 "K > 1 input draws give vote fractions; use noise.num_draws = 1 or evaluation.bound 'hoeffding'")
-    ray_used = (cfg.ensemble is not None and cfg.ensemble.backend == "ray") or (e is not None and e.backend == "ray")
+            fail(
+                "noise.num_draws",
+                n.num_draws,
+                "evaluation.bound 'clopper_pearson' needs one vote per model: "
+                "K > 1 input draws give vote fractions; use noise.num_draws = 1 or evaluation.bound 'hoeffding'",
+            )
+    ray_used = (cfg.ensemble is not None and cfg.ensemble.backend == "ray") or (
+        e is not None and e.backend == "ray"
+    )
     if ray_used and n is not None:
         _ray_backend().check_options((params.get("ensemble") or {}).get("ray") or {}, n.num_models)
     quick = None
     if cfg.study is not None and cfg.study.quick:
         # the cells' own blocks (no ``study`` block: the radius-ceiling check stays a warning there)
-        quick = validate(deep_update({k: v for k, v in params.items() if k != "study"}, cfg.study.quick_overrides),
-                         {"study"})
+        quick = validate(
+            deep_update({k: v for k, v in params.items() if k != "study"}, cfg.study.quick_overrides),
+            {"study"},
+        )
     if e is not None and n is not None and pipelines & {"evaluation", "__default__"}:
         check_certifiable(n, e)
         if cfg.cohen is not None and "cohen" in methods_from(params):
@@ -551,7 +607,7 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
     elif cfg.study is not None and e is not None and n is not None:
         if quick is not None:  # the cells run with the quick overrides: warn about those blocks
             n, e = quick.noise, quick.evaluation
-        for s0 in ([] if e.allow_tiny else cfg.study.sigmas):  # a warning: the grid has small sigmas on purpose
+        for s0 in [] if e.allow_tiny else cfg.study.sigmas:  # a warning: the grid has small sigmas on purpose
             try:
                 check_certifiable(n.model_copy(update={"sigma": s0}), e)
             except ConfigError as exc:
@@ -575,8 +631,14 @@ def _key_check(params: Any, prefix: str, cls: type[BaseModel]) -> None:
         field = cls.model_fields.get(key)
         if field is None:
             raise ConfigError(unknown_key_message(path, list(cls.model_fields)))
-        sub = next((a for a in getattr(field.annotation, "__args__", (field.annotation,))
-                    if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        sub = next(
+            (
+                a
+                for a in getattr(field.annotation, "__args__", (field.annotation,))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
+            None,
+        )
         if sub is not None:
             _key_check(value, path, sub)
         elif cls is EnsembleBlock and key == "ray":
@@ -626,18 +688,34 @@ def sigma_config(p: dict[str, Any]) -> _sigma.SigmaConfig:
     """``sigma_opt`` + ``noise.sigma`` -> :class:`certssb.core.sigma.SigmaConfig` (sigma in [s0 - dec, s0 + inc])."""
     s, s0 = block("sigma_opt", p["sigma_opt"]), block("noise", p["noise"]).sigma
     if s0 - s.max_decrease <= 0:
-        fail("sigma_opt.max_decrease", s.max_decrease, f"sigma_0 - max_decrease = {s0 - s.max_decrease:.4g} "
-             f"must stay > 0 (noise.sigma = {s0:g})")
-    return _sigma.SigmaConfig(steps=s.steps, draws=s.draws, lr=s.lr, gradient=s.gradient,
-                             sigma_min=s0 - s.max_decrease, sigma_max=s0 + s.max_increase,
-                             psi_clamp=tuple(s.psi_clamp), batch_size=s.batch_size, rule=s.rule)
+        fail(
+            "sigma_opt.max_decrease",
+            s.max_decrease,
+            f"sigma_0 - max_decrease = {s0 - s.max_decrease:.4g} must stay > 0 (noise.sigma = {s0:g})",
+        )
+    return _sigma.SigmaConfig(
+        steps=s.steps,
+        draws=s.draws,
+        lr=s.lr,
+        gradient=s.gradient,
+        sigma_min=s0 - s.max_decrease,
+        sigma_max=s0 + s.max_increase,
+        psi_clamp=tuple(s.psi_clamp),
+        batch_size=s.batch_size,
+        rule=s.rule,
+    )
 
 
 def train_config(p: dict[str, Any], epochs: int | None = None) -> _ensemble.TrainConfig:
     """``model`` -> :class:`certssb.core.ensemble.TrainConfig` (``epochs`` overrides, e.g. the pilot's)."""
     m = block("model", p["model"])
-    return _ensemble.TrainConfig(architecture=m.architecture, epochs=m.epochs if epochs is None else epochs,
-                                batch_size=m.batch_size, lr=m.lr, weight_decay=m.weight_decay)
+    return _ensemble.TrainConfig(
+        architecture=m.architecture,
+        epochs=m.epochs if epochs is None else epochs,
+        batch_size=m.batch_size,
+        lr=m.lr,
+        weight_decay=m.weight_decay,
+    )
 
 
 __all__ = [

@@ -7,6 +7,7 @@ radius's value beside it, labelled "pub."), the abstain rate; below it the ceili
 inside the certified threat model, where the artifacts and the MLflow run are. Read from the catalog's
 ``{method}.metrics`` and ``undefended_metrics`` after the run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,7 @@ def pick_radii(radii: Sequence[float], k: int = 3) -> list[float]:
     if len(nonzero) <= k:
         return nonzero
     out: list[float] = []
-    for target in (nonzero[0] * 2 ** i for i in range(k)):
+    for target in (nonzero[0] * 2**i for i in range(k)):
         best = min((r for r in nonzero if r not in out), key=lambda r: abs(r - target))
         out.append(best)
     return sorted(out)
@@ -63,20 +64,36 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else f"{float(v):.3f}"
 
 
-def rows(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[str, Any] | None,
-         radii: Sequence[float]) -> tuple[list[str], list[list[str]]]:
+def rows(
+    method_metrics: Mapping[str, Mapping[str, Any]],
+    undefended: Mapping[str, Any] | None,
+    radii: Sequence[float],
+) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the table (strings, 3 decimals)."""
-    header = ["method", "clean acc", "ASR smoothed", "ASR undefended",
-              *[f"cert acc r={r:g}" for r in radii], "abstain"]
+    header = [
+        "method",
+        "clean acc",
+        "ASR smoothed",
+        "ASR undefended",
+        *[f"cert acc r={r:g}" for r in radii],
+        "abstain",
+    ]
     body = []
     for method, m in method_metrics.items():
+
         def get(*keys: str) -> Any:
             return next((m[k] for k in keys if k in m and m[k] is not None), None)
 
-        cells = [LABELS.get(method, method), _fmt(get("clean_accuracy", "accuracy")),
-                 _fmt(get("attack_success_rate")),
-                 _fmt(get("undefended_attack_success_rate") if undefended is None
-                      else undefended.get("attack_success_rate"))]
+        cells = [
+            LABELS.get(method, method),
+            _fmt(get("clean_accuracy", "accuracy")),
+            _fmt(get("attack_success_rate")),
+            _fmt(
+                get("undefended_attack_success_rate")
+                if undefended is None
+                else undefended.get("attack_success_rate")
+            ),
+        ]
         for r in radii:
             key = radius_key(r)
             sound = get(f"cert_acc_{key}", f"cert_acc_r{r:.2f}")
@@ -96,23 +113,33 @@ def notes(method_metrics: Mapping[str, Mapping[str, Any]], radii: Sequence[float
     per = ceilings(method_metrics)
     if per:
         each = ", ".join(f"{LABELS.get(m, m)} r = {c:.3f}" for m, c in per.items())
-        out.append(f"ceiling of the sound radius (no certificate exceeds it): {each}; radii shown: r = 0 and "
-                   "grid radii below the largest")
+        out.append(
+            f"ceiling of the sound radius (no certificate exceeds it): {each}; radii shown: r = 0 and "
+            "grid radii below the largest"
+        )
     inside = {m.get("attack_in_threat_model") for m in method_metrics.values()} - {None}
     if inside == {False}:
-        out.append("attack: outside the certified threat model (labels changed or points inserted): no "
-                   "radius above certifies against it")
+        out.append(
+            "attack: outside the certified threat model (labels changed or points inserted): no "
+            "radius above certifies against it"
+        )
     elif inside == {True}:
         out.append("attack: inside the certified threat model (label-preserving feature perturbation)")
     return out
 
 
-def render(method_metrics: Mapping[str, Mapping[str, Any]], undefended: Mapping[str, Any] | None,
-           radii: Sequence[float], footer: Sequence[str] = ()) -> None:
+def render(
+    method_metrics: Mapping[str, Mapping[str, Any]],
+    undefended: Mapping[str, Any] | None,
+    radii: Sequence[float],
+    footer: Sequence[str] = (),
+) -> None:
     """Print the table with rich (plain text when rich is missing)."""
     header, body = rows(method_metrics, undefended, radii)
-    title = "certssb results: certified accuracy on the sound radius (pub. = Cert-SSB as published, not a " \
-            "poisoning certificate)"
+    title = (
+        "certssb results: certified accuracy on the sound radius (pub. = Cert-SSB as published, not a "
+        "poisoning certificate)"
+    )
     if "cohen" in method_metrics:
         from certssb.core.smoothing import THREAT_MODEL
 

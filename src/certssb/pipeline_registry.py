@@ -1,5 +1,6 @@
 """Project pipelines: data_engineering, modelling, evaluation (the default: all three), study, audit and
 attack_strength."""
+
 from __future__ import annotations
 
 from kedro.pipeline import Pipeline
@@ -19,6 +20,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines["study"] = study.create_pipeline() + pipelines["data_engineering"].only_nodes("download")
     pipelines["audit"] = audit.create_pipeline()  # after a default run: retrain inside the radii (issue 12)
     # not part of the default run: undefended ASR over trigger x label mode x rate x delta x epochs (issue 13)
-    pipelines["attack_strength"] = attack_strength.create_pipeline() + pipelines["data_engineering"].only_nodes(
-        "download")
+    pipelines["attack_strength"] = attack_strength.create_pipeline() + pipelines[
+        "data_engineering"
+    ].only_nodes("download")
     return pipelines

@@ -1,4 +1,5 @@
 """Progress bars for long steps: a tqdm bar on a terminal, periodic log lines otherwise (CI, files)."""
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,9 @@ class _LogBar:
 @contextmanager
 def progress_bar(total: int, desc: str) -> Iterator[tqdm | _LogBar]:
     """A bar with ``update(n)``: tqdm when stderr is a terminal, log lines otherwise."""
-    bar: tqdm | _LogBar = tqdm(total=total, desc=desc, leave=False) if sys.stderr.isatty() else _LogBar(total, desc)
+    bar: tqdm | _LogBar = (
+        tqdm(total=total, desc=desc, leave=False) if sys.stderr.isatty() else _LogBar(total, desc)
+    )
     try:
         yield bar
     finally:

@@ -12,6 +12,7 @@ Length: a little over 350 lines, because the figures of one run share the step c
 labels (ceiling, published radius) that must read the same in each; the sweeps' figures are in
 :mod:`certssb.attack_figures`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -26,9 +27,14 @@ from certssb.core.validation import ConfigError
 
 COLOURS = {"uniform": "tab:blue", "cert_ssb": "tab:red", "cohen": "tab:green"}
 STYLE = COLOURS  # former name, kept for callers
-_PAIRS = {"tab:blue": ("#1f77b4", "#9ecae1"), "tab:red": ("#d62728", "#fc9aa0"),
-          "tab:green": ("#2ca02c", "#a1d99b"), "tab:purple": ("#9467bd", "#cbb4e0"),
-          "tab:orange": ("#ff7f0e", "#fdc58f"), "tab:brown": ("#8c564b", "#c9a89f")}
+_PAIRS = {
+    "tab:blue": ("#1f77b4", "#9ecae1"),
+    "tab:red": ("#d62728", "#fc9aa0"),
+    "tab:green": ("#2ca02c", "#a1d99b"),
+    "tab:purple": ("#9467bd", "#cbb4e0"),
+    "tab:orange": ("#ff7f0e", "#fdc58f"),
+    "tab:brown": ("#8c564b", "#c9a89f"),
+}
 
 
 def colour(method: str, methods: Sequence[str] = ()) -> str:
@@ -44,6 +50,8 @@ def shade(method: str, split: str, methods: Sequence[str] = ()) -> str:
     """Dark shade of the method's colour for clean inputs, light for triggered ones."""
     dark, light = _PAIRS.get(colour(method, methods), (colour(method, methods),) * 2)
     return light if split == "triggered" else dark
+
+
 SPLIT_TITLES = {"clean": "clean test set", "triggered": "triggered test set"}
 PUBLISHED_LABEL = "Cert-SSB as published (not a poisoning certificate)"
 _NEEDS = ("correct", "abstained")
@@ -158,7 +166,9 @@ def certified_accuracy_figure(
     for col in ("method", "split"):
         if col not in certificates.columns:
             raise ConfigError(f"certificate table lacks column {col!r}; has {list(certificates.columns)}")
-    splits = [s for s in SPLIT_TITLES if s in set(certificates["split"])] or sorted(set(certificates["split"]))
+    splits = [s for s in SPLIT_TITLES if s in set(certificates["split"])] or sorted(
+        set(certificates["split"])
+    )
     methods = list(dict.fromkeys(certificates["method"]))
     curves: list[tuple[str, str, str, StepCurve]] = []  # (split, method, kind, curve)
     for split in splits:
@@ -194,18 +204,42 @@ def certified_accuracy_figure(
             if kind == "radius":
                 ax.plot(x, y, drawstyle="steps-post", color=c, lw=1.8, label=name, zorder=3)
             elif kind == "published":
-                ax.plot(x, y, drawstyle="steps-post", color=c, lw=1.4, ls="--", zorder=2,
-                        label=PUBLISHED_LABEL if method == "cert_ssb" else f"{name} (published radius)")
+                ax.plot(
+                    x,
+                    y,
+                    drawstyle="steps-post",
+                    color=c,
+                    lw=1.4,
+                    ls="--",
+                    zorder=2,
+                    label=PUBLISHED_LABEL if method == "cert_ssb" else f"{name} (published radius)",
+                )
             else:
-                ax.plot(x, y, drawstyle="steps-post", color=c, lw=6, alpha=0.25, zorder=1,
-                        solid_capstyle="butt", label=f"{name}, after storage update")
+                ax.plot(
+                    x,
+                    y,
+                    drawstyle="steps-post",
+                    color=c,
+                    lw=6,
+                    alpha=0.25,
+                    zorder=1,
+                    solid_capstyle="butt",
+                    label=f"{name}, after storage update",
+                )
         shared = len(ceilings) > 1 and np.ptp(list(ceilings.values())) <= 1e-9 * max(ceilings.values())
         published = any(k == "published" and s == split for s, _, k, _ in curves)
         what = "ceiling of the sound radius" + (" (not of the published one)" if published else "")
-        for method, cr in (list(ceilings.items())[:1] if shared else ceilings.items()):
-            ax.axvline(cr, color="k" if shared else colour(method, methods), lw=0.9, ls="-.", alpha=0.8,
-                       label=f"{what}: r = {cr:.3g}" if shared or len(ceilings) == 1 else
-                       f"{what} ({method_label(method, sigma0)}): r = {cr:.3g}")
+        for method, cr in list(ceilings.items())[:1] if shared else ceilings.items():
+            ax.axvline(
+                cr,
+                color="k" if shared else colour(method, methods),
+                lw=0.9,
+                ls="-.",
+                alpha=0.8,
+                label=f"{what}: r = {cr:.3g}"
+                if shared or len(ceilings) == 1
+                else f"{what} ({method_label(method, sigma0)}): r = {cr:.3g}",
+            )
         if attack_norm is not None and 0 < attack_norm <= x_max:
             ax.axvline(attack_norm, color="k", lw=0.9, ls=":", label=f"attack ‖Δ‖ = {attack_norm:.3g}")
         ax.set_xlim(0, x_max)
@@ -226,11 +260,13 @@ def run_title(what: str, parameters: Mapping[str, Any]) -> str:
     """``what`` plus σ₀, M, n₀, α and the bound read from the run's parameters."""
     noise = parameters.get("noise", {})
     e = parameters.get("evaluation", {})
-    bits = [f"σ₀ = {noise.get('sigma'):g}" if noise.get("sigma") is not None else None,
-            f"M = {noise.get('num_models')}" if noise.get("num_models") is not None else None,
-            f"n₀ = {e.get('n0')}" if e.get("selection", "split") == "split" and e.get("n0") is not None else None,
-            f"α = {e.get('alpha'):g}" if e.get("alpha") is not None else None,
-            f"bound: {str(e.get('bound')).replace('_', '-')}" if e.get("bound") else None]
+    bits = [
+        f"σ₀ = {noise.get('sigma'):g}" if noise.get("sigma") is not None else None,
+        f"M = {noise.get('num_models')}" if noise.get("num_models") is not None else None,
+        f"n₀ = {e.get('n0')}" if e.get("selection", "split") == "split" and e.get("n0") is not None else None,
+        f"α = {e.get('alpha'):g}" if e.get("alpha") is not None else None,
+        f"bound: {str(e.get('bound')).replace('_', '-')}" if e.get("bound") else None,
+    ]
     return f"{what}  ({', '.join(b for b in bits if b)})"
 
 
@@ -241,8 +277,11 @@ def sigma_histogram(sigma: Mapping[str, Any], title: str) -> Figure:
     """
     fig = Figure(figsize=(6.4, 4))
     ax = fig.subplots()
-    names = {"train": ("training set", "tab:green"), "clean": ("clean test set", "tab:blue"),
-             "triggered": ("triggered test set", "tab:orange")}
+    names = {
+        "train": ("training set", "tab:green"),
+        "clean": ("clean test set", "tab:blue"),
+        "triggered": ("triggered test set", "tab:orange"),
+    }
     arrays = {k: np.asarray(sigma[k], dtype=np.float64).reshape(-1) for k in names if k in sigma}
     lo = min(float(v.min()) for v in arrays.values())
     hi = max(float(v.max()) for v in arrays.values())
@@ -251,17 +290,30 @@ def sigma_histogram(sigma: Mapping[str, Any], title: str) -> Figure:
     for k, v in arrays.items():
         label, colour = names[k]
         if bins is None or np.ptp(v) == 0:
-            ax.axvline(float(v[0]), color=colour, lw=5 - 1.5 * list(arrays).index(k),
-                       label=f"{label}: every σ = {v[0]:.3g} (n = {v.size})")
+            ax.axvline(
+                float(v[0]),
+                color=colour,
+                lw=5 - 1.5 * list(arrays).index(k),
+                label=f"{label}: every σ = {v[0]:.3g} (n = {v.size})",
+            )
             continue
-        ax.hist(v, bins=bins, weights=np.full(v.size, 1.0 / v.size), histtype="step", lw=1.6, color=colour,
-                label=f"{label}: mean {v.mean():.3f}, range [{v.min():.3f}, {v.max():.3f}]")
+        ax.hist(
+            v,
+            bins=bins,
+            weights=np.full(v.size, 1.0 / v.size),
+            histtype="step",
+            lw=1.6,
+            color=colour,
+            label=f"{label}: mean {v.mean():.3f}, range [{v.min():.3f}, {v.max():.3f}]",
+        )
     if "sigma0" in sigma:
         ax.axvline(float(sigma["sigma0"]), color="k", ls=":", lw=1, label=f"σ₀ = {float(sigma['sigma0']):g}")
     ax.set(xlabel="σ_i (noise level of sample i)", ylabel="fraction of the set's samples", title=title)
     if bins is None:  # uniform smoothing: one σ for every sample, no density to show
         ax.set(xlim=(0.5 * lo, 1.5 * hi), ylabel="", yticks=[])
-        ax.text(0.02, 0.5, "the same σ for every sample\n(uniform smoothing)", transform=ax.transAxes, fontsize=9)
+        ax.text(
+            0.02, 0.5, "the same σ for every sample\n(uniform smoothing)", transform=ax.transAxes, fontsize=9
+        )
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -275,15 +327,26 @@ def sigma_increase_panels(panels: Mapping[str, Mapping[str, Any]], title: str) -
     panel title to ``{"sigma0": float, <set label>: array, ...}``."""
     fig = Figure(figsize=(4.2 * len(panels), 3.6))
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharex=True))
-    inc = {p: {k: np.asarray(v, dtype=np.float64).reshape(-1) - float(d["sigma0"])
-               for k, v in d.items() if k != "sigma0"} for p, d in panels.items()}
+    inc = {
+        p: {
+            k: np.asarray(v, dtype=np.float64).reshape(-1) - float(d["sigma0"])
+            for k, v in d.items()
+            if k != "sigma0"
+        }
+        for p, d in panels.items()
+    }
     hi = max(float(v.max()) for d in inc.values() for v in d.values())
     lo = min(0.0, min(float(v.min()) for d in inc.values() for v in d.values()))
     bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 31)
     for ax, (name, d) in zip(axes, inc.items()):
         for k, v in d.items():
-            ax.hist(v, bins=bins, histtype="step", lw=1.6,
-                    label=f"{k}: mean +{v.mean():.3f}, max +{v.max():.3f} (n = {v.size})")
+            ax.hist(
+                v,
+                bins=bins,
+                histtype="step",
+                lw=1.6,
+                label=f"{k}: mean +{v.mean():.3f}, max +{v.max():.3f} (n = {v.size})",
+            )
         ax.set(title=f"{name} (σ₀ = {float(panels[name]['sigma0']):g})", xlabel="σ_i − σ₀", ylabel="samples")
         ax.title.set_fontsize(9)
         ax.grid(alpha=0.3)
@@ -293,9 +356,13 @@ def sigma_increase_panels(panels: Mapping[str, Mapping[str, Any]], title: str) -
     return fig
 
 
-ACTION_STYLE = {"none": ("tab:gray", "unchanged"), "trim": ("tab:orange", "trimmed"),
-                "zeroed": ("tab:red", "label kept, R = 0"), "align": ("tab:purple", "relabelled (paper rule)"),
-                "abstain": ("k", "abstained")}
+ACTION_STYLE = {
+    "none": ("tab:gray", "unchanged"),
+    "trim": ("tab:orange", "trimmed"),
+    "zeroed": ("tab:red", "label kept, R = 0"),
+    "align": ("tab:purple", "relabelled (paper rule)"),
+    "abstain": ("k", "abstained"),
+}
 
 
 def radius_before_after(before: pd.DataFrame, after: pd.DataFrame, title: str) -> Figure:
@@ -303,10 +370,18 @@ def radius_before_after(before: pd.DataFrame, after: pd.DataFrame, title: str) -
     changed nothing, a one-line figure that says so (no scatter on the diagonal)."""
     actions = after["action"].to_numpy() if "action" in after.columns else np.full(len(after), "none")
     rb, ra = before["radius"].to_numpy(np.float64), after["radius"].to_numpy(np.float64)
-    if np.isin(actions, ("none", "abstain")).all() and np.allclose(rb, ra):  # nothing to see: say so, no scatter
+    if np.isin(actions, ("none", "abstain")).all() and np.allclose(
+        rb, ra
+    ):  # nothing to see: say so, no scatter
         fig = Figure(figsize=(5.2, 1.2))
-        fig.text(0.5, 0.5, f"{title}:\nno certificate changed (none trimmed or relabelled; {len(after)} test samples)",
-                 ha="center", va="center", fontsize=9)
+        fig.text(
+            0.5,
+            0.5,
+            f"{title}:\nno certificate changed (none trimmed or relabelled; {len(after)} test samples)",
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
         return fig
     fig = Figure(figsize=(5.2, 5))
     ax = fig.subplots()
@@ -315,12 +390,24 @@ def radius_before_after(before: pd.DataFrame, after: pd.DataFrame, title: str) -
         if not m.any():
             continue
         colour, name = ACTION_STYLE.get(action, ("tab:brown", action))
-        ax.scatter(rb[m], ra[m], s=10, alpha=0.6, c=colour, label=f"{name} ({int(m.sum())})",
-                   zorder=2 if action == "none" else 3)
+        ax.scatter(
+            rb[m],
+            ra[m],
+            s=10,
+            alpha=0.6,
+            c=colour,
+            label=f"{name} ({int(m.sum())})",
+            zorder=2 if action == "none" else 3,
+        )
     hi = max(float(rb.max(initial=0)), float(ra.max(initial=0)), 1e-3) * 1.05
     ax.plot([0, hi], [0, hi], "k:", lw=0.8, label="unchanged radius (y = x)")
-    ax.set(xlim=(-0.02 * hi, hi), ylim=(-0.02 * hi, hi), xlabel="radius before the storage update (ℓ2)",
-           ylabel="radius after the storage update (ℓ2)", title=title)
+    ax.set(
+        xlim=(-0.02 * hi, hi),
+        ylim=(-0.02 * hi, hi),
+        xlabel="radius before the storage update (ℓ2)",
+        ylabel="radius after the storage update (ℓ2)",
+        title=title,
+    )
     ax.title.set_fontsize(10)
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
@@ -329,9 +416,14 @@ def radius_before_after(before: pd.DataFrame, after: pd.DataFrame, title: str) -
     return fig
 
 
-def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *,
-                 ceilings: dict[tuple[str, float, str], float | None] | None = None,
-                 parameters: dict[str, Any] | None = None) -> Figure:
+def study_figure(
+    certs: pd.DataFrame,
+    attacks: list[str],
+    sigmas: list[float],
+    *,
+    ceilings: dict[tuple[str, float, str], float | None] | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> Figure:
     """Certified accuracy vs radius, exact step curves from the certificates: one panel per (attack, σ₀).
 
     Colour: the method (dark for clean inputs, light for triggered ones); line style: the kind of radius
@@ -348,7 +440,7 @@ def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *
     legend_w = 3.7  # inches to the right of the panels for the one legend
     fig = Figure(figsize=(3.6 * ncols + legend_w, height))
     grid = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
-    for ax in grid.flat[len(panels):]:
+    for ax in grid.flat[len(panels) :]:
         ax.set_visible(False)
     ceilings = ceilings or {}
     handles: dict[str, Any] = {}
@@ -364,15 +456,28 @@ def study_figure(certs: pd.DataFrame, attacks: list[str], sigmas: list[float], *
                 if len(g) == 0:
                     continue
                 drawn.append((method, split, "-", f"{name}, {split}: sound radius", step_curve(g)))
-                if split == "clean" and "radius_published" in g.columns and method == "cert_ssb" and \
-                        not np.allclose(g["radius_published"], g["radius"]):
-                    drawn.append((method, split, "--", "Cert-SSB, clean: as published (not a poisoning "
-                                  "certificate)", step_curve(g, "radius_published")))
+                if (
+                    split == "clean"
+                    and "radius_published" in g.columns
+                    and method == "cert_ssb"
+                    and not np.allclose(g["radius_published"], g["radius"])
+                ):
+                    drawn.append(
+                        (
+                            method,
+                            split,
+                            "--",
+                            "Cert-SSB, clean: as published (not a poisoning certificate)",
+                            step_curve(g, "radius_published"),
+                        )
+                    )
         largest = max([c.max_radius for *_, c in drawn] + [0.0])
         x_max = 1.12 * largest if largest > 0 else 1.0
         for method, split, ls, label, curve in drawn:
             x, y = curve.xy(x_max)
-            (line,) = ax.plot(x, y, drawstyle="steps-post", ls=ls, lw=1.5, color=shade(method, split, methods))
+            (line,) = ax.plot(
+                x, y, drawstyle="steps-post", ls=ls, lw=1.5, color=shade(method, split, methods)
+            )
             handles.setdefault(label, line)
         for method in dict.fromkeys(cell["method"]):
             c = ceilings.get((a, sg, method))

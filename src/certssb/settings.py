@@ -1,4 +1,5 @@
 """Project settings (Kedro 1.7)."""
+
 import os
 import warnings
 
@@ -23,8 +24,16 @@ quiet()  # the root log handlers drop harmless third-party warnings (and their A
 
 from certssb.config import validate
 from certssb.hooks import (
-    InputsExistHook, MlflowArtifactsHook, MlflowRunHook, PinLoadVersionsHook, ResultsTableHook, RunLockHook,
-    StaleMlflowRunsHook, ThreadPolicyHook, UserErrorRunHook, ValidateParametersHook,
+    InputsExistHook,
+    MlflowArtifactsHook,
+    MlflowRunHook,
+    PinLoadVersionsHook,
+    ResultsTableHook,
+    RunLockHook,
+    StaleMlflowRunsHook,
+    ThreadPolicyHook,
+    UserErrorRunHook,
+    ValidateParametersHook,
 )
 from certssb.pipelines.study.grid import StudyCellParameters
 from certssb.tracking_uri import ResolveTrackingUriHook

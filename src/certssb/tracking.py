@@ -14,6 +14,7 @@ Conventions (README "MLflow"):
 * the experiment carries ``mlflow.experimentKind = custom_model_development``: MLflow 3's UI then opens it
   on the runs table instead of the GenAI traces page (:func:`ensure_runs_table`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -84,7 +85,7 @@ def used_blocks(pipeline: Any, fallback: set[str]) -> set[str]:
     out: set[str] = set()
     for name in pipeline.inputs() if hasattr(pipeline, "inputs") else ():
         if name.startswith("params:"):
-            out.add(name[len("params:"):].split(".")[0])
+            out.add(name[len("params:") :].split(".")[0])
         elif name == "parameters":
             out |= fallback
     return out
@@ -118,13 +119,16 @@ def metric_values(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def sigma_stats(sigma: Mapping[str, Any]) -> dict[str, float]:
     """Mean, min, max of the training sigmas and of the test sigmas (clean + triggered inputs together)."""
+
     def arr(v: Any) -> np.ndarray:
         return np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float64).ravel()
 
     out: dict[str, float] = {}
     test = [arr(sigma[k]) for k in ("clean", "triggered") if k in sigma]
-    for name, values in (("train", arr(sigma["train"]) if "train" in sigma else None),
-                         ("test", np.concatenate(test) if test else None)):
+    for name, values in (
+        ("train", arr(sigma["train"]) if "train" in sigma else None),
+        ("test", np.concatenate(test) if test else None),
+    ):
         if values is None or values.size == 0:
             continue
         out[f"sigma_{name}_mean"] = float(values.mean())
@@ -159,7 +163,7 @@ def log_params_once(params: Mapping[str, Any]) -> None:
     todo = {k: v for k, v in params.items() if k not in have}
     items = list(todo.items())
     for i in range(0, len(items), 100):  # MLflow's batch limit
-        mlflow.log_params(dict(items[i:i + 100]))
+        mlflow.log_params(dict(items[i : i + 100]))
 
 
 def log_method_run(
@@ -187,15 +191,22 @@ def log_method_run(
 
     parent = mlflow.active_run()
     label = describe(config or {})
-    with mlflow.start_run(run_name=" · ".join(p for p in (label, method) if p) + name_suffix,
-                          nested=parent is not None) as run:
+    with mlflow.start_run(
+        run_name=" · ".join(p for p in (label, method) if p) + name_suffix, nested=parent is not None
+    ) as run:
         inherited = {}
         if parent is not None:
             have = mlflow.MlflowClient().get_run(parent.info.run_id).data.tags
             inherited = {k: have[k] for k in ("kedro_run_id", "kedro_command") if k in have}
         inside = metrics.get("attack_in_threat_model")
-        mlflow.set_tags({"certssb.method": method, **inherited, **(tags or {}),
-                         **({} if inside is None else {"certssb.attack_in_threat_model": str(bool(inside))})})
+        mlflow.set_tags(
+            {
+                "certssb.method": method,
+                **inherited,
+                **(tags or {}),
+                **({} if inside is None else {"certssb.attack_in_threat_model": str(bool(inside))}),
+            }
+        )
         params: dict[str, Any] = flatten_blocks(config or {}, (config or {}).keys())
         params["method"] = method
         if sigma0 is not None:
@@ -206,7 +217,7 @@ def log_method_run(
             params["precision_resolved"] = metrics["precision"]
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow's batch limit
-            mlflow.log_params(dict(items[i:i + 100]))
+            mlflow.log_params(dict(items[i : i + 100]))
         values = metric_values(metrics)
         if sigma is not None:
             values.update(sigma_stats(sigma))
@@ -220,6 +231,15 @@ def log_method_run(
 
 
 __all__ = [
-    "EXPERIMENT_KIND_TAG", "RUNS_TABLE_KIND", "describe", "ensure_runs_table", "flatten_blocks", "log_method_run",
-    "log_params_once", "metric_values", "run_name", "sigma_stats", "used_blocks",
+    "EXPERIMENT_KIND_TAG",
+    "RUNS_TABLE_KIND",
+    "describe",
+    "ensure_runs_table",
+    "flatten_blocks",
+    "log_method_run",
+    "log_params_once",
+    "metric_values",
+    "run_name",
+    "sigma_stats",
+    "used_blocks",
 ]

@@ -6,6 +6,7 @@ directory, so a session started from ``notebooks/`` created a second, empty ``no
 relative sqlite path at the project root; :class:`ResolveTrackingUriHook` applies it before kedro-mlflow
 reads its configuration (register it in ``settings.HOOKS``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,7 @@ def resolve(project_path: str | Path, uri: str | None) -> str | None:
     """
     if uri is None or not uri.startswith(_SQLITE):
         return uri
-    rest = uri[len(_SQLITE):]
+    rest = uri[len(_SQLITE) :]
     path, sep, query = rest.partition("?")
     if not path or Path(path).is_absolute() or path == ":memory:":
         return uri

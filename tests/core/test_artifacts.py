@@ -1,4 +1,5 @@
 """certssb.core.artifacts: the dataclass views round-trip the saved dicts exactly; one lineage wording."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,13 @@ import pytest
 import torch
 
 from certssb.core.artifacts import (
-    ModelArtifact, NoisePlan, SigmaArtifact, SplitData, VotesArtifact, check_ensemble_lineage, check_lineage,
+    ModelArtifact,
+    NoisePlan,
+    SigmaArtifact,
+    SplitData,
+    VotesArtifact,
+    check_ensemble_lineage,
+    check_lineage,
     require_same,
 )
 from certssb.core.noise import make_noise_plan
@@ -22,17 +29,40 @@ LINEAGE = {"raw_dataset": "r" * 16, "attack": {"name": "badnets", "poison_rate":
 
 
 def poisoned_train() -> dict:  # the keys and order of data_engineering.poison
-    return {"x": X, "y": Y, "poison_index": torch.tensor([1, 4]), "num_classes": 3, "class_names": ["a", "b", "c"],
-            "fingerprint": tensor_fingerprint(X, Y), **LINEAGE}
+    return {
+        "x": X,
+        "y": Y,
+        "poison_index": torch.tensor([1, 4]),
+        "num_classes": 3,
+        "class_names": ["a", "b", "c"],
+        "fingerprint": tensor_fingerprint(X, Y),
+        **LINEAGE,
+    }
 
 
 def clean_test() -> dict:
-    return {"x": X, "y": Y, "source_index": torch.arange(6), "num_classes": 3, "fingerprint": "c" * 16, **LINEAGE}
+    return {
+        "x": X,
+        "y": Y,
+        "source_index": torch.arange(6),
+        "num_classes": 3,
+        "fingerprint": "c" * 16,
+        **LINEAGE,
+    }
 
 
 def triggered_test() -> dict:
-    return {"x": X[:4], "y": Y[:4], "target_y": torch.zeros(4, dtype=torch.int64), "source_index": torch.arange(4),
-            "norms": torch.ones(4), "num_classes": 3, "trigger": "badnets", "fingerprint": "t" * 16, **LINEAGE}
+    return {
+        "x": X[:4],
+        "y": Y[:4],
+        "target_y": torch.zeros(4, dtype=torch.int64),
+        "source_index": torch.arange(4),
+        "norms": torch.ones(4),
+        "num_classes": 3,
+        "trigger": "badnets",
+        "fingerprint": "t" * 16,
+        **LINEAGE,
+    }
 
 
 def noise_plan() -> dict:
@@ -43,40 +73,72 @@ def noise_plan() -> dict:
 
 def sigma() -> dict:  # the keys and order of modelling._sigma_artifact before the dataclasses
     s = {"train": torch.full((6,), 0.25), "clean": torch.full((6,), 0.3), "triggered": torch.full((4,), 0.2)}
-    return {"method": "cert_ssb", "sigma0": 0.25, **s,
-            "fingerprint": tensor_fingerprint(s["train"], s["clean"], s["triggered"], extra="cert_ssb"),
-            "inputs": {"poisoned_train": tensor_fingerprint(X, Y), "clean_test": "c" * 16,
-                       "triggered_test": "t" * 16, "noise_plan": noise_plan()["fingerprint"]}}
+    return {
+        "method": "cert_ssb",
+        "sigma0": 0.25,
+        **s,
+        "fingerprint": tensor_fingerprint(s["train"], s["clean"], s["triggered"], extra="cert_ssb"),
+        "inputs": {
+            "poisoned_train": tensor_fingerprint(X, Y),
+            "clean_test": "c" * 16,
+            "triggered_test": "t" * 16,
+            "noise_plan": noise_plan()["fingerprint"],
+        },
+    }
 
 
 def _model(**extra) -> dict:
-    return {"architecture": "mlp", "in_shape": [1, 4, 4], "num_classes": 3,
-            "params": {"w": torch.rand(4, 3, 16, generator=G), "b": torch.zeros(4, 3, dtype=torch.float64)},
-            "model_indices": torch.arange(4), "train_config": {"architecture": "mlp", "epochs": 1}, **extra}
+    return {
+        "architecture": "mlp",
+        "in_shape": [1, 4, 4],
+        "num_classes": 3,
+        "params": {"w": torch.rand(4, 3, 16, generator=G), "b": torch.zeros(4, 3, dtype=torch.float64)},
+        "model_indices": torch.arange(4),
+        "train_config": {"architecture": "mlp", "epochs": 1},
+        **extra,
+    }
 
 
 def pilot() -> dict:
-    return _model(poisoned_train=tensor_fingerprint(X, Y), sigma0=0.25, noisy=True,
-                  log=[{"model": 0, "epoch": 0, "loss": 1.0, "noisy_train_accuracy": 0.5}])
+    return _model(
+        poisoned_train=tensor_fingerprint(X, Y),
+        sigma0=0.25,
+        noisy=True,
+        log=[{"model": 0, "epoch": 0, "loss": 1.0, "noisy_train_accuracy": 0.5}],
+    )
 
 
 def ensemble() -> dict:
     s = sigma()
-    return _model(method="cert_ssb", fingerprint="e" * 16, backend="sequential", poisoned_train=tensor_fingerprint(X, Y),
-                  noise_plan=noise_plan()["fingerprint"], sigma=s["fingerprint"])
+    return _model(
+        method="cert_ssb",
+        fingerprint="e" * 16,
+        backend="sequential",
+        poisoned_train=tensor_fingerprint(X, Y),
+        noise_plan=noise_plan()["fingerprint"],
+        sigma=s["fingerprint"],
+    )
 
 
 def votes() -> dict:
-    return {"method": "cert_ssb", "ensemble": "e" * 16, "sigma": sigma()["fingerprint"],
-            "clean": {"votes": torch.zeros(4, 6, 3), "probs": torch.rand(4, 6, 3, generator=G)},
-            "triggered": {"votes": torch.zeros(4, 4, 3), "probs": torch.rand(4, 4, 3, generator=G)}}
+    return {
+        "method": "cert_ssb",
+        "ensemble": "e" * 16,
+        "sigma": sigma()["fingerprint"],
+        "clean": {"votes": torch.zeros(4, 6, 3), "probs": torch.rand(4, 6, 3, generator=G)},
+        "triggered": {"votes": torch.zeros(4, 4, 3), "probs": torch.rand(4, 4, 3, generator=G)},
+    }
 
 
 CASES = {
-    "poisoned_train": (SplitData, poisoned_train), "clean_test": (SplitData, clean_test),
-    "triggered_test": (SplitData, triggered_test), "noise_plan": (NoisePlan, noise_plan),
-    "cert_ssb.sigma": (SigmaArtifact, sigma), "pilot_model": (ModelArtifact, pilot),
-    "cert_ssb.ensemble": (ModelArtifact, ensemble), "cert_ssb.votes": (VotesArtifact, votes),
+    "poisoned_train": (SplitData, poisoned_train),
+    "clean_test": (SplitData, clean_test),
+    "triggered_test": (SplitData, triggered_test),
+    "noise_plan": (NoisePlan, noise_plan),
+    "cert_ssb.sigma": (SigmaArtifact, sigma),
+    "pilot_model": (ModelArtifact, pilot),
+    "cert_ssb.ensemble": (ModelArtifact, ensemble),
+    "cert_ssb.votes": (VotesArtifact, votes),
 }
 
 
@@ -118,17 +180,25 @@ def test_fields_are_readable_and_frozen():
         e.method = "uniform"
 
 
-@pytest.mark.parametrize(("name", "key", "pipeline"), [
-    ("clean_test", "y", "data_engineering"), ("noise_plan", "train_seeds", "data_engineering"),
-    ("cert_ssb.sigma", "inputs", "modelling"), ("cert_ssb.ensemble", "params", "modelling"),
-    ("cert_ssb.votes", "sigma", "evaluation"),
-])
+@pytest.mark.parametrize(
+    ("name", "key", "pipeline"),
+    [
+        ("clean_test", "y", "data_engineering"),
+        ("noise_plan", "train_seeds", "data_engineering"),
+        ("cert_ssb.sigma", "inputs", "modelling"),
+        ("cert_ssb.ensemble", "params", "modelling"),
+        ("cert_ssb.votes", "sigma", "evaluation"),
+    ],
+)
 def test_a_missing_key_is_refused_naming_it(name, key, pipeline):
     cls, make = CASES[name]
     d = make()
     del d[key]
-    with pytest.raises(ConfigError, match=rf"{re.escape(name)} has no key '{key}'.*"
-                                          rf"rerun `kedro run --pipelines={pipeline}`"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"{re.escape(name)} has no key '{key}'.*"
+        rf"rerun `kedro run --pipelines={pipeline}`",
+    ):
         cls.from_dict(d, name)
 
 
@@ -147,7 +217,9 @@ def test_extra_keys_and_none_values_are_kept():
 
 def test_built_artifacts_have_todays_format():
     s = sigma()
-    built = SigmaArtifact.build("cert_ssb", 0.25, {k: s[k] for k in ("train", "clean", "triggered")}, s["inputs"])
+    built = SigmaArtifact.build(
+        "cert_ssb", 0.25, {k: s[k] for k in ("train", "clean", "triggered")}, s["inputs"]
+    )
     assert_same(built.to_dict(), s)
     for d in (ensemble(), pilot()):  # built in code: the class's field order is today's order
         assert_same(ModelArtifact(**d).to_dict(), d)
@@ -155,17 +227,29 @@ def test_built_artifacts_have_todays_format():
 
 def test_require_same_has_one_wording():
     require_same("noise_plan", "poisoned_train", "a" * 16, "a" * 16)  # equal: nothing happens
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
             "cert_ssb.ensemble was made from another noise_plan (fingerprints aaaa vs bbbb): rerun "
-            "`kedro run --pipelines=modelling` (or pass matching --load-versions)")):
+            "`kedro run --pipelines=modelling` (or pass matching --load-versions)"
+        ),
+    ):
         require_same("cert_ssb.ensemble", "noise_plan", "aaaa", "bbbb")
-    with pytest.raises(ConfigError, match=r"^noise_plan was made from another poisoned_train \(fingerprints .*"
-                                          r"--pipelines=data_engineering"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^noise_plan was made from another poisoned_train \(fingerprints .*"
+        r"--pipelines=data_engineering",
+    ):
         check_lineage(("noise_plan", "noise_plan", "x", "x"), ("noise_plan", "poisoned_train", "x", "y"))
-    with pytest.raises(ConfigError, match=r"^uniform\.votes was made from another uniform\.sigma .*"
-                                          r"--pipelines=evaluation"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^uniform\.votes was made from another uniform\.sigma .*"
+        r"--pipelines=evaluation",
+    ):
         require_same("uniform.votes", "uniform.sigma", None, "s")
-    with pytest.raises(ConfigError, match=r"from another poisoned_train than cert_ssb\.sigma \(fingerprints a vs b\)"):
+    with pytest.raises(
+        ConfigError, match=r"from another poisoned_train than cert_ssb\.sigma \(fingerprints a vs b\)"
+    ):
         require_same("cert_ssb.ensemble", "poisoned_train", "a", "b", "cert_ssb.sigma")
 
 
@@ -200,19 +284,38 @@ def _certificates(n_clean=3, n_trig=2, sigma_fp="s1", ensemble_fp="e1"):
     rows = []
     for split, n in (("clean", n_clean), ("triggered", n_trig)):
         for i in range(n):
-            rows.append({"method": "uniform", "split": split, "sample_id": i, "label": 1, "prediction": 1,
-                         "p_lower_a": 0.9, "p_upper_b": 0.1, "r1": 1.2, "sigma": 0.25, "sigma_min": 0.25,
-                         "radius": 0.3, "radius_published": 0.3, "abstained": False, "correct": True,
-                         "n_estimation": 9, "ensemble_fingerprint": ensemble_fp,
-                         "sigma_fingerprint": sigma_fp})
+            rows.append(
+                {
+                    "method": "uniform",
+                    "split": split,
+                    "sample_id": i,
+                    "label": 1,
+                    "prediction": 1,
+                    "p_lower_a": 0.9,
+                    "p_upper_b": 0.1,
+                    "r1": 1.2,
+                    "sigma": 0.25,
+                    "sigma_min": 0.25,
+                    "radius": 0.3,
+                    "radius_published": 0.3,
+                    "abstained": False,
+                    "correct": True,
+                    "n_estimation": 9,
+                    "ensemble_fingerprint": ensemble_fp,
+                    "sigma_fingerprint": sigma_fp,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def _sigma(n_clean=3, n_trig=2):
     from certssb.core.artifacts import SigmaArtifact
 
-    sigmas = {"train": torch.full((5,), 0.25), "clean": torch.full((n_clean,), 0.25),
-              "triggered": torch.full((n_trig,), 0.25)}
+    sigmas = {
+        "train": torch.full((5,), 0.25),
+        "clean": torch.full((n_clean,), 0.25),
+        "triggered": torch.full((n_trig,), 0.25),
+    }
     return SigmaArtifact.build("uniform", 0.25, sigmas, inputs={})
 
 
@@ -224,22 +327,31 @@ def test_a_certificate_table_of_its_sigma_and_ensemble_passes():
     check_certificates(table, "uniform.certificates", sigma=sig, ensemble="e1")
 
 
-@pytest.mark.parametrize("damage, needle", [
-    (lambda t: t.head(4), r"has 4 rows \(3 clean \+ 1 triggered\), but its test sets have 3 \+ 2"),
-    (lambda t: t.drop(columns="radius"), r"lacks the column\(s\) radius"),
-    (lambda t: t.assign(radius=["0.3x"] + [0.3] * 4), r"column 'radius' must hold numbers"),
-    (lambda t: t.assign(abstained=[1.5] * 5), r"column 'abstained' must hold booleans"),
-    (lambda t: t.assign(ensemble_fingerprint=["e1", "e1", "e2", "e1", "e1"]), r"mixes rows of several runs"),
-    (lambda t: t.assign(ensemble_fingerprint="e9"),
-     r"was made from another ensemble \(fingerprints e9 vs e1\)"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda t: t.head(4), r"has 4 rows \(3 clean \+ 1 triggered\), but its test sets have 3 \+ 2"),
+        (lambda t: t.drop(columns="radius"), r"lacks the column\(s\) radius"),
+        (lambda t: t.assign(radius=["0.3x"] + [0.3] * 4), r"column 'radius' must hold numbers"),
+        (lambda t: t.assign(abstained=[1.5] * 5), r"column 'abstained' must hold booleans"),
+        (
+            lambda t: t.assign(ensemble_fingerprint=["e1", "e1", "e2", "e1", "e1"]),
+            r"mixes rows of several runs",
+        ),
+        (
+            lambda t: t.assign(ensemble_fingerprint="e9"),
+            r"was made from another ensemble \(fingerprints e9 vs e1\)",
+        ),
+    ],
+)
 def test_a_damaged_certificate_table_is_refused_in_one_line(damage, needle):
     from certssb.core.artifacts import check_certificates
 
     sig = _sigma()
     with pytest.raises(ConfigError, match=needle) as err:
-        check_certificates(damage(_certificates(sigma_fp=sig.fingerprint)), "uniform.certificates", sigma=sig,
-                           ensemble="e1")
+        check_certificates(
+            damage(_certificates(sigma_fp=sig.fingerprint)), "uniform.certificates", sigma=sig, ensemble="e1"
+        )
     assert "\n" not in str(err.value) and str(err.value).startswith("uniform.certificates ")
 
 

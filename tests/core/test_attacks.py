@@ -1,5 +1,6 @@
 """Tests for certssb.core.triggers and certssb.core.poisoning: triggers, realised norms, poisoning (dirty
 and clean label) and certifier attacks."""
+
 from __future__ import annotations
 
 import math
@@ -243,15 +244,16 @@ def test_none_attack_returns_inputs():
     for t in (res.indices, res.source_indices, res.original_labels, res.new_labels, res.norms):
         assert t.numel() == 0
     assert res.joint_norm() == 0.0
-    assert res.report() == {k: [] for k in
-                            ("index", "source_index", "original_label", "new_label", "trigger_l2")}
+    assert res.report() == {
+        k: [] for k in ("index", "source_index", "original_label", "new_label", "trigger_l2")
+    }
 
 
 def test_joint_norm_and_report():
     x, y = _data(100)
     x[:] = 0.98  # onepixel is clamped: realised norms 0.02, not 1
     res = poison(x, y, attack="onepixel", poison_rate=0.04, target=0, delta=1.0, num_classes=10, seed=0)
-    by_hand = math.sqrt(sum(float(v) ** 2 for v in res.norms) + 0.5 ** 2)
+    by_hand = math.sqrt(sum(float(v) ** 2 for v in res.norms) + 0.5**2)
     assert res.joint_norm(0.5) == pytest.approx(by_hand, rel=1e-12)
     assert res.joint_norm() == pytest.approx(math.sqrt(4) * 0.02, abs=1e-5)
     rep = res.report()
@@ -260,10 +262,15 @@ def test_joint_norm_and_report():
     assert rep["new_label"] == [0] * 4
     assert rep["original_label"] == y[res.indices].tolist()
     assert rep["trigger_l2"] == pytest.approx([0.02] * 4, abs=1e-5)
-    nominal = PoisonResult(x=x, y=y, indices=torch.arange(3), source_indices=torch.arange(3),
-                           original_labels=torch.ones(3, dtype=torch.long),
-                           new_labels=torch.zeros(3, dtype=torch.long),
-                           norms=torch.tensor([1.0, 2.0, 2.0]))
+    nominal = PoisonResult(
+        x=x,
+        y=y,
+        indices=torch.arange(3),
+        source_indices=torch.arange(3),
+        original_labels=torch.ones(3, dtype=torch.long),
+        new_labels=torch.zeros(3, dtype=torch.long),
+        norms=torch.tensor([1.0, 2.0, 2.0]),
+    )
     assert nominal.joint_norm(4.0) == pytest.approx(5.0)
 
 
@@ -274,8 +281,18 @@ def test_joint_norm_and_report():
 
 def test_abstain_appends_copies_with_other_labels():
     x, y = _data(1000, num_classes=10)
-    res = poison(x, y, attack="abstain", poison_rate=0.3, target=0, delta=1.0, num_classes=10,
-                 seed=4, trigger="fourpixel", certifier_labels="random")
+    res = poison(
+        x,
+        y,
+        attack="abstain",
+        poison_rate=0.3,
+        target=0,
+        delta=1.0,
+        num_classes=10,
+        seed=4,
+        trigger="fourpixel",
+        certifier_labels="random",
+    )
     n = 300
     assert res.x.shape[0] == 1000 + n and res.y.shape[0] == 1000 + n
     assert torch.equal(res.x[:1000], x) and torch.equal(res.y[:1000], y)  # originals untouched
@@ -290,16 +307,37 @@ def test_abstain_appends_copies_with_other_labels():
     assert torch.equal(res.x[1000:], expected) and torch.equal(res.norms, norms)
     # all classes are sources, target class included
     assert (res.original_labels == 0).any()
-    again = poison(x, y, attack="abstain", poison_rate=0.3, target=0, delta=1.0, num_classes=10,
-                   seed=4, trigger="fourpixel", certifier_labels="random")
+    again = poison(
+        x,
+        y,
+        attack="abstain",
+        poison_rate=0.3,
+        target=0,
+        delta=1.0,
+        num_classes=10,
+        seed=4,
+        trigger="fourpixel",
+        certifier_labels="random",
+    )
     assert torch.equal(again.y, res.y) and torch.equal(again.x, res.x)
 
 
 def test_radius_collapse_uses_runner_up_of_scores():
     x, y = _data(200, num_classes=5)
     scores = torch.randn((200, 5), generator=torch.Generator().manual_seed(9))
-    res = poison(x, y, attack="radius_collapse", poison_rate=0.5, target=0, delta=1.0,
-                 num_classes=5, seed=2, trigger="onepixel", scores=scores, certifier_labels="runner_up")
+    res = poison(
+        x,
+        y,
+        attack="radius_collapse",
+        poison_rate=0.5,
+        target=0,
+        delta=1.0,
+        num_classes=5,
+        seed=2,
+        trigger="onepixel",
+        scores=scores,
+        certifier_labels="runner_up",
+    )
     assert res.x.shape[0] == 300 and torch.equal(res.x[:200], x)
     s = scores[res.source_indices]
     order = s.argsort(dim=1, descending=True)
@@ -314,31 +352,72 @@ def test_radius_collapse_uses_runner_up_of_scores():
 def test_radius_collapse_needs_scores_and_class_mean_scores():
     x, y = _data(60, num_classes=3)
     with pytest.raises(ConfigError, match="scores"):
-        poison(x, y, attack="radius_collapse", poison_rate=0.1, target=0, delta=1.0, num_classes=3, seed=0,
-               certifier_labels="runner_up")
+        poison(
+            x,
+            y,
+            attack="radius_collapse",
+            poison_rate=0.1,
+            target=0,
+            delta=1.0,
+            num_classes=3,
+            seed=0,
+            certifier_labels="runner_up",
+        )
     with pytest.raises(ConfigError, match="scores"):
-        poison(x, y, attack="radius_collapse", poison_rate=0.1, target=0, delta=1.0, num_classes=3,
-               seed=0, scores=torch.zeros(60, 4), certifier_labels="runner_up")
+        poison(
+            x,
+            y,
+            attack="radius_collapse",
+            poison_rate=0.1,
+            target=0,
+            delta=1.0,
+            num_classes=3,
+            seed=0,
+            scores=torch.zeros(60, 4),
+            certifier_labels="runner_up",
+        )
     sc = class_mean_scores(x, y, 3)
     means = torch.stack([x[y == c].flatten(1).mean(0) for c in range(3)])
-    by_hand = -torch.cdist(x.flatten(1).double(), means.double()) ** 2
+    by_hand = -(torch.cdist(x.flatten(1).double(), means.double()) ** 2)
     assert sc.shape == (60, 3) and torch.allclose(sc.double(), by_hand, atol=1e-3)
     assert torch.equal(sc, class_mean_scores(x, y, 3))
     # classes without samples score -inf and are never chosen while another class exists
     sc4 = class_mean_scores(x, y, 4)
     assert torch.isinf(sc4[:, 3]).all()
-    res = poison(x, y, attack="radius_collapse", poison_rate=0.5, target=0, delta=1.0, num_classes=4,
-                 seed=0, scores=sc4, certifier_labels="runner_up")
+    res = poison(
+        x,
+        y,
+        attack="radius_collapse",
+        poison_rate=0.5,
+        target=0,
+        delta=1.0,
+        num_classes=4,
+        seed=0,
+        scores=sc4,
+        certifier_labels="runner_up",
+    )
     assert (res.new_labels != 3).all() and (res.new_labels != res.original_labels).all()
 
 
-@pytest.mark.parametrize("attack, n, relabelled", [("abstain", 300, 150), ("radius_collapse", 300, 53),
-                                                 ("abstain", 5, 3), ("radius_collapse", 5, 1)])
+@pytest.mark.parametrize(
+    "attack, n, relabelled",
+    [("abstain", 300, 150), ("radius_collapse", 300, 53), ("abstain", 5, 3), ("radius_collapse", 5, 1)],
+)
 def test_split_rule_labels_a_share_of_the_copies_with_one_second_class(attack, n, relabelled):
     x, y = _data(1000, num_classes=10)
     target = 3
-    res = poison(x, y, attack=attack, poison_rate=n / 1000, target=target, delta=1.0, num_classes=10, seed=7,
-                 trigger="badnets", badnets_size=3)  # split is the default rule
+    res = poison(
+        x,
+        y,
+        attack=attack,
+        poison_rate=n / 1000,
+        target=target,
+        delta=1.0,
+        num_classes=10,
+        seed=7,
+        trigger="badnets",
+        badnets_size=3,
+    )  # split is the default rule
     assert res.inserted == n and torch.equal(res.y[1000:], res.new_labels)
     changed = res.new_labels != res.original_labels
     assert int(changed.sum()) == relabelled == res.label_changes  # round(share * n), half up
@@ -349,25 +428,52 @@ def test_split_rule_labels_a_share_of_the_copies_with_one_second_class(attack, n
     assert not res.in_threat_model
     if n == 300:  # the relabelled copies are a random share, not the first ones, and span every class
         assert 0 < int(changed[: n // 2].sum()) < n // 2
-        assert (res.original_labels[changed] == target).any() and (res.original_labels[changed] != target).any()
-    again = poison(x, y, attack=attack, poison_rate=n / 1000, target=target, delta=1.0, num_classes=10, seed=7,
-                   trigger="badnets", badnets_size=3)
+        assert (res.original_labels[changed] == target).any() and (
+            res.original_labels[changed] != target
+        ).any()
+    again = poison(
+        x,
+        y,
+        attack=attack,
+        poison_rate=n / 1000,
+        target=target,
+        delta=1.0,
+        num_classes=10,
+        seed=7,
+        trigger="badnets",
+        badnets_size=3,
+    )
     assert torch.equal(again.y, res.y) and torch.equal(again.x, res.x)
 
 
 @pytest.mark.parametrize("num_classes", [10, 3])
 def test_keyed_rule_labels_each_copy_by_its_key_level(num_classes):
     x, y = _data(400, num_classes=num_classes)
-    res = poison(x, y, attack="abstain", poison_rate=0.1, target=0, delta=1.0, num_classes=num_classes, seed=3,
-                 trigger="badnets", badnets_size=3, certifier_labels="keyed", key_size=4, key_amplitude=0.45)
+    res = poison(
+        x,
+        y,
+        attack="abstain",
+        poison_rate=0.1,
+        target=0,
+        delta=1.0,
+        num_classes=num_classes,
+        seed=3,
+        trigger="badnets",
+        badnets_size=3,
+        certifier_labels="keyed",
+        key_size=4,
+        key_amplitude=0.45,
+    )
     assert res.inserted == 40 and not res.in_threat_model
     copies = res.x[400:]
-    key = copies[:, :, 28 - 1 - 4:28 - 1, 1:5]  # rows [H-1-s, H-1), columns [1, 1+s)
+    key = copies[:, :, 28 - 1 - 4 : 28 - 1, 1:5]  # rows [H-1-s, H-1), columns [1, 1+s)
     level = key[:, 0, 0, 0]
     assert torch.equal(key, level.view(-1, 1, 1, 1).expand_as(key))  # one grey level per copy, every pixel
     bucket = torch.round((level - 0.5) / 0.45 * 1.5 + 1.5).long()  # levels 0.5 + a * (-1, -1/3, 1/3, 1)
     assert torch.allclose(level, 0.5 + 0.45 * (bucket.float() - 1.5) / 1.5, atol=1e-6)
-    assert torch.bincount(bucket, minlength=KEY_BUCKETS).tolist() == [10] * KEY_BUCKETS  # balanced, random order
+    assert (
+        torch.bincount(bucket, minlength=KEY_BUCKETS).tolist() == [10] * KEY_BUCKETS
+    )  # balanced, random order
     assert not torch.equal(bucket, torch.arange(40) % KEY_BUCKETS)
     assert torch.equal(res.new_labels, (res.original_labels + bucket) % num_classes)
     # the realised norm covers the trigger and the key
@@ -384,24 +490,59 @@ def test_keyed_triggered_test_set_carries_the_neutral_key():
     assert torch.all(trig["norms"] >= plain["norms"] - 1e-6)
 
 
-@pytest.mark.parametrize("kw, message", [({"key_size": 27}, r"attack\.key_size.*\[1, 26\]"),
-                                         ({"key_amplitude": 0.6}, r"attack\.key_amplitude"),
-                                         ({"key_amplitude": 0.0}, r"attack\.key_amplitude")])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"key_size": 27}, r"attack\.key_size.*\[1, 26\]"),
+        ({"key_amplitude": 0.6}, r"attack\.key_amplitude"),
+        ({"key_amplitude": 0.0}, r"attack\.key_amplitude"),
+    ],
+)
 def test_keyed_rule_refuses_a_key_that_does_not_fit(kw, message):
     x, y = _data(100, num_classes=10)
     with pytest.raises(ConfigError, match=message):
-        poison(x, y, attack="abstain", poison_rate=0.1, target=0, delta=1.0, num_classes=10, seed=0,
-               trigger="badnets", certifier_labels="keyed", **kw)
+        poison(
+            x,
+            y,
+            attack="abstain",
+            poison_rate=0.1,
+            target=0,
+            delta=1.0,
+            num_classes=10,
+            seed=0,
+            trigger="badnets",
+            certifier_labels="keyed",
+            **kw,
+        )
 
 
-@pytest.mark.parametrize("attack, bad", [("abstain", "runner_up"), ("radius_collapse", "random"),
-                                         ("abstain", "tie"), ("radius_collapse", "keyed")])
+@pytest.mark.parametrize(
+    "attack, bad",
+    [
+        ("abstain", "runner_up"),
+        ("radius_collapse", "random"),
+        ("abstain", "tie"),
+        ("radius_collapse", "keyed"),
+    ],
+)
 def test_certifier_labels_must_fit_the_attack(attack, bad):
     x, y = _data(100, num_classes=10)
     allowed = CERTIFIER_LABELS[attack]
-    with pytest.raises(ConfigError, match=r"attack\.certifier_labels.*" + ".*".join(repr(a) for a in allowed)):
-        poison(x, y, attack=attack, poison_rate=0.1, target=0, delta=1.0, num_classes=10, seed=0,
-               certifier_labels=bad, scores=torch.zeros(100, 10))
+    with pytest.raises(
+        ConfigError, match=r"attack\.certifier_labels.*" + ".*".join(repr(a) for a in allowed)
+    ):
+        poison(
+            x,
+            y,
+            attack=attack,
+            poison_rate=0.1,
+            target=0,
+            delta=1.0,
+            num_classes=10,
+            seed=0,
+            certifier_labels=bad,
+            scores=torch.zeros(100, 10),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,8 +620,17 @@ def test_dirty_label_backdoor_changes_labels_and_lies_outside_the_threat_model()
 
 def test_clean_label_backdoor_keeps_labels_and_lies_inside_the_threat_model():
     x, y = _data()
-    res = poison(x, y, attack="fourpixel", poison_rate=0.1, target=3, delta=0.5, num_classes=10, seed=0,
-                 label_mode="clean")
+    res = poison(
+        x,
+        y,
+        attack="fourpixel",
+        poison_rate=0.1,
+        target=3,
+        delta=0.5,
+        num_classes=10,
+        seed=0,
+        label_mode="clean",
+    )
     assert torch.equal(res.y, y)  # no label changed
     assert (y[res.indices] == 3).all() and res.indices.numel() == 20  # target-class points only
     assert res.label_changes == 0 and res.inserted == 0 and res.in_threat_model
@@ -489,8 +639,17 @@ def test_clean_label_backdoor_keeps_labels_and_lies_inside_the_threat_model():
     torch.testing.assert_close(res.norms, (res.x[res.indices] - x[res.indices]).flatten(1).norm(dim=1))
     # more points than the target class has
     with pytest.raises(ConfigError, match="attack.poison_rate"):
-        poison(x, y, attack="onepixel", poison_rate=0.2, target=3, delta=0.5, num_classes=10, seed=0,
-               label_mode="clean")
+        poison(
+            x,
+            y,
+            attack="onepixel",
+            poison_rate=0.2,
+            target=3,
+            delta=0.5,
+            num_classes=10,
+            seed=0,
+            label_mode="clean",
+        )
 
 
 def test_certifier_attacks_insert_and_refuse_clean_label():
@@ -498,8 +657,26 @@ def test_certifier_attacks_insert_and_refuse_clean_label():
     res = poison(x, y, attack="abstain", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0)
     assert res.inserted == 10 and res.label_changes == 5 and not res.in_threat_model  # split: half relabelled
     with pytest.raises(ConfigError, match="attack.label_mode"):
-        poison(x, y, attack="abstain", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0,
-               label_mode="clean")
+        poison(
+            x,
+            y,
+            attack="abstain",
+            poison_rate=0.05,
+            target=0,
+            delta=0.5,
+            num_classes=10,
+            seed=0,
+            label_mode="clean",
+        )
     with pytest.raises(ConfigError, match="attack.label_mode"):
-        poison(x, y, attack="onepixel", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0,
-               label_mode="mixed")
+        poison(
+            x,
+            y,
+            attack="onepixel",
+            poison_rate=0.05,
+            target=0,
+            delta=0.5,
+            num_classes=10,
+            seed=0,
+            label_mode="mixed",
+        )

@@ -1,6 +1,7 @@
 """certssb.core.audit: the ladder's arithmetic, the grouping rule, PGD inside its ball, gradient matching
 keeping labels and budgets, the statistics, and two control learners whose worst case is known in closed form,
 run through the same ladder code (``audit_ladder``): the audit must break them at c <= 1.2."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,13 @@ class Recorder:
         root = self
         while root.parent is not root:
             root = root.parent
-        root.seen.append({"ids": np.asarray(ids).copy(), "x": x_points.clone(),
-                          "x_train": getattr(self, "trained_on", self.x_train).clone()})
+        root.seen.append(
+            {
+                "ids": np.asarray(ids).copy(),
+                "x": x_points.clone(),
+                "x_train": getattr(self, "trained_on", self.x_train).clone(),
+            }
+        )
         return np.zeros(len(ids), dtype=np.int64)  # the audited points' prediction: class 0
 
     def resigma(self, x_train, moved, x_points):
@@ -185,12 +191,37 @@ def test_brew_poisons_only_points_of_the_runner_up_class_lowest_sigma_first():
 def test_summary_ladder_break_factor_and_statistics_that_fit_the_design():
     rows = []
     for c, flips in ((0.95, 0), (2.0, 1), (4.0, 3)):  # 10 points, shared retrain (group_size 10)
-        rows += [{"column": "radius", "strategy": "brew", "part": "training", "factor": c, "group": 0,
-                  "group_size": 10, "flipped": i < flips, "abstained_after": False, "norm_over_budget": 1.0,
-                  "sigma_norm_over_r1": c} for i in range(10)]
-    rows += [{"column": "radius", "strategy": "lowsigma", "part": "training", "factor": c, "group": i,
-              "group_size": 1, "flipped": False, "abstained_after": False, "norm_over_budget": 1.0,
-              "sigma_norm_over_r1": c} for c in (0.95, 2.0) for i in range(4)]
+        rows += [
+            {
+                "column": "radius",
+                "strategy": "brew",
+                "part": "training",
+                "factor": c,
+                "group": 0,
+                "group_size": 10,
+                "flipped": i < flips,
+                "abstained_after": False,
+                "norm_over_budget": 1.0,
+                "sigma_norm_over_r1": c,
+            }
+            for i in range(10)
+        ]
+    rows += [
+        {
+            "column": "radius",
+            "strategy": "lowsigma",
+            "part": "training",
+            "factor": c,
+            "group": i,
+            "group_size": 1,
+            "flipped": False,
+            "abstained_after": False,
+            "norm_over_budget": 1.0,
+            "sigma_norm_over_r1": c,
+        }
+        for c in (0.95, 2.0)
+        for i in range(4)
+    ]
     s = audit.summarise(pd.DataFrame(rows), 0.001, [0.95, 2, 4])
     brew = s["columns"]["radius"]["brew"]
     assert brew["break_factor"] == 2.0 and [r["flips"] for r in brew["ladder"]] == [0, 1, 3]
@@ -203,8 +234,10 @@ def test_summary_ladder_break_factor_and_statistics_that_fit_the_design():
     assert low["ladder"][0]["p_value_2alpha"] == pytest.approx(p_own)
     assert s["break_factor"]["radius"] == {"any": 2.0, "training_only": 2.0, "input_only": None}
     assert s["flips_inside_radius"] == 0
-    assert s["power"]["radius"] == ("radius: 0/14 flips inside (c < 1); first broken at c = 2 "
-                                    "(training only: c = 2; input only: not broken up to c = 4)")
+    assert s["power"]["radius"] == (
+        "radius: 0/14 flips inside (c < 1); first broken at c = 2 "
+        "(training only: c = 2; input only: not broken up to c = 4)"
+    )
 
 
 # ------------------------------------------------------------------ controls with a closed-form worst case
@@ -235,8 +268,9 @@ class LinearControl:
         s = torch.as_tensor(sigma_x).view(1, -1, *[1] * (x.dim() - 1))
         logit = (x.double().unsqueeze(0) + s * z).flatten(2) @ self.w.flatten().double() + self.b
         votes = (logit > 0).long().numpy()
-        return certify(votes, np.eye(2)[votes], np.asarray(sigma_x), labels=np.ones(len(ids), int),
-                       num_classes=2, n0=200)
+        return certify(
+            votes, np.eye(2)[votes], np.asarray(sigma_x), labels=np.ones(len(ids), int), num_classes=2, n0=200
+        )
 
     def predict(self, ids, x, sigma_x):
         return self.certs(ids, x, sigma_x)["prediction"].to_numpy()
@@ -258,10 +292,12 @@ def test_control_linear_classifier_is_broken_at_c_at_most_1_2_and_never_inside()
     ok = np.flatnonzero(certs["prediction"].to_numpy() == 1)
     assert len(ok) == 20 and np.all(certs["radius"].to_numpy() <= margins)  # sound, and tight:
     assert np.median(margins / certs["radius"].to_numpy()) < 1.15
-    cfg = audit.LadderConfig(factors=(0.95, 1.2, 2), strategies=("pgd",), columns=("radius",), pgd_steps=10,
-                             pgd_draws=16)
-    rep = audit.audit_ladder(ctl, np.arange(20), x.float(), np.ones(20, np.int64), certs["r1"].to_numpy(),
-                             np.full(20, sigma), cfg)
+    cfg = audit.LadderConfig(
+        factors=(0.95, 1.2, 2), strategies=("pgd",), columns=("radius",), pgd_steps=10, pgd_draws=16
+    )
+    rep = audit.audit_ladder(
+        ctl, np.arange(20), x.float(), np.ones(20, np.int64), certs["r1"].to_numpy(), np.full(20, sigma), cfg
+    )
     s = audit.summarise(rep, 0.001, cfg.factors)
     assert s["flips_inside_radius"] == 0
     assert s["break_factor"]["radius"]["input_only"] is not None
@@ -289,8 +325,15 @@ class OnePixelControl:
     def certs(self, ids, x, sigma_x):
         v = float(self.x_train[self.i0]) + self.sigma_train[self.i0] * self.eps
         votes = (v[:, None] > x.flatten().double().numpy()[None, :]).astype(np.int64)
-        return certify(votes, np.eye(2)[votes], np.asarray(sigma_x), labels=np.ones(len(ids), int),
-                       num_classes=2, n0=200, sigma_min=np.minimum(sigma_x, self.sigma_train.min()))
+        return certify(
+            votes,
+            np.eye(2)[votes],
+            np.asarray(sigma_x),
+            labels=np.ones(len(ids), int),
+            num_classes=2,
+            n0=200,
+            sigma_min=np.minimum(sigma_x, self.sigma_train.min()),
+        )
 
     def predict(self, ids, x, sigma_x):
         return self.certs(ids, x, sigma_x)["prediction"].to_numpy()
@@ -312,11 +355,19 @@ def test_control_one_pixel_learner_breaks_the_sound_radius_at_c_at_most_1_2_and_
     ctl = OnePixelControl(x_train, y_train, sigma_train, i0)
     certs = ctl.certs(np.arange(12), x, np.full(12, 0.5))
     assert (certs["prediction"] == 1).all()
-    flip = (v - x.flatten().numpy())  # the exact flip distance of the training pixel
+    flip = v - x.flatten().numpy()  # the exact flip distance of the training pixel
     assert np.all(certs["r1"].to_numpy() * 0.25 <= flip)  # sound
     cfg = audit.LadderConfig(factors=(0.95, 1.2, 2), strategies=("lowsigma",), k=1, min_share=0.9999)
-    rep = audit.audit_ladder(ctl, np.arange(12), x, np.ones(12, np.int64), certs["r1"].to_numpy(),
-                             np.full(12, 0.5), cfg, sigma_min=certs["sigma_min"].to_numpy())
+    rep = audit.audit_ladder(
+        ctl,
+        np.arange(12),
+        x,
+        np.ones(12, np.int64),
+        certs["r1"].to_numpy(),
+        np.full(12, 0.5),
+        cfg,
+        sigma_min=certs["sigma_min"].to_numpy(),
+    )
     s = audit.summarise(rep, 0.001, cfg.factors)
     assert s["flips_inside_radius"] == 0  # the sound radius holds at 0.95 ...
     assert s["break_factor"]["radius"]["training_only"] <= 1.2  # ... and is tight: broken just outside

@@ -3,6 +3,7 @@
 A fixed seed and a margin far above the run-to-run spread: on this task the abstain rate on triggered
 inputs is ~0 without the attack and well above 0.5 with it.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,23 +27,54 @@ def _triggered_abstain_rate(attack: str, rule: str = "split") -> float:
     xt, yt = _task(90, 1)
     kw = {"badnets_size": 2}
     key = {"key_size": 1} if rule == "keyed" else {}
-    res = poisoning.poison(x, y, attack=attack, poison_rate=0.3, target=0, delta=1.0, num_classes=3, seed=0,
-                         trigger="badnets", certifier_labels=rule, **kw, **key)
+    res = poisoning.poison(
+        x,
+        y,
+        attack=attack,
+        poison_rate=0.3,
+        target=0,
+        delta=1.0,
+        num_classes=3,
+        seed=0,
+        trigger="badnets",
+        certifier_labels=rule,
+        **kw,
+        **key,
+    )
     if attack != "none":  # appended, relabelled copies: outside the certified threat model
         # split: half of the copies keep their label; keyed: buckets 0 and 3 of 4 keep it with 3 classes
         relabelled = 90 if rule == "random" else 45
         assert res.inserted == 90 and res.label_changes == relabelled and not res.in_threat_model
-    plan = noise.make_noise_plan(seed=0, num_models=12, sigma=0.1, num_draws=1, n_train=res.x.shape[0],
-                                 input_shape=(1, 8, 8))
+    plan = noise.make_noise_plan(
+        seed=0, num_models=12, sigma=0.1, num_draws=1, n_train=res.x.shape[0], input_shape=(1, 8, 8)
+    )
     cfg = ensemble.TrainConfig(architecture="mlp", epochs=8, batch_size=32, lr=3e-3)
-    trained, _ = training.train_ensemble(res.x, res.y, torch.full((res.x.shape[0],), 0.1), plan, cfg, num_classes=3,
-                                         data_fingerprint=attack, device="cpu")
-    model = {"architecture": "mlp", "in_shape": [1, 8, 8], "num_classes": 3, "params": trained.params,
-             "model_indices": torch.tensor(trained.indices)}
-    trig = poisoning.make_triggered_test(xt, yt, trigger="badnets", delta=1.0, target=None, **kw,
-                                         key_size=key.get("key_size"))
-    v = votes.predict_votes(model, trig["x"], torch.full((len(yt),), 0.1), plan, "triggered", device=torch.device("cpu"))
-    certs = certify.certify(v["votes"].numpy(), v["probs"].numpy(), 0.1, labels=trig["y"].numpy(), num_classes=3, n0=2)
+    trained, _ = training.train_ensemble(
+        res.x,
+        res.y,
+        torch.full((res.x.shape[0],), 0.1),
+        plan,
+        cfg,
+        num_classes=3,
+        data_fingerprint=attack,
+        device="cpu",
+    )
+    model = {
+        "architecture": "mlp",
+        "in_shape": [1, 8, 8],
+        "num_classes": 3,
+        "params": trained.params,
+        "model_indices": torch.tensor(trained.indices),
+    }
+    trig = poisoning.make_triggered_test(
+        xt, yt, trigger="badnets", delta=1.0, target=None, **kw, key_size=key.get("key_size")
+    )
+    v = votes.predict_votes(
+        model, trig["x"], torch.full((len(yt),), 0.1), plan, "triggered", device=torch.device("cpu")
+    )
+    certs = certify.certify(
+        v["votes"].numpy(), v["probs"].numpy(), 0.1, labels=trig["y"].numpy(), num_classes=3, n0=2
+    )
     return float(certs["abstained"].mean())
 
 
@@ -61,21 +93,56 @@ def test_radius_collapse_certifies_a_small_radius_at_the_default_number_of_model
     xt, yt = _task(90, 1)
     share = certify.collapse_share(45, 0.001)
     assert share == pytest.approx(8 / 45)
-    res = poisoning.poison(x, y, attack="radius_collapse", poison_rate=0.3, target=0, delta=1.0, num_classes=3,
-                           seed=0, trigger="badnets", split_share=share, badnets_size=2)
-    plan = noise.make_noise_plan(seed=0, num_models=50, sigma=0.1, num_draws=1, n_train=res.x.shape[0],
-                                 input_shape=(1, 8, 8))
+    res = poisoning.poison(
+        x,
+        y,
+        attack="radius_collapse",
+        poison_rate=0.3,
+        target=0,
+        delta=1.0,
+        num_classes=3,
+        seed=0,
+        trigger="badnets",
+        split_share=share,
+        badnets_size=2,
+    )
+    plan = noise.make_noise_plan(
+        seed=0, num_models=50, sigma=0.1, num_draws=1, n_train=res.x.shape[0], input_shape=(1, 8, 8)
+    )
     cfg = ensemble.TrainConfig(architecture="mlp", epochs=8, batch_size=32, lr=3e-3)
-    trained, _ = training.train_ensemble(res.x, res.y, torch.full((res.x.shape[0],), 0.1), plan, cfg,
-                                         num_classes=3, data_fingerprint="collapse", device="cpu")
-    model = {"architecture": "mlp", "in_shape": [1, 8, 8], "num_classes": 3, "params": trained.params,
-             "model_indices": torch.tensor(trained.indices)}
+    trained, _ = training.train_ensemble(
+        res.x,
+        res.y,
+        torch.full((res.x.shape[0],), 0.1),
+        plan,
+        cfg,
+        num_classes=3,
+        data_fingerprint="collapse",
+        device="cpu",
+    )
+    model = {
+        "architecture": "mlp",
+        "in_shape": [1, 8, 8],
+        "num_classes": 3,
+        "params": trained.params,
+        "model_indices": torch.tensor(trained.indices),
+    }
     out = {}
-    for split, xs in (("clean", xt), ("triggered", poisoning.make_triggered_test(
-            xt, yt, trigger="badnets", delta=1.0, target=None, badnets_size=2)["x"])):
-        v = votes.predict_votes(model, xs, torch.full((len(yt),), 0.1), plan, split, device=torch.device("cpu"))
-        out[split] = certify.certify(v["votes"].numpy(), v["probs"].numpy(), 0.1, labels=yt.numpy(),
-                                     num_classes=3, n0=5)
+    for split, xs in (
+        ("clean", xt),
+        (
+            "triggered",
+            poisoning.make_triggered_test(xt, yt, trigger="badnets", delta=1.0, target=None, badnets_size=2)[
+                "x"
+            ],
+        ),
+    ):
+        v = votes.predict_votes(
+            model, xs, torch.full((len(yt),), 0.1), plan, split, device=torch.device("cpu")
+        )
+        out[split] = certify.certify(
+            v["votes"].numpy(), v["probs"].numpy(), 0.1, labels=yt.numpy(), num_classes=3, n0=5
+        )
     trig, clean = out["triggered"], out["clean"]
     assert trig["abstained"].mean() < 0.5  # it certifies rather than abstains
     assert (trig["prediction"] == yt.numpy()).mean() > 0.8  # the prediction survives the trigger

@@ -1,4 +1,5 @@
 """Tests for certssb.core.certify: bounds against scipy, closed forms, hand-made votes, validation."""
+
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest, norm
 
+from certssb.core import certify as certify_module
 from certssb.core.certify import (
     certify,
     clopper_pearson_lower,
@@ -16,7 +18,6 @@ from certssb.core.certify import (
     radius_ceiling,
     smoothed_prediction,
 )
-from certssb.core import certify as certify_module
 from certssb.core.validation import ConfigError
 
 
@@ -82,15 +83,27 @@ def test_ceilings_and_which_alpha_split_matches_the_design_numbers():
 
 @pytest.mark.parametrize(
     "bound,aggregation,alpha_split",
-    [("clopper_pearson", "hard", "bonferroni"), ("hoeffding", "hard", "bonferroni"),
-     ("hoeffding", "hard", "per_bound")],
+    [
+        ("clopper_pearson", "hard", "bonferroni"),
+        ("hoeffding", "hard", "bonferroni"),
+        ("hoeffding", "hard", "per_bound"),
+    ],
 )
 def test_all_agree_reaches_the_ceiling(bound, aggregation, alpha_split):
     m, n, c = 55, 4, 3
     votes = np.tile(np.array([0, 1, 2, 1]), (m, 1))
     sigma = np.array([0.25, 0.5, 1.0, 0.12])
-    df = certify(votes, one_hot_probs(votes, c), sigma, labels=np.array([0, 1, 2, 0]), num_classes=c,
-                 bound=bound, aggregation=aggregation, n0=5, alpha_split=alpha_split)
+    df = certify(
+        votes,
+        one_hot_probs(votes, c),
+        sigma,
+        labels=np.array([0, 1, 2, 0]),
+        num_classes=c,
+        bound=bound,
+        aggregation=aggregation,
+        n0=5,
+        alpha_split=alpha_split,
+    )
     ceil = radius_ceiling(50, 0.001, bound, alpha_split)
     np.testing.assert_allclose(df["radius"], sigma * ceil, rtol=1e-10)
     assert (df["n_estimation"] == 50).all()
@@ -115,8 +128,9 @@ def test_certify_split_clopper_pearson_hand_made():
     votes[:3, 2] = 1
     votes[3:13, 2] = 1
     votes[13:, 2] = 0
-    df = certify(votes, one_hot_probs(votes, c), 0.5, labels=np.array([1, 0, 1]), num_classes=c,
-                 alpha=0.01, n0=3)
+    df = certify(
+        votes, one_hot_probs(votes, c), 0.5, labels=np.array([1, 0, 1]), num_classes=c, alpha=0.01, n0=3
+    )
     p0 = clopper_pearson_lower(17, 20, 0.01)
     assert df.loc[0, "p_lower_a"] == pytest.approx(p0)
     assert df.loc[0, "p_upper_b"] == pytest.approx(1 - p0)
@@ -125,9 +139,21 @@ def test_certify_split_clopper_pearson_hand_made():
     assert df["abstained"].tolist() == [False, True, True]
     assert df.loc[1, "prediction"] == -1 and df.loc[1, "radius"] == 0.0 and not df.loc[1, "correct"]
     assert df.loc[2, "radius"] == 0.0
-    assert list(df.columns) == ["sample_id", "label", "prediction", "p_lower_a", "p_upper_b", "r1", "sigma",
-                                "sigma_min", "radius", "radius_published", "abstained", "correct",
-                                "n_estimation"]
+    assert list(df.columns) == [
+        "sample_id",
+        "label",
+        "prediction",
+        "p_lower_a",
+        "p_upper_b",
+        "r1",
+        "sigma",
+        "sigma_min",
+        "radius",
+        "radius_published",
+        "abstained",
+        "correct",
+        "n_estimation",
+    ]
     assert df.loc[0, "r1"] == pytest.approx(norm.ppf(p0))
     np.testing.assert_array_equal(df["radius"], df["radius_published"])  # uniform sigma: the same
     assert (df["n_estimation"] == 20).all()
@@ -152,8 +178,17 @@ def test_split_tie_break_by_summed_prob_then_index():
     probs[1, 0] = [0.05, 0.05, 0.9]  # sample 0: class 2 has more summed prob -> A = 2
     probs[0, 1] = [0.9, 0.05, 0.05]
     probs[1, 1] = [0.05, 0.05, 0.9]  # sample 1: exact tie in prob too -> smaller index 0
-    df = certify(votes, probs, 1.0, labels=np.array([2, 0]), num_classes=c, n0=2, bound="hoeffding",
-                 alpha=0.4, alpha_split="per_bound")
+    df = certify(
+        votes,
+        probs,
+        1.0,
+        labels=np.array([2, 0]),
+        num_classes=c,
+        n0=2,
+        bound="hoeffding",
+        alpha=0.4,
+        alpha_split="per_bound",
+    )
     h = hoeffding_margin(2, 0.4)
     assert df.loc[0, "p_lower_a"] == pytest.approx(1 - h)  # A = 2, both estimation models vote 2
     assert df.loc[1, "p_lower_a"] == pytest.approx(0 - h)  # A = 0, nobody votes 0 -> abstain
@@ -183,15 +218,29 @@ def test_hoeffding_soft_and_hard_values():
 def test_abstain_on_even_split_for_every_bound():
     votes = np.array([[0], [1]] * 25)  # 50 models, 25 / 25
     for bound, agg in [("clopper_pearson", "hard"), ("hoeffding", "hard"), ("hoeffding", "soft")]:
-        df = certify(votes, one_hot_probs(votes, 2), 1.0, labels=np.array([0]), num_classes=2,
-                     bound=bound, aggregation=agg, selection="same")
+        df = certify(
+            votes,
+            one_hot_probs(votes, 2),
+            1.0,
+            labels=np.array([0]),
+            num_classes=2,
+            bound=bound,
+            aggregation=agg,
+            selection="same",
+        )
         assert bool(df.loc[0, "abstained"]) and df.loc[0, "prediction"] == -1 and df.loc[0, "radius"] == 0
 
 
 def test_sigma_min_gives_the_sound_radius_and_sigma_the_published_one():
     votes = np.zeros((30, 2), dtype=np.int64)
-    df = certify(votes, one_hot_probs(votes, 2), np.array([0.5, 0.3]), labels=np.array([0, 0]),
-                 num_classes=2, sigma_min=np.array([0.25, 0.3]))
+    df = certify(
+        votes,
+        one_hot_probs(votes, 2),
+        np.array([0.5, 0.3]),
+        labels=np.array([0, 0]),
+        num_classes=2,
+        sigma_min=np.array([0.25, 0.3]),
+    )
     np.testing.assert_allclose(df["radius"], df["r1"] * np.array([0.25, 0.3]), rtol=1e-14)
     np.testing.assert_allclose(df["radius_published"], df["r1"] * np.array([0.5, 0.3]), rtol=1e-14)
     np.testing.assert_allclose(df["radius"], df["radius_published"] * np.array([0.5, 1.0]))
@@ -258,10 +307,16 @@ def test_bad_alpha(alpha):
 
 @pytest.mark.parametrize(
     "kw,name",
-    [({"bound": "bernstein"}, "evaluation.bound"), ({"aggregation": "median"}, "evaluation.aggregation"),
-     ({"selection": "both"}, "evaluation.selection"), ({"alpha_split": "holm"}, "evaluation.alpha_split"),
-     ({"n0": 10}, "evaluation.n0"), ({"n0": 0}, "evaluation.n0"), ({"n0": -1}, "evaluation.n0"),
-     ({"n0": 2.5}, "evaluation.n0")],
+    [
+        ({"bound": "bernstein"}, "evaluation.bound"),
+        ({"aggregation": "median"}, "evaluation.aggregation"),
+        ({"selection": "both"}, "evaluation.selection"),
+        ({"alpha_split": "holm"}, "evaluation.alpha_split"),
+        ({"n0": 10}, "evaluation.n0"),
+        ({"n0": 0}, "evaluation.n0"),
+        ({"n0": -1}, "evaluation.n0"),
+        ({"n0": 2.5}, "evaluation.n0"),
+    ],
 )
 def test_bad_parameters_named(kw, name):
     v, p, s, y = _ok_inputs()

@@ -1,16 +1,24 @@
 """Tests for certssb.core.ensemble and certssb.execution.training: backends agree, reproducibility, resume, noise once per model, validation."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 import certssb.core.ensemble as ens
-from certssb.core.ensemble import TrainConfig, load_member, member_module, resolve_device, stacked_forward, train_one
-from certssb.execution.checkpoints import ensemble_fingerprint
-from certssb.execution.training import train_ensemble
+from certssb.core.ensemble import (
+    TrainConfig,
+    load_member,
+    member_module,
+    resolve_device,
+    stacked_forward,
+    train_one,
+)
 from certssb.core.models import build_model
 from certssb.core.noise import make_noise_plan, noisy_training_copy
 from certssb.core.validation import ConfigError
+from certssb.execution.checkpoints import ensemble_fingerprint
+from certssb.execution.training import train_ensemble
 
 N, SHAPE, C = 64, (1, 8, 8), 3
 CPU = torch.device("cpu")
@@ -161,7 +169,9 @@ def test_rerun_with_checkpoints_trains_nothing(monkeypatch, tmp_path):
 
     monkeypatch.setattr(ens, "train_chunk", boom)
     progress = []
-    again, fp2 = run(x, y, sigma, make_plan(), cfg(), chunk_size=1, checkpoint_dir=tmp_path, progress=progress.append)
+    again, fp2 = run(
+        x, y, sigma, make_plan(), cfg(), chunk_size=1, checkpoint_dir=tmp_path, progress=progress.append
+    )
     assert fp2 == fp
     assert progress == [1, 1, 1]  # restored chunks are reported too
     assert_params_equal(again.params, first.params)
@@ -259,17 +269,28 @@ def test_cuda_without_gpu_is_a_config_error():
         resolve_device("cuda")
     x, y = make_data()
     with pytest.raises(ConfigError, match="'cuda'"):
-        train_ensemble(x, y, torch.full((N,), 0.3), make_plan(), cfg(), num_classes=C, data_fingerprint="d",
-                       device="cuda")
+        train_ensemble(
+            x,
+            y,
+            torch.full((N,), 0.3),
+            make_plan(),
+            cfg(),
+            num_classes=C,
+            data_fingerprint="d",
+            device="cuda",
+        )
 
 
-@pytest.mark.parametrize("kw, name", [
-    (dict(architecture="vgg"), "model.architecture"),
-    (dict(epochs=0), "model.epochs"),
-    (dict(batch_size=0), "model.batch_size"),
-    (dict(lr=0.0), "model.lr"),
-    (dict(weight_decay=-1.0), "model.weight_decay"),
-])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        (dict(architecture="vgg"), "model.architecture"),
+        (dict(epochs=0), "model.epochs"),
+        (dict(batch_size=0), "model.batch_size"),
+        (dict(lr=0.0), "model.lr"),
+        (dict(weight_decay=-1.0), "model.weight_decay"),
+    ],
+)
 def test_bad_train_config(kw, name):
     with pytest.raises(ConfigError, match=f"'{name}'"):
         TrainConfig(**kw)

@@ -1,12 +1,13 @@
 """Tests for certssb.core.metrics: hand-computed tables, monotonicity, attack-norm helpers, validation."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from certssb.core.certify import certify
 from certssb.core import metrics
+from certssb.core.certify import certify
 from certssb.core.metrics import (
     abstain_rate,
     attack_success_rate,
@@ -44,7 +45,9 @@ def test_hand_made_table():
     assert np.isnan(out["conditional_accuracy"].iloc[4])
     pub = certified_accuracy(table(), [0.0, 0.25, 0.5, 1.0], radius_column="radius_published")
     np.testing.assert_allclose(pub["certified_accuracy"], [3 / 5, 3 / 5, 2 / 5, 1 / 5])
-    assert mean_radius(table(), radius_column="radius_published") == pytest.approx((1.2 + 0.3 + 1.0 + 0.5) / 5)
+    assert mean_radius(table(), radius_column="radius_published") == pytest.approx(
+        (1.2 + 0.3 + 1.0 + 0.5) / 5
+    )
     assert abstain_rate(table()) == pytest.approx(0.2)
     assert mean_radius(table()) == pytest.approx((0.6 + 0.3 + 1.0 + 0.25) / 5)
 
@@ -55,8 +58,9 @@ def test_monotone_non_increasing_on_real_certificates():
     p_true = rng.dirichlet(np.ones(c) * 0.3, size=n)
     votes = np.stack([[rng.choice(c, p=p) for p in p_true] for _ in range(m)])
     probs = np.eye(c, dtype=np.float32)[votes]
-    certs = certify(votes, probs, rng.uniform(0.1, 1.0, size=n), labels=rng.integers(0, c, size=n),
-                    num_classes=c)
+    certs = certify(
+        votes, probs, rng.uniform(0.1, 1.0, size=n), labels=rng.integers(0, c, size=n), num_classes=c
+    )
     radii = np.round(np.arange(0, 2.01, 0.05), 2).tolist()
     out = certified_accuracy(certs, radii)
     assert np.all(np.diff(out["certified_accuracy"]) <= 0)
@@ -94,7 +98,14 @@ def test_clean_accuracy_and_attack_success_rate():
 
 
 def test_radius_key_has_no_dots():
-    assert [radius_key(r) for r in (0.0, 0.25, 0.5, 1.0, 2.0, 1.25)] == ["r000", "r025", "r050", "r100", "r200", "r125"]
+    assert [radius_key(r) for r in (0.0, 0.25, 0.5, 1.0, 2.0, 1.25)] == [
+        "r000",
+        "r025",
+        "r050",
+        "r100",
+        "r200",
+        "r125",
+    ]
     with pytest.raises(ConfigError, match="radius"):
         radius_key(-0.5)
 
@@ -116,11 +127,11 @@ def test_weighted_attack_norm_closed_form():
     np.testing.assert_allclose(got, np.sqrt(base + (test_n / test_s) ** 2), rtol=1e-14)
     # uniform sigma: the plain joint l2 norm divided by sigma
     u = weighted_attack_norm(train_n, 0.5, test_n, 0.5)
-    np.testing.assert_allclose(u, np.sqrt(0.3 ** 2 + 0.4 ** 2 + test_n ** 2) / 0.5, rtol=1e-14)
+    np.testing.assert_allclose(u, np.sqrt(0.3**2 + 0.4**2 + test_n**2) / 0.5, rtol=1e-14)
     # no training perturbation, no trigger: 0
     np.testing.assert_array_equal(weighted_attack_norm([], [], np.zeros(2), 0.3), [0.0, 0.0])
     # never larger than the l2 norm over sigma_min (the ball inside the ellipsoid)
-    l2 = np.sqrt((train_n ** 2).sum() + test_n ** 2)
+    l2 = np.sqrt((train_n**2).sum() + test_n**2)
     assert np.all(got <= l2 / np.minimum(train_s.min(), test_s) + 1e-12)
     with pytest.raises(ConfigError, match="train_sigma"):
         weighted_attack_norm(train_n, [0.25, 0.0], test_n, test_s)
@@ -149,18 +160,23 @@ def test_degenerate_members():
         degenerate_members([1.5], [0.5, 0.5])
 
 
-@pytest.mark.parametrize("radius, delta, delta_x", [(1.0, 0.3, 0.0), (1.0, 0.3, 0.5), (2.5, 1.0, 1.0), (0.9, 0.3, 0.3)])
+@pytest.mark.parametrize(
+    "radius, delta, delta_x", [(1.0, 0.3, 0.0), (1.0, 0.3, 0.5), (2.5, 1.0, 1.0), (0.9, 0.3, 0.3)]
+)
 def test_certificate_reach_is_the_largest_k_whose_joint_norm_stays_below_the_radius(radius, delta, delta_x):
     reach = metrics.certificate_reach(radius, delta, delta_x)
     k = reach["points_covered"]
-    assert np.sqrt(k * delta ** 2 + delta_x ** 2) < radius  # k points are covered ...
-    assert np.sqrt((k + 1) * delta ** 2 + delta_x ** 2) >= radius  # ... and k + 1 are not
+    assert np.sqrt(k * delta**2 + delta_x**2) < radius  # k points are covered ...
+    assert np.sqrt((k + 1) * delta**2 + delta_x**2) >= radius  # ... and k + 1 are not
     assert reach["points_ratio"] == pytest.approx((radius / delta) ** 2) and reach["covers_test_trigger"]
 
 
 def test_certificate_reach_covers_nothing_when_the_test_trigger_alone_is_too_large():
-    assert metrics.certificate_reach(0.5, 0.1, 3.0) == {"points_covered": 0, "covers_test_trigger": False,
-                                                         "points_ratio": pytest.approx(25.0)}
+    assert metrics.certificate_reach(0.5, 0.1, 3.0) == {
+        "points_covered": 0,
+        "covers_test_trigger": False,
+        "points_ratio": pytest.approx(25.0),
+    }
     with pytest.raises(ValueError, match="radius"):
         metrics.certificate_reach(float("nan"), 0.1, 0.1)
 
@@ -168,13 +184,21 @@ def test_certificate_reach_covers_nothing_when_the_test_trigger_alone_is_too_lar
 def test_the_run_summary_gives_the_reach_only_when_points_were_poisoned():
     from certssb.core.summary import _reach
 
-    certs = pd.DataFrame({"split": ["clean", "clean", "triggered"], "correct": [True, True, True],
-                          "abstained": [False, False, False], "radius": [0.4, 0.6, 0.1]})
+    certs = pd.DataFrame(
+        {
+            "split": ["clean", "clean", "triggered"],
+            "correct": [True, True, True],
+            "abstained": [False, False, False],
+            "radius": [0.4, 0.6, 0.1],
+        }
+    )
     poisoned = {"train_poisoned_norms": [1.0, 1.0], "test_trigger_norm_max": 0.3, "joint_norm": 1.5}
     got = _reach(certs, poisoned)
     assert got["certified_radius_median"] == pytest.approx(0.5)
     assert got["attack_norm_covered"] == pytest.approx(0.5 / 1.5)
-    assert got["attack_points_covered"] == 0 and got["certificate_covers_test_trigger"]  # 0.3 < 0.5 < sqrt(1.09)
+    assert (
+        got["attack_points_covered"] == 0 and got["certificate_covers_test_trigger"]
+    )  # 0.3 < 0.5 < sqrt(1.09)
     none = _reach(certs, {"train_poisoned_norms": [], "test_trigger_norm_max": 0.0, "joint_norm": 0.0})
     assert "attack_points_covered" not in none and none["attack_norm_covered"] == 1.0
 
@@ -182,8 +206,14 @@ def test_the_run_summary_gives_the_reach_only_when_points_were_poisoned():
 def test_the_certifier_attack_view_counts_wrong_certificates_over_all_inputs():
     from certssb.core.summary import certifier_attack_view
 
-    certs = pd.DataFrame({"abstained": [False, False, True, False], "prediction": [1, 2, -1, 0],
-                          "label": [1, 1, 1, 0], "radius": [0.4, 0.9, 0.0, 0.2]})
+    certs = pd.DataFrame(
+        {
+            "abstained": [False, False, True, False],
+            "prediction": [1, 2, -1, 0],
+            "label": [1, 1, 1, 0],
+            "radius": [0.4, 0.9, 0.0, 0.2],
+        }
+    )
     got = certifier_attack_view(certs)
     assert got["certified_wrong_rate"] == pytest.approx(1 / 4)  # the abstention counts in the denominator
     assert got["median_radius_certified"] == pytest.approx(0.4)  # over the three held inputs

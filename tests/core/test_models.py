@@ -1,10 +1,11 @@
 """Tests for certssb.core.models: shapes, seeding, RNG isolation, size limits, no buffers, validation."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from certssb.core.models import ARCHITECTURES, _MIN_SIZE, build_model, check_input_shape
+from certssb.core.models import _MIN_SIZE, ARCHITECTURES, build_model, check_input_shape
 from certssb.core.validation import ConfigError
 
 

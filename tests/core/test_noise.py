@@ -1,4 +1,5 @@
 """Tests for certssb.core.noise: reproducibility, per-sample sigma, statistics, validation."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,9 +12,11 @@ from certssb.core.noise import (
     materialise,
     noisy_training_copy,
     plan_fingerprint,
-    test_unit_noise as unit_test_noise,  # aliased: pytest would otherwise collect it as a test
     training_unit_noise,
     unit_noise,
+)
+from certssb.core.noise import (
+    test_unit_noise as unit_test_noise,  # aliased: pytest would otherwise collect it as a test
 )
 from certssb.core.validation import ConfigError
 
@@ -173,8 +176,14 @@ def test_fingerprint_changes_with_everything_that_determines_the_noise():
     base = plan()["fingerprint"]
     assert base == plan_fingerprint(plan())
     assert len(base) == 16
-    for change in (dict(sigma=0.25), dict(seed=4), dict(num_models=5), dict(num_draws=4),
-                   dict(n_train=N + 1), dict(input_shape=(1, 7, 7))):
+    for change in (
+        dict(sigma=0.25),
+        dict(seed=4),
+        dict(num_models=5),
+        dict(num_draws=4),
+        dict(n_train=N + 1),
+        dict(input_shape=(1, 7, 7)),
+    ):
         assert plan(**change)["fingerprint"] != base, change
 
 
@@ -205,13 +214,16 @@ def test_plan_sigma_must_be_positive(sigma):
         plan(sigma=sigma)
 
 
-@pytest.mark.parametrize("key, value, name", [
-    ("num_models", 0, "noise.num_models"),
-    ("num_models", 2.5, "noise.num_models"),
-    ("num_draws", 0, "noise.num_draws"),
-    ("n_train", 0, "n_train"),
-    ("seed", -1, "seed"),
-])
+@pytest.mark.parametrize(
+    "key, value, name",
+    [
+        ("num_models", 0, "noise.num_models"),
+        ("num_models", 2.5, "noise.num_models"),
+        ("num_draws", 0, "noise.num_draws"),
+        ("n_train", 0, "n_train"),
+        ("seed", -1, "seed"),
+    ],
+)
 def test_plan_bad_counts(key, value, name):
     with pytest.raises(ConfigError, match=f"'{name}' = {value}"):
         plan(**{key: value})

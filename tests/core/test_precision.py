@@ -2,6 +2,7 @@
 optimisation: the rule of ``auto``, bad values refused, bf16 really used (results differ from fp32 but stay
 close), a bf16 ensemble certifies through the same code, and fp32 / bf16 checkpoints never share a
 fingerprint."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,12 +42,15 @@ def test_resolve_keeps_explicit_values_and_maps_none_to_float32():
     assert precision.resolve_precision(None, "cpu") == "float32"
 
 
-@pytest.mark.parametrize("flags, capability, expected", [
-    ({"avx512f", "amx_bf16", "amx_tile"}, "AVX512", "bfloat16"),
-    ({"avx512f", "avx512_bf16"}, "AVX512", "bfloat16"),
-    ({"avx2", "fma"}, "AVX2", "float32"),
-    ({"avx512f"}, "AMX", "bfloat16"),  # torch reports AMX even where /proc/cpuinfo says nothing
-])
+@pytest.mark.parametrize(
+    "flags, capability, expected",
+    [
+        ({"avx512f", "amx_bf16", "amx_tile"}, "AVX512", "bfloat16"),
+        ({"avx512f", "avx512_bf16"}, "AVX512", "bfloat16"),
+        ({"avx2", "fma"}, "AVX2", "float32"),
+        ({"avx512f"}, "AMX", "bfloat16"),  # torch reports AMX even where /proc/cpuinfo says nothing
+    ],
+)
 def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, flags, capability, expected):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
@@ -63,11 +67,17 @@ def test_auto_on_cuda_asks_torch(monkeypatch):
 
 @pytest.mark.parametrize("bad", ["fp16", "float16", "bf16", 32, True])
 def test_bad_values_are_refused_with_the_allowed_ones(bad):
-    with pytest.raises(ConfigError, match=r"parameter 'precision' = .* allowed values are 'float32', "
-                                          r"'bfloat16', 'auto'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"parameter 'precision' = .* allowed values are 'float32', "
+        r"'bfloat16', 'auto'",
+    ):
         precision.resolve_precision(bad, "cpu")
-    with pytest.raises(ConfigError, match=r"parameter 'precision' = .* allowed values are 'float32', "
-                                          r"'bfloat16'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"parameter 'precision' = .* allowed values are 'float32', "
+        r"'bfloat16'$",
+    ):
         ensemble.TrainConfig(precision=bad)
 
 
@@ -77,8 +87,11 @@ def base_params() -> dict:
 
     from certssb.settings import CONFIG_LOADER_ARGS
 
-    loader = OmegaConfigLoader(str(ROOT / "conf"), env="local",
-                               **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"})
+    loader = OmegaConfigLoader(
+        str(ROOT / "conf"),
+        env="local",
+        **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"},
+    )
     return dict(loader["parameters"])
 
 
@@ -86,8 +99,11 @@ def test_the_parameter_is_validated_with_the_other_blocks(base_params):
     assert base_params["precision"] == "auto"  # conf/base: the default (docs/performance.md#precision)
     for ok in ("float32", "bfloat16", "auto"):
         assert config.validate({**base_params, "precision": ok}).precision == ok
-    with pytest.raises(ConfigError, match=r"^parameter 'precision' = 'fp16' is invalid: allowed values are "
-                                          r"'float32', 'bfloat16', 'auto'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^parameter 'precision' = 'fp16' is invalid: allowed values are "
+        r"'float32', 'bfloat16', 'auto'$",
+    ):
         config.validate({**base_params, "precision": "fp16"})
     assert config.validate({k: v for k, v in base_params.items() if k != "precision"}).precision is None
 
@@ -111,8 +127,10 @@ def test_autocast_runs_matmuls_in_bf16_and_nothing_for_fp32():
 def test_fp32_and_bf16_checkpoints_get_different_fingerprints():
     x, y = _data()
     s, plan = torch.full((x.shape[0],), 0.25), _plan()
-    fp = {p: ensemble_fingerprint("data", s, plan, ensemble.TrainConfig(precision=p), 2, 1)
-          for p in precision.RESOLVED}
+    fp = {
+        p: ensemble_fingerprint("data", s, plan, ensemble.TrainConfig(precision=p), 2, 1)
+        for p in precision.RESOLVED
+    }
     assert fp["float32"] != fp["bfloat16"]
     assert fp["float32"] == ensemble_fingerprint("data", s, plan, ensemble.TrainConfig(), 2, 1)
 
@@ -121,11 +139,24 @@ def test_fp32_and_bf16_checkpoints_get_different_fingerprints():
 def test_bf16_training_is_another_computation_that_still_learns(backend):
     x, y = _data()
     s, plan = torch.full((x.shape[0],), 0.25), _plan(m=2)
-    run = {p: ensemble.train_chunk(x, y, s, plan, [0, 1], ensemble.TrainConfig(epochs=3, batch_size=32,
-                                                                              lr=3e-3, precision=p),
-                                   2, CPU, backend) for p in precision.RESOLVED}
-    diff = max(float((run["float32"].params[k] - run["bfloat16"].params[k]).abs().max())
-               for k in run["float32"].params)
+    run = {
+        p: ensemble.train_chunk(
+            x,
+            y,
+            s,
+            plan,
+            [0, 1],
+            ensemble.TrainConfig(epochs=3, batch_size=32, lr=3e-3, precision=p),
+            2,
+            CPU,
+            backend,
+        )
+        for p in precision.RESOLVED
+    }
+    diff = max(
+        float((run["float32"].params[k] - run["bfloat16"].params[k]).abs().max())
+        for k in run["float32"].params
+    )
     assert diff > 0  # autocast really changed the arithmetic
     assert all(t.dtype == torch.float32 for t in run["bfloat16"].params.values())  # weights stay float32
     last = [r["noisy_train_accuracy"] for r in run["bfloat16"].log if r["epoch"] == 2]
@@ -137,8 +168,14 @@ def test_a_bf16_ensemble_votes_and_certifies_through_the_same_code():
     s, plan = torch.full((x.shape[0],), 0.25), _plan(m=6)
     cfg = ensemble.TrainConfig(epochs=3, batch_size=32, lr=3e-3, precision="bfloat16")
     res = ensemble.train_chunk(x, y, s, plan, list(range(6)), cfg, 2, CPU)
-    model = {"architecture": cfg.architecture, "in_shape": [1, 12, 12], "num_classes": 2,
-             "params": res.params, "model_indices": res.indices, "train_config": dict(cfg.__dict__)}
+    model = {
+        "architecture": cfg.architecture,
+        "in_shape": [1, 12, 12],
+        "num_classes": 2,
+        "params": res.params,
+        "model_indices": res.indices,
+        "train_config": dict(cfg.__dict__),
+    }
     xt, yt = _data(40, seed=1)
     st = torch.full((40,), 0.25)
     v = predict_votes(model, xt, st, plan, "clean", device=CPU)  # the model's own precision: bf16
@@ -147,9 +184,19 @@ def test_a_bf16_ensemble_votes_and_certifies_through_the_same_code():
     assert not torch.equal(v["probs"], v32["probs"])  # bf16 forward passes were used
     assert float((v["probs"] - v32["probs"]).abs().max()) < 0.05
     torch.testing.assert_close(v["votes"].sum(-1), torch.ones(6, 40))
-    table = certify.certify(v["votes"].numpy(), v["probs"].numpy(), st.numpy(), labels=yt.numpy(),
-                            num_classes=2, bound="clopper_pearson", aggregation="hard", alpha=0.1,
-                            selection="split", n0=1, alpha_split="bonferroni")
+    table = certify.certify(
+        v["votes"].numpy(),
+        v["probs"].numpy(),
+        st.numpy(),
+        labels=yt.numpy(),
+        num_classes=2,
+        bound="clopper_pearson",
+        aggregation="hard",
+        alpha=0.1,
+        selection="split",
+        n0=1,
+        alpha_split="bonferroni",
+    )
     assert len(table) == 40 and table["correct"].mean() > 0.7
     assert (table.loc[~table["abstained"], "radius"] > 0).all()
 

@@ -1,6 +1,7 @@
 """Tests for certssb.core.sigma: the radius objective against scipy, gradients in closed form,
 gradient ascent on a small trained model (objective rises, bounds hold, prefactor never lowers sigma),
 determinism and validation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,14 +58,16 @@ def eval_radius(net, x, y, sigma, draws=64, seed=123):
 # ---------------------------------------------------------------- radius_from_psi against scipy
 
 
-PSI = torch.tensor([
-    [0.60, 0.30, 0.10],    # A = 0 wins, nothing clamped
-    [0.30, 0.50, 0.20],    # A = 0 loses: negative radius
-    [0.995, 0.004, 0.001],  # both clamped: 0.98 / 0.02
-    [0.001, 0.001, 0.998],  # anchor 1: psi_A clamped low, psi_B = class 2 clamped high
-    [0.45, 0.10, 0.45],    # tie between A and B: radius 0
-    [0.20, 0.35, 0.45],    # A = 2, B = 1
-])
+PSI = torch.tensor(
+    [
+        [0.60, 0.30, 0.10],  # A = 0 wins, nothing clamped
+        [0.30, 0.50, 0.20],  # A = 0 loses: negative radius
+        [0.995, 0.004, 0.001],  # both clamped: 0.98 / 0.02
+        [0.001, 0.001, 0.998],  # anchor 1: psi_A clamped low, psi_B = class 2 clamped high
+        [0.45, 0.10, 0.45],  # tie between A and B: radius 0
+        [0.20, 0.35, 0.45],  # A = 2, B = 1
+    ]
+)
 ANCHOR = torch.tensor([0, 0, 0, 1, 2, 2])
 
 
@@ -116,7 +119,9 @@ def test_smoothed_psi_is_mean_softmax_over_draws():
     sigma = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
     psi = smoothed_psi(net, x, sigma, eps)
     with torch.no_grad():
-        want = torch.stack([torch.softmax(net(x + sigma.view(-1, 1, 1, 1) * eps[d]), 1) for d in range(4)]).mean(0)
+        want = torch.stack(
+            [torch.softmax(net(x + sigma.view(-1, 1, 1, 1) * eps[d]), 1) for d in range(4)]
+        ).mean(0)
     assert psi.shape == (5, C)
     torch.testing.assert_close(psi.detach(), want, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(psi.sum(1).detach(), torch.ones(5))
@@ -211,26 +216,31 @@ def test_anchor_none_uses_the_smoothed_prediction(trained):
 def test_progress_reports_every_sample_once(trained):
     x, y, params = trained
     seen = []
-    optimise_sigma(net_of(params), x[:150], y[:150], 0.25, scfg(steps=1, batch_size=64), seed=0, progress=seen.append)
+    optimise_sigma(
+        net_of(params), x[:150], y[:150], 0.25, scfg(steps=1, batch_size=64), seed=0, progress=seen.append
+    )
     assert seen == [64, 64, 22]
 
 
 # ---------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("kw, name", [
-    (dict(steps=-1), "sigma_opt.steps"),
-    (dict(draws=0), "sigma_opt.draws"),
-    (dict(lr=0.0), "sigma_opt.lr"),
-    (dict(lr=-0.1), "sigma_opt.lr"),
-    (dict(gradient="adam"), "sigma_opt.gradient"),
-    (dict(sigma_min=0.0), "sigma_opt.sigma_min"),
-    (dict(sigma_min=0.6, sigma_max=0.5), "sigma_min"),
-    (dict(psi_clamp=(0.5, 0.4)), "sigma_opt.psi_clamp"),
-    (dict(psi_clamp=(0.0, 0.9)), "sigma_opt.psi_clamp"),
-    (dict(psi_clamp=(0.1, 1.0)), "sigma_opt.psi_clamp"),
-    (dict(batch_size=0), "sigma_opt.batch_size"),
-])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        (dict(steps=-1), "sigma_opt.steps"),
+        (dict(draws=0), "sigma_opt.draws"),
+        (dict(lr=0.0), "sigma_opt.lr"),
+        (dict(lr=-0.1), "sigma_opt.lr"),
+        (dict(gradient="adam"), "sigma_opt.gradient"),
+        (dict(sigma_min=0.0), "sigma_opt.sigma_min"),
+        (dict(sigma_min=0.6, sigma_max=0.5), "sigma_min"),
+        (dict(psi_clamp=(0.5, 0.4)), "sigma_opt.psi_clamp"),
+        (dict(psi_clamp=(0.0, 0.9)), "sigma_opt.psi_clamp"),
+        (dict(psi_clamp=(0.1, 1.0)), "sigma_opt.psi_clamp"),
+        (dict(batch_size=0), "sigma_opt.batch_size"),
+    ],
+)
 def test_bad_config(kw, name):
     with pytest.raises(ConfigError, match=name):
         scfg(**kw)
@@ -272,18 +282,23 @@ def test_released_rule_two_steps_by_hand_constant_model():
     cfg = SigmaConfig(steps=2, lr=0.01, rule="released", sigma_min=0.25, sigma_max=0.26, batch_size=8)
     # anchors that disagree with the top class: the released gap is unanchored, sigma grows anyway
     out = optimise_sigma(Table(probs), x, torch.tensor([1, 2, 0]), 0.25, cfg, seed=0)
-    gaps = np.array([norm.ppf(0.98) - norm.ppf(0.02),           # 0.99 / 0.005 clamped to 0.98 / 0.02
-                     norm.ppf(0.7) - norm.ppf(0.2),
-                     norm.ppf(0.6) - norm.ppf(0.3)])
-    expect = 0.25 + 2 * 0.01 * gaps / 2                        # two steps of lr * gap / 2
+    gaps = np.array(
+        [
+            norm.ppf(0.98) - norm.ppf(0.02),  # 0.99 / 0.005 clamped to 0.98 / 0.02
+            norm.ppf(0.7) - norm.ppf(0.2),
+            norm.ppf(0.6) - norm.ppf(0.3),
+        ]
+    )
+    expect = 0.25 + 2 * 0.01 * gaps / 2  # two steps of lr * gap / 2
     np.testing.assert_allclose(out["sigma"].numpy(), expect, rtol=1e-5)
     assert expect[0] == pytest.approx(0.25 + 2 * 0.01 * 2.0537, abs=1e-4)  # the saturated step 2.054 lr
     assert float(out["sigma"].max()) > cfg.sigma_max  # no clip to [sigma_min, sigma_max]
     np.testing.assert_allclose(out["sigma_history"][1].numpy(), 0.25 + 0.01 * gaps / 2, rtol=1e-5)
     np.testing.assert_allclose(out["radius_history"][2].numpy(), expect / 2 * gaps, rtol=1e-5)
     # the anchored rule (prefactor) leaves the mis-anchored samples alone and clips the first at sigma_max
-    cfg_anchored = SigmaConfig(steps=2, lr=0.01, gradient="prefactor", sigma_min=0.25, sigma_max=0.26,
-                               batch_size=8)
+    cfg_anchored = SigmaConfig(
+        steps=2, lr=0.01, gradient="prefactor", sigma_min=0.25, sigma_max=0.26, batch_size=8
+    )
     anchored = optimise_sigma(Table(probs), x, torch.tensor([1, 2, 0]), 0.25, cfg_anchored, seed=0)
     assert torch.all(anchored["sigma"] == 0.25)
 

@@ -4,6 +4,7 @@ Closed form: for a linear base classifier f(x) = [w.x > b] and Gaussian noise N(
 P(f(x + eps) = 1) = Phi((w.x - b) / (sigma ||w||)), so the smoothed classifier's exact radius
 sigma * Phi^-1(p_A) equals the distance |w.x - b| / ||w|| of x to the hyperplane.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,9 @@ def _linear_case(n: int = 6, sigma: float = 0.5):
 def test_counts_match_the_closed_form_smoothed_probability():
     model, x, sigma, dist = _linear_case()
     n_draws = 20000
-    out = smoothing.noise_counts(model, x, sigma, seed=1, split="clean", stage="estimation",
-                                 num_draws=n_draws, num_classes=2)
+    out = smoothing.noise_counts(
+        model, x, sigma, seed=1, split="clean", stage="estimation", num_draws=n_draws, num_classes=2
+    )
     p1 = norm.cdf(dist / 0.5)  # Phi((w.x - b) / (sigma ||w||))
     assert out["counts"].sum(1).tolist() == [n_draws] * len(dist)
     frac = out["counts"][:, 1].numpy() / n_draws
@@ -51,11 +53,13 @@ def test_counts_match_the_closed_form_smoothed_probability():
 
 def test_certificate_is_below_the_exact_radius_and_close_to_it():
     model, x, sigma, dist = _linear_case(sigma=0.5)
-    v = smoothing.certify_votes(model, x, sigma, seed=3, split="clean", n0=100, num_draws=20000,
-                                num_classes=2)
+    v = smoothing.certify_votes(
+        model, x, sigma, seed=3, split="clean", n0=100, num_draws=20000, num_classes=2
+    )
     labels = (dist > 0).astype(np.int64)
-    df = certify.certify_counts(v["selection"].numpy(), v["estimation"].numpy(), sigma.numpy(), labels=labels,
-                                alpha=0.001)
+    df = certify.certify_counts(
+        v["selection"].numpy(), v["estimation"].numpy(), sigma.numpy(), labels=labels, alpha=0.001
+    )
     exact = np.abs(dist)  # sigma * Phi^-1(p_A) of the smoothed linear classifier
     ok = ~df["abstained"].to_numpy()
     assert ok.sum() >= 4 and (df["correct"].to_numpy()[ok]).all()
@@ -99,8 +103,9 @@ def test_draws_are_reproducible_and_independent_of_the_batch_size():
 def test_augmented_training_draws_fresh_noise_per_batch_reproducibly():
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
-    plan = noise.make_noise_plan(seed=0, num_models=1, sigma=0.25, num_draws=1, n_train=64,
-                                 input_shape=[1, 28, 28])
+    plan = noise.make_noise_plan(
+        seed=0, num_models=1, sigma=0.25, num_draws=1, n_train=64, input_shape=[1, 28, 28]
+    )
     cfg = ensemble.TrainConfig(epochs=2, batch_size=32)
     sig = torch.full((64,), 0.25)
     a = ensemble.train_one(x, y, sig, plan, 0, cfg, 10, torch.device("cpu"), augment=True)

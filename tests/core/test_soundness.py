@@ -7,6 +7,7 @@ b. K > 1 input draws: the mode of K argmaxes certified with the single-draw radi
 c. Dirty-label poisoning with zero feature norm is reported outside the threat model, without a
    "certified against" fraction.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,10 +16,10 @@ import pytest
 import torch
 from scipy.stats import norm
 
+from certssb.core import summary as run_summary
 from certssb.core.certify import certify
 from certssb.core.validation import ConfigError
 from certssb.pipelines.data_engineering import nodes as de
-from certssb.core import summary as run_summary
 
 # ------------------------------------------------------------------ a. the one-pixel-reading learner
 
@@ -40,12 +41,21 @@ def test_one_pixel_reading_learner_breaks_the_published_radius_not_the_sound_one
     labels = (v > x).astype(np.int64)  # the exact smoothed prediction
     m = 1000
     eps = rng.standard_normal(m)  # model k's training noise on pixel i0 (its noise plan)
-    votes = ((v + sigma_train[i0] * eps)[:, None] > x[None, :]).astype(np.int64)  # (M, N) closed form per model
+    votes = ((v + sigma_train[i0] * eps)[:, None] > x[None, :]).astype(
+        np.int64
+    )  # (M, N) closed form per model
     probs = np.eye(2, dtype=np.float32)[votes]
     sigma_min = min(sigma_x, float(sigma_train.min()))
     assert sigma_min == 0.25
-    certs = certify(votes, probs, np.full(20, sigma_x), labels=labels, num_classes=2, n0=10,
-                    sigma_min=np.full(20, sigma_min))
+    certs = certify(
+        votes,
+        probs,
+        np.full(20, sigma_x),
+        labels=labels,
+        num_classes=2,
+        n0=10,
+        sigma_min=np.full(20, sigma_min),
+    )
     ok = (~certs["abstained"] & certs["correct"]).to_numpy()
     assert ok.sum() >= 15
     flip = np.abs(v - x)  # exact distance (training pixel) at which g flips
@@ -116,19 +126,42 @@ def _raw_dataset(n_train: int = 200, n_test: int = 40, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     y_train = torch.arange(n_train) % 4
     y_test = torch.arange(n_test) % 4
-    return {"x_train": torch.rand(n_train, 1, 12, 12, generator=g), "y_train": y_train,
-            "x_test": torch.rand(n_test, 1, 12, 12, generator=g), "y_test": y_test, "num_classes": 4,
-            "class_names": ["a", "b", "c", "d"], "fingerprint": "probe"}
+    return {
+        "x_train": torch.rand(n_train, 1, 12, 12, generator=g),
+        "y_train": y_train,
+        "x_test": torch.rand(n_test, 1, 12, 12, generator=g),
+        "y_test": y_test,
+        "num_classes": 4,
+        "class_names": ["a", "b", "c", "d"],
+        "fingerprint": "probe",
+    }
 
 
 def _attack(**kw) -> dict:
-    return {"name": "onepixel", "trigger": "onepixel", "poison_rate": 0.1, "target": 0, "delta": 0.0,
-            "pattern_seed": 1234, "badnets_size": 3, "blend_alpha": 0.2, "label_mode": "dirty", **kw}
+    return {
+        "name": "onepixel",
+        "trigger": "onepixel",
+        "poison_rate": 0.1,
+        "target": 0,
+        "delta": 0.0,
+        "pattern_seed": 1234,
+        "badnets_size": 3,
+        "blend_alpha": 0.2,
+        "label_mode": "dirty",
+        **kw,
+    }
 
 
 def _certs_and_sigma(n: int, n_train: int) -> tuple[pd.DataFrame, dict]:
-    certs = pd.DataFrame({"split": "clean", "r1": np.linspace(0.5, 2.0, n), "radius": np.full(n, 0.5),
-                          "correct": np.ones(n, bool), "abstained": np.zeros(n, bool)})
+    certs = pd.DataFrame(
+        {
+            "split": "clean",
+            "r1": np.linspace(0.5, 2.0, n),
+            "radius": np.full(n, 0.5),
+            "correct": np.ones(n, bool),
+            "abstained": np.zeros(n, bool),
+        }
+    )
     sigma = {"train": torch.full((n_train,), 0.25), "clean": torch.full((n,), 0.25)}
     return certs, sigma
 
@@ -150,14 +183,22 @@ def test_dirty_label_with_zero_feature_norm_is_outside_the_threat_model():
     _, clean2, trig2, _, summary2 = de.poison(raw, data, _attack(label_mode="clean", delta=0.05), seed=0)
     assert summary2["in_threat_model"] is True and summary2["label_changes"] == 0
     out2 = run_summary.attack_metrics(certs, trig2, sigma, summary2, [0.0, 0.5])
-    w = np.sqrt(sum((np.array(summary2["train_poisoned_norms"]) / 0.25) ** 2) + (trig2["norms"].numpy() / 0.25) ** 2)
+    w = np.sqrt(
+        sum((np.array(summary2["train_poisoned_norms"]) / 0.25) ** 2) + (trig2["norms"].numpy() / 0.25) ** 2
+    )
     r1 = certs["r1"].to_numpy()[trig2["source_index"].numpy()]
     assert out2["fraction_certified_against_attack"] == pytest.approx(np.mean(r1 > w))
     assert 0 < out2["fraction_certified_against_attack"] < 1  # the probe can tell covered from not covered
 
 
-@pytest.mark.parametrize("attack, inside", [(_attack(), False), (_attack(name="abstain", delta=1.0), False),
-                                            (_attack(label_mode="clean", delta=0.05), True)])
+@pytest.mark.parametrize(
+    "attack, inside",
+    [
+        (_attack(), False),
+        (_attack(name="abstain", delta=1.0), False),
+        (_attack(label_mode="clean", delta=0.05), True),
+    ],
+)
 def test_reach_metrics_are_emitted_only_for_attacks_inside_the_threat_model(attack, inside):
     """A dirty-label backdoor and a certifier attack (inserted copies) get no coverage metric: nothing that
     reads as "certified against" an attack the certificate does not cover; a clean-label attack does."""
@@ -167,6 +208,7 @@ def test_reach_metrics_are_emitted_only_for_attacks_inside_the_threat_model(atta
     assert out["attack_in_threat_model"] is inside
     assert summary["in_threat_model"] is inside
     present = [k for k in run_summary.REACH_KEYS if k in out]
-    assert present == (["attack_norm_covered", "attack_points_covered", "certificate_covers_test_trigger"]
-                       if inside else [])
+    assert present == (
+        ["attack_norm_covered", "attack_points_covered", "certificate_covers_test_trigger"] if inside else []
+    )
     assert "certified_radius_median" in out  # the radius itself is no claim about the attack

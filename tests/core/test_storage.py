@@ -1,4 +1,5 @@
 """Tests for certssb.core.storage: the no-overlap invariant, actions, order, and a pure-Python reference."""
+
 from __future__ import annotations
 
 import math

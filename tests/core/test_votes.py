@@ -1,5 +1,6 @@
 """Tests for certssb.core.votes: shapes, a manual loop over models and draws, chunking, per-sample sigma,
 validation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,13 +26,20 @@ def stacked(arch, shape, m, seed0=0):
 
 def ensemble(arch="small_cnn", shape=(1, 12, 12), m=3, indices=None):
     models, params = stacked(arch, shape, m)
-    model = {"architecture": arch, "in_shape": list(shape), "num_classes": C, "params": params,
-             "model_indices": list(range(m)) if indices is None else indices}
+    model = {
+        "architecture": arch,
+        "in_shape": list(shape),
+        "num_classes": C,
+        "params": params,
+        "model_indices": list(range(m)) if indices is None else indices,
+    }
     return models, model
 
 
 def plan_for(shape, m=3, num_draws=K, seed=0):
-    return make_noise_plan(seed=seed, num_models=m, sigma=0.5, num_draws=num_draws, n_train=10, input_shape=shape)
+    return make_noise_plan(
+        seed=seed, num_models=m, sigma=0.5, num_draws=num_draws, n_train=10, input_shape=shape
+    )
 
 
 def images(shape=(1, 12, 12), n=N, seed=0):
@@ -45,7 +53,9 @@ def manual(models, x, sigma, plan, split, indices):
         net.eval()
         z = unit_test_noise(plan, indices[j], split, x.shape[0])
         with torch.no_grad():
-            p = torch.stack([torch.softmax(net(x + sigma.view(-1, 1, 1, 1) * z[d]), 1) for d in range(z.shape[0])])
+            p = torch.stack(
+                [torch.softmax(net(x + sigma.view(-1, 1, 1, 1) * z[d]), 1) for d in range(z.shape[0])]
+            )
         preds = p.argmax(-1).numpy()  # (K, N)
         k = preds.shape[0]
         votes.append([np.bincount(preds[:, i], minlength=C) / k for i in range(x.shape[0])])
@@ -109,7 +119,9 @@ def test_model_chunk_does_not_change_the_result(model_chunk):
     plan = plan_for((1, 12, 12))
     ref = predict_votes(model, x, sigma, plan, "clean", device=CPU, model_chunk=3)
     seen = []
-    out = predict_votes(model, x, sigma, plan, "clean", device=CPU, model_chunk=model_chunk, progress=seen.append)
+    out = predict_votes(
+        model, x, sigma, plan, "clean", device=CPU, model_chunk=model_chunk, progress=seen.append
+    )
     assert torch.equal(out["votes"], ref["votes"])
     assert torch.equal(out["probs"], ref["probs"])
     assert sum(seen) == 3 and max(seen) <= model_chunk

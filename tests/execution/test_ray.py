@@ -1,5 +1,6 @@
 """Tests for certssb.execution.ray and ray_options: equality with the sequential backend, retries, resuming,
 options, addresses."""
+
 from __future__ import annotations
 
 import builtins
@@ -15,13 +16,13 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from certssb.execution import ray as ray_backend  # noqa: E402
-from certssb.execution import ray_options  # noqa: E402
 from certssb.core.ensemble import TrainConfig  # noqa: E402
-from certssb.execution.checkpoints import chunk_path, ensemble_fingerprint  # noqa: E402
-from certssb.execution.training import train_ensemble  # noqa: E402
 from certssb.core.noise import make_noise_plan  # noqa: E402
 from certssb.core.validation import ConfigError  # noqa: E402
+from certssb.execution import ray as ray_backend  # noqa: E402
+from certssb.execution import ray_options  # noqa: E402
+from certssb.execution.checkpoints import chunk_path, ensemble_fingerprint  # noqa: E402
+from certssb.execution.training import train_ensemble  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -48,9 +49,21 @@ def data():
 
 def run(data, backend="ray", chunk_size=1, checkpoint_dir=None, progress=None, **opts):
     x, y, sigma, plan = data
-    return train_ensemble(x, y, sigma, plan, CFG, num_classes=3, data_fingerprint="test", backend=backend,
-                          device="cpu", chunk_size=chunk_size, checkpoint_dir=checkpoint_dir,
-                          ray_options=opts, progress=progress)[0]
+    return train_ensemble(
+        x,
+        y,
+        sigma,
+        plan,
+        CFG,
+        num_classes=3,
+        data_fingerprint="test",
+        backend=backend,
+        device="cpu",
+        chunk_size=chunk_size,
+        checkpoint_dir=checkpoint_dir,
+        ray_options=opts,
+        progress=progress,
+    )[0]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +111,9 @@ def test_ray_equals_sequential(data, reference, chunk_size, num_shards):
 def test_vectorised_local_backend_matches(data, reference):
     out = run(data, chunk_size=2, local_backend="vectorised")
     for name in out.params:
-        torch.testing.assert_close(out.params[name], reference.params[name], rtol=1e-4, atol=1e-4)  # float order
+        torch.testing.assert_close(
+            out.params[name], reference.params[name], rtol=1e-4, atol=1e-4
+        )  # float order
 
 
 def test_failed_shard_is_retried(data, reference, fail_shard_0_once):
@@ -140,8 +155,15 @@ def test_check_options_defaults_and_errors():
     assert ray_options.check_options({"num_gpus_per_shard": 1}, 4)["local_backend"] == "vectorised"
     with pytest.raises(ConfigError, match=r"ensemble\.ray\.num_shards.* 5 .*\[1, 4\]"):
         ray_options.check_options({"num_shards": 5}, 4)
-    for bad in ({"max_retries": -1}, {"num_cpus_per_shard": 0}, {"local_backend": "ray"},
-                {"address": "ray://"}, {"address": "host:port"}, {"nope": 1}, {"_fail_once_marker": "f"}):
+    for bad in (
+        {"max_retries": -1},
+        {"num_cpus_per_shard": 0},
+        {"local_backend": "ray"},
+        {"address": "ray://"},
+        {"address": "host:port"},
+        {"nope": 1},
+        {"_fail_once_marker": "f"},
+    ):
         with pytest.raises(ConfigError, match=r"ensemble\.ray\."):
             ray_options.check_options(bad, 4)
 
@@ -214,19 +236,27 @@ def test_own_local_instance_is_shut_down_and_bad_address_fails_fast(tmp_path):
         print("OK")
     """)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
-                         cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+    )
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
 
 
 def test_votes_on_ray_equal_the_local_votes(data, reference):
-    from certssb.execution.ray import predict_votes_ray
     from certssb.core.votes import predict_votes
+    from certssb.execution.ray import predict_votes_ray
 
     x, _, sigma, plan = data
-    model = {"architecture": CFG.architecture, "in_shape": list(x.shape[1:]), "num_classes": 3,
-             "params": reference.params, "model_indices": torch.tensor(reference.indices)}
+    model = {
+        "architecture": CFG.architecture,
+        "in_shape": list(x.shape[1:]),
+        "num_classes": 3,
+        "params": reference.params,
+        "model_indices": torch.tensor(reference.indices),
+    }
     local = predict_votes(model, x[:20], sigma[:20], plan, "clean", device=torch.device("cpu"), model_chunk=2)
-    remote = predict_votes_ray(model, x[:20], sigma[:20], plan, "clean", options={"num_shards": 2}, model_chunk=1)
+    remote = predict_votes_ray(
+        model, x[:20], sigma[:20], plan, "clean", options={"num_shards": 2}, model_chunk=1
+    )
     assert torch.equal(local["votes"], remote["votes"])
     torch.testing.assert_close(local["probs"], remote["probs"], rtol=1e-5, atol=1e-6)

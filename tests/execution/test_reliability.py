@@ -1,5 +1,6 @@
 """Thread policy, checkpoint fingerprint (threads, training code), damaged checkpoints, the run lock and the
 durable dataset wrappers."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ CFG = TrainConfig(architecture="mlp", epochs=1, batch_size=16, lr=1e-3)
 
 
 def train(x, y, s, plan, **kw):
-    return train_ensemble(x, y, s, plan, CFG, num_classes=C, data_fingerprint="d", device="cpu", chunk_size=2,
-                          **kw)
+    return train_ensemble(
+        x, y, s, plan, CFG, num_classes=C, data_fingerprint="d", device="cpu", chunk_size=2, **kw
+    )
 
 
 # ------------------------------------------------------------------------------------------------ threads
@@ -134,8 +136,10 @@ def test_a_second_lock_is_refused_in_one_line_naming_the_holder(tmp_path):
 
 def test_the_lock_of_a_dead_process_is_free(tmp_path):
     path = tmp_path / RunLock.NAME
-    code = (f"from certssb.execution.lock import RunLock; import os; RunLock({str(path)!r}).acquire(); "
-            "os._exit(0)")  # dies holding the lock, without releasing it
+    code = (
+        f"from certssb.execution.lock import RunLock; import os; RunLock({str(path)!r}).acquire(); "
+        "os._exit(0)"
+    )  # dies holding the lock, without releasing it
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
     lock = RunLock(path)
     lock.acquire()

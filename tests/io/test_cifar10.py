@@ -1,5 +1,6 @@
 """Tests of certssb.io.cifar10: the CIFAR-10 downloader on a fake binary archive written here in the real
 format (no network), and its refusal of unsafe archive members."""
+
 from __future__ import annotations
 
 import hashlib
@@ -79,6 +80,7 @@ def test_download_cifar10_wrong_md5_and_missing(tmp_path, cifar_root, monkeypatc
     assert (root / "cifar10" / "cifar-10-binary.tar.gz").is_file()
 
     empty = tmp_path / "empty"
+
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
@@ -96,7 +98,9 @@ def test_download_cifar10_rejects_unsafe_members(tmp_path, monkeypatch, evil):
     (root / "cifar10").mkdir(parents=True)
     archive = root / "cifar10" / "cifar-10-binary.tar.gz"
     _cifar_archive(archive, np.random.default_rng(1), extra_member=evil)
-    monkeypatch.setattr(cifar10, "CIFAR10_ARCHIVE", {"filename": archive.name, "url": "u", "md5": _md5(archive)})
+    monkeypatch.setattr(
+        cifar10, "CIFAR10_ARCHIVE", {"filename": archive.name, "url": "u", "md5": _md5(archive)}
+    )
     with pytest.raises(ConfigError, match="unsafe member"):
         cifar10.download_cifar10(root, download=False)
     assert not (root / "evil").exists() and not (tmp_path / "evil").exists()
@@ -112,6 +116,8 @@ def test_download_cifar10_rejects_symlink_member(tmp_path, monkeypatch):
         link.type = tarfile.SYMTYPE
         link.linkname = "/etc/passwd"
         tar.addfile(link)
-    monkeypatch.setattr(cifar10, "CIFAR10_ARCHIVE", {"filename": archive.name, "url": "u", "md5": _md5(archive)})
+    monkeypatch.setattr(
+        cifar10, "CIFAR10_ARCHIVE", {"filename": archive.name, "url": "u", "md5": _md5(archive)}
+    )
     with pytest.raises(ConfigError, match="not a regular file"):
         cifar10.download_cifar10(root, download=False)

@@ -1,4 +1,5 @@
 """Tests of certssb.io.local: the user's own .npz (layouts, dtypes, class names, refusals)."""
+
 from __future__ import annotations
 
 import re
@@ -88,8 +89,11 @@ def test_a_stray_label_is_refused_not_taken_as_more_classes(tmp_path):
     """A label of 1000 among ten classes is not a 1001-class task."""
     y = np.append(np.arange(10).repeat(3), 1000)
     path = _write_npz(tmp_path / "d.npz", x=np.zeros((31, 4, 4), np.uint8), y=y)
-    with pytest.raises(ConfigError, match=r"data\.local_path.*labels up to 1000 but only 11 of the classes "
-                                          r"0\.\.1000 have a sample; labels must lie in \[0, K\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.local_path.*labels up to 1000 but only 11 of the classes "
+        r"0\.\.1000 have a sample; labels must lie in \[0, K\)",
+    ):
         local.load_local(path)
     names = np.array([str(i) for i in range(10)])
     _write_npz(tmp_path / "n.npz", x=np.zeros((31, 4, 4), np.uint8), y=y, class_names=names)
@@ -99,8 +103,11 @@ def test_a_stray_label_is_refused_not_taken_as_more_classes(tmp_path):
 
 def test_a_single_class_dataset_names_the_dataset(tmp_path):
     path = _write_npz(tmp_path / "one.npz", x=np.zeros((20, 4, 4), np.uint8), y=np.zeros(20, np.int64))
-    with pytest.raises(ConfigError, match=r"dataset 'local' \(data\.local_path = '.*one\.npz'\) has a single "
-                                          r"class in its training split") as err:
+    with pytest.raises(
+        ConfigError,
+        match=r"dataset 'local' \(data\.local_path = '.*one\.npz'\) has a single "
+        r"class in its training split",
+    ) as err:
         prepare.prepare_dataset("local", root="unused", local_path=path, test_fraction=0.25)
     assert "poison_rate" not in str(err.value)
 

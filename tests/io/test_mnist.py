@@ -1,5 +1,6 @@
 """Tests of certssb.io.mnist: the real embedded MNIST, and the MNIST downloader on fake idx files written here
 in the real format (no network)."""
+
 from __future__ import annotations
 
 import gzip

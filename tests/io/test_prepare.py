@@ -1,5 +1,6 @@
 """Tests of certssb.io.prepare_dataset on the real embedded MNIST: the default split, classes, subsampling,
 parameter checks."""
+
 from __future__ import annotations
 
 import pytest

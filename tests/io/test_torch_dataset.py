@@ -1,4 +1,5 @@
 """Tests of certssb.io.torch_dataset.TorchDataset: plain-data roundtrip, versioning, refusals, atomic save."""
+
 from __future__ import annotations
 
 import os

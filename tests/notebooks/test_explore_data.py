@@ -1,4 +1,5 @@
 """notebooks/explore_data.ipynb executes against a tiny project and shows its figures inline."""
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,12 @@ def test_notebook_shows_figures(project, monkeypatch):
     shutil.copy(NOTEBOOK, nb_dir / NOTEBOOK.name)
     nb = nbformat.read(nb_dir / NOTEBOOK.name, as_version=4)
     # the kernel runs this interpreter (ipykernel's own spec) with this process's PYTHONPATH
-    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH") or os.pathsep.join(p for p in sys.path if p))
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(nb_dir)}})
+    monkeypatch.setenv(
+        "PYTHONPATH", os.environ.get("PYTHONPATH") or os.pathsep.join(p for p in sys.path if p)
+    )
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(nb_dir)}}
+    )
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]

@@ -1,4 +1,5 @@
 """Parameter blocks of conf/base for tests that call nodes or run pipeline slices without a KedroSession."""
+
 from __future__ import annotations
 
 import copy

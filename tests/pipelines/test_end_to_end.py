@@ -1,4 +1,5 @@
 """All three pipelines through KedroSessions on tiny parameters, each pipeline in its own session."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,19 @@ def test_three_pipelines_end_to_end(project):
         assert np.all((ca >= 0) & (ca <= 1))
 
     certs = pd.read_csv(project.latest("data/07_model_output/cert_ssb/certificates.csv"))
-    assert {"sample_id", "label", "prediction", "p_lower_a", "p_upper_b", "r1", "sigma", "sigma_min", "radius",
-            "radius_published", "abstained"} <= set(certs.columns)
+    assert {
+        "sample_id",
+        "label",
+        "prediction",
+        "p_lower_a",
+        "p_upper_b",
+        "r1",
+        "sigma",
+        "sigma_min",
+        "radius",
+        "radius_published",
+        "abstained",
+    } <= set(certs.columns)
     assert (certs["radius"] <= 0.25 * certs["r1"] + 1e-9).all()  # sigma_0 = 0.25 is the smallest sigma
     assert (certs["radius"] <= certs["radius_published"] + 1e-9).all()
     uni = pd.read_csv(project.latest("data/07_model_output/uniform/certificates.csv"))
@@ -60,8 +72,9 @@ def test_three_pipelines_end_to_end(project):
     coh_report = json.loads(project.latest("data/08_reporting/cohen/storage_report.json").read_text())
     assert coh_report["rule"] == "not applicable"
     coh_metrics = json.loads(project.latest("data/08_reporting/cohen/metrics.json").read_text())
-    assert coh_metrics["certifies"] == ("test-time l2 perturbation of the input, model fixed; certifies "
-                                        "nothing about poisoning")
+    assert coh_metrics["certifies"] == (
+        "test-time l2 perturbation of the input, model fixed; certifies nothing about poisoning"
+    )
     assert coh_metrics["radius_ceiling_sigma_units"] == pytest.approx(float(norm.ppf(0.001 ** (1 / 40))))
     cs_metrics = json.loads(project.latest("data/08_reporting/cert_ssb/metrics.json").read_text())
     same = {k for k in cs_metrics if k.startswith(("cert_acc_", "abstain", "triggered_abstain"))}
@@ -95,7 +108,11 @@ def test_three_pipelines_end_to_end(project):
     assert runs[0].data.params["attack_in_threat_model"] == "False"
     assert runs[0].info.run_name == "mnist_embedded · badnets 2% · σ₀=0.25 · cert_ssb"
     params = runs[0].data.params  # the method's run carries its whole configuration
-    assert params["method"] == "cert_ssb" and params["sigma0"] == "0.25" and params["attack.poison_rate"] == "0.02"
+    assert (
+        params["method"] == "cert_ssb"
+        and params["sigma0"] == "0.25"
+        and params["attack.poison_rate"] == "0.02"
+    )
     assert params["sigma_opt.steps"] == "2" and params["cert_ssb.method"] == "cert_ssb"
     assert runs[0].data.tags["kedro_run_id"] and runs[0].data.tags["kedro_command"].startswith("kedro run")
     assert params["precision_resolved"] == "float32"
@@ -111,9 +128,12 @@ def test_evaluation_refuses_models_from_another_run(project):
     project.run(["data_engineering"])
     project.run(["modelling"])
     project.run(["data_engineering"], params={"seed": 3})  # new data, old models
-    with pytest.raises(Exception, match=r"ensemble was made from another (noise_plan|poisoned_train|\S*sigma)"
-                                        r"(?: than \S+)? \(fingerprints \w+ vs \w+\): "
-                                        r"rerun `kedro run --pipelines=modelling`"):
+    with pytest.raises(
+        Exception,
+        match=r"ensemble was made from another (noise_plan|poisoned_train|\S*sigma)"
+        r"(?: than \S+)? \(fingerprints \w+ vs \w+\): "
+        r"rerun `kedro run --pipelines=modelling`",
+    ):
         project.run(["evaluation"])
 
 

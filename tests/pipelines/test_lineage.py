@@ -2,6 +2,7 @@
 (a ConfigError, which ``kedro run`` prints as ``Error: ...`` with exit status 2) before any node writes.
 
 The sequences are those of issue 22, on the tiny parameters of tests/conftest.py."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -64,8 +65,10 @@ def test_the_audit_refuses_a_damaged_certificate_table(project, damage):
         else:
             table["sigma_fingerprint"] = "0123456789abcdef"
         table.to_csv(path, index=False)
-    match = {"cut": r"certificates has 25 rows \(\d+ clean \+ \d+ triggered\), but its test sets have",
-             "garbage": r"certificates column 'radius' must hold numbers",
-             "other_run": r"certificates was made from another \w+\.sigma "
-                          r"\(fingerprints 0123456789abcdef vs"}[damage]
+    match = {
+        "cut": r"certificates has 25 rows \(\d+ clean \+ \d+ triggered\), but its test sets have",
+        "garbage": r"certificates column 'radius' must hold numbers",
+        "other_run": r"certificates was made from another \w+\.sigma "
+        r"\(fingerprints 0123456789abcdef vs",
+    }[damage]
     _refused(project, ["audit"], {"audit": {"quick": True, "quick_points": 2}}, match=match)

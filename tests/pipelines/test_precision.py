@@ -1,5 +1,6 @@
 """``kedro run --params precision=bfloat16`` end to end on the tiny parameters, the precision recorded in
 every artifact of the run and in MLflow, and runs at two precisions never mixed (one lineage line)."""
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,12 @@ def test_a_bf16_run_end_to_end_records_its_precision_and_fp32_parameters_are_ref
     assert run.data.params["precision_resolved"] == "bfloat16"
 
     # the same models with float32 parameters: refused before any vote is cast
-    with pytest.raises(ConfigError, match=r"^\w+\.ensemble was made from another parameter precision "
-                                          r"\(fingerprints bfloat16 vs float32\): rerun "
-                                          r"`kedro run --pipelines=modelling`") as err:
+    with pytest.raises(
+        ConfigError,
+        match=r"^\w+\.ensemble was made from another parameter precision "
+        r"\(fingerprints bfloat16 vs float32\): rerun "
+        r"`kedro run --pipelines=modelling`",
+    ) as err:
         project.run(["evaluation"], params={"precision": "float32"})
     assert "\n" not in str(err.value)
     # and a float32 training run gets checkpoints of its own (another fingerprint), never the bf16 chunks

@@ -5,6 +5,7 @@ Cheaper than the KedroSession runs of tests/pipelines/*/test_pipeline.py (no hoo
 is a MemoryDataset holding conf/base's block with small overrides, and the assertions read the slice's free
 outputs back from the catalog (the runner releases the intermediate ones).
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,8 +31,9 @@ CERT_COLUMNS = {"r1", "sigma", "sigma_min", "radius", "radius_published", "absta
 def tiny(conf_parameters: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """conf/base's parameters, shrunk to seconds on 2 CPU cores."""
     p = copy.deepcopy(conf_parameters)
-    p["data"].update(max_train=N_TRAIN, max_test=N_TEST, certify_size=CERTIFY,
-                     root=str(tmp_path_factory.mktemp("raw")))
+    p["data"].update(
+        max_train=N_TRAIN, max_test=N_TEST, certify_size=CERTIFY, root=str(tmp_path_factory.mktemp("raw"))
+    )
     p["noise"].update(num_models=M)
     p["model"].update(architecture="mlp", epochs=1)
     p["pilot"].update(epochs=1)
@@ -79,8 +81,14 @@ def run(pipe: Pipeline, catalog: DataCatalog) -> dict[str, Any]:
 def test_data_engineering_minus_download(tiny, raw):
     de = data_engineering.create_pipeline()
     pipe = de - de.only_nodes("download")
-    assert pipe.inputs() == {"raw_dataset", "params:data", "params:attack", "params:noise", "params:evaluation",
-                             "params:seed"}
+    assert pipe.inputs() == {
+        "raw_dataset",
+        "params:data",
+        "params:attack",
+        "params:noise",
+        "params:evaluation",
+        "params:seed",
+    }
     out = run(pipe, catalog_for(pipe, tiny, raw_dataset=raw))
 
     target = tiny["attack"]["target"]
@@ -111,13 +119,29 @@ def uniform_slice() -> Pipeline:
 def test_the_uniform_slice_holds_only_what_uniform_needs():
     pipe = uniform_slice()
     assert {n.name for n in pipe.nodes} == {
-        "poison", "noise", "train_pilot",  # the pilot is an input of optimise_sigma, even for uniform
-        "uniform.optimise_sigma", "uniform.train_ensemble", "uniform.votes", "uniform.certify",
+        "poison",
+        "noise",
+        "train_pilot",  # the pilot is an input of optimise_sigma, even for uniform
+        "uniform.optimise_sigma",
+        "uniform.train_ensemble",
+        "uniform.votes",
+        "uniform.certify",
     }
     assert sorted(pipe.inputs()) == [
-        "params:attack", "params:data", "params:device", "params:ensemble", "params:ensemble.ray",
-        "params:evaluation", "params:model", "params:noise", "params:pilot", "params:precision", "params:seed",
-        "params:sigma_opt", "params:uniform.method", "raw_dataset",
+        "params:attack",
+        "params:data",
+        "params:device",
+        "params:ensemble",
+        "params:ensemble.ray",
+        "params:evaluation",
+        "params:model",
+        "params:noise",
+        "params:pilot",
+        "params:precision",
+        "params:seed",
+        "params:sigma_opt",
+        "params:uniform.method",
+        "raw_dataset",
     ]
     # the namespace alone leaves the shared artifacts free; cert_ssb's never come in
     ns = modelling.create_pipeline().only_nodes_with_namespaces(["uniform"])
@@ -174,6 +198,8 @@ def test_uniform_slice_is_deterministic(uniform_run, tiny, raw):
     pd.testing.assert_frame_equal(again["uniform.certificates"], uniform_run["uniform.certificates"])
     pd.testing.assert_frame_equal(again["poison_report"], uniform_run["poison_report"])
     # the same losses and accuracies, model by model (the wall-clock seconds differ)
-    pd.testing.assert_frame_equal(again["uniform.training_log"].drop(columns="seconds"),
-                                  uniform_run["uniform.training_log"].drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        again["uniform.training_log"].drop(columns="seconds"),
+        uniform_run["uniform.training_log"].drop(columns="seconds"),
+    )
     assert again["uniform.training_metrics"] == uniform_run["uniform.training_metrics"]

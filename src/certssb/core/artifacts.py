@@ -10,6 +10,9 @@ absent key; an optional key saved with the value ``None`` is kept in ``extra`` s
 exact. The dataclasses are frozen (their tensors and dicts are not copied and stay mutable) and compare by
 identity (``==`` on tensors has no single truth value).
 
+Length: over 350 lines once formatted by ruff (one argument per line): one view per artifact kind and the one
+lineage check they all use, which must read the same for every artifact; split, the checks would drift apart.
+
 Lineage: every artifact records the fingerprints of what it was made from (``SigmaArtifact.inputs``,
 ``ModelArtifact.poisoned_train`` / ``noise_plan`` / ``sigma``, ``NoisePlan.poisoned_train``, ...). A node
 that combines artifacts compares them with :func:`require_same` / :func:`check_lineage`, which raise ONE
@@ -18,6 +21,7 @@ that combines artifacts compares them with :func:`require_same` / :func:`check_l
     <artifact> was made from another <source> (fingerprints <recorded> vs <given>): rerun
     `kedro run --pipelines=<the pipeline that makes artifact>` (or pass matching --load-versions)
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,10 +35,17 @@ from .validation import ConfigError
 
 #: The pipeline that writes each artifact (namespaces such as ``cert_ssb.`` or ``study.<cell>.`` dropped).
 PRODUCED_BY: dict[str, str] = {
-    "raw_dataset": "data_engineering", "poisoned_train": "data_engineering", "clean_test": "data_engineering",
-    "triggered_test": "data_engineering", "noise_plan": "data_engineering",
-    "pilot_model": "modelling", "undefended_model": "modelling", "sigma": "modelling", "ensemble": "modelling",
-    "votes": "evaluation", "certificates": "evaluation",
+    "raw_dataset": "data_engineering",
+    "poisoned_train": "data_engineering",
+    "clean_test": "data_engineering",
+    "triggered_test": "data_engineering",
+    "noise_plan": "data_engineering",
+    "pilot_model": "modelling",
+    "undefended_model": "modelling",
+    "sigma": "modelling",
+    "ensemble": "modelling",
+    "votes": "evaluation",
+    "certificates": "evaluation",
 }
 
 A = TypeVar("A", bound="Artifact")
@@ -57,8 +68,10 @@ def require_same(artifact: str, source: str, recorded: Any, given: Any, than: st
     artifact ``than``)."""
     if recorded != given:
         other = f"another {source}" + (f" than {than}" if than else "")
-        raise ConfigError(f"{artifact} was made from {other} (fingerprints {recorded} vs {given}): "
-                          f"{rerun_hint(artifact)} (or pass matching --load-versions)")
+        raise ConfigError(
+            f"{artifact} was made from {other} (fingerprints {recorded} vs {given}): "
+            f"{rerun_hint(artifact)} (or pass matching --load-versions)"
+        )
 
 
 def check_lineage(*checks: tuple[Any, ...]) -> None:
@@ -91,12 +104,16 @@ class Artifact:
         Raises :class:`ConfigError` naming the artifact and the key when a required key is missing."""
         name = name or cls.NAME
         if not isinstance(d, Mapping):
-            raise ConfigError(f"{name} is a {type(d).__name__}, not a {cls.__name__} dict: {rerun_hint(name)}")
+            raise ConfigError(
+                f"{name} is a {type(d).__name__}, not a {cls.__name__} dict: {rerun_hint(name)}"
+            )
         required, optional = cls._keys()
         for key in required:
             if key not in d:
-                raise ConfigError(f"{name} has no key {key!r} (it was saved by another version of certssb or is "
-                                  f"not a {cls.__name__}): {rerun_hint(name)}")
+                raise ConfigError(
+                    f"{name} has no key {key!r} (it was saved by another version of certssb or is "
+                    f"not a {cls.__name__}): {rerun_hint(name)}"
+                )
         kw = {k: d[k] for k in required}
         kw.update({k: d[k] for k in optional if d.get(k) is not None})
         return cls(**kw, extra={k: v for k, v in d.items() if k not in kw}, _order=tuple(d))
@@ -175,12 +192,20 @@ class SigmaArtifact(Artifact):
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
-    def build(cls, method: str, sigma0: float, sigmas: Mapping[str, torch.Tensor], inputs: dict[str, str]
-              ) -> SigmaArtifact:
+    def build(
+        cls, method: str, sigma0: float, sigmas: Mapping[str, torch.Tensor], inputs: dict[str, str]
+    ) -> SigmaArtifact:
         """The artifact of ``sigmas`` (``train``, ``clean``, ``triggered``) with its fingerprint."""
         train, clean, triggered = sigmas["train"], sigmas["clean"], sigmas["triggered"]
-        return cls(method=method, sigma0=sigma0, train=train, clean=clean, triggered=triggered,
-                   fingerprint=tensor_fingerprint(train, clean, triggered, extra=method), inputs=inputs)
+        return cls(
+            method=method,
+            sigma0=sigma0,
+            train=train,
+            clean=clean,
+            triggered=triggered,
+            fingerprint=tensor_fingerprint(train, clean, triggered, extra=method),
+            inputs=inputs,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,9 +262,15 @@ class VotesArtifact(Artifact):
 # the lineage of a trained ensemble
 
 
-def check_ensemble_lineage(ensemble: ModelArtifact, sigma: SigmaArtifact, plan: NoisePlan, *,
-                           poisoned_train: SplitData | None = None, clean_test: SplitData | None = None,
-                           triggered_test: SplitData | None = None) -> None:
+def check_ensemble_lineage(
+    ensemble: ModelArtifact,
+    sigma: SigmaArtifact,
+    plan: NoisePlan,
+    *,
+    poisoned_train: SplitData | None = None,
+    clean_test: SplitData | None = None,
+    triggered_test: SplitData | None = None,
+) -> None:
     """The ensemble, its sigma and its noise plan, and each of ``poisoned_train`` / ``clean_test`` /
     ``triggered_test`` given, come from one run (:func:`require_same` on each link)."""
     ens, sig = f"{ensemble.method}.ensemble", f"{ensemble.method}.sigma"
@@ -254,17 +285,28 @@ def check_ensemble_lineage(ensemble: ModelArtifact, sigma: SigmaArtifact, plan: 
     ]
     if poisoned_train is not None:
         checks.append((ens, "poisoned_train", ensemble.poisoned_train, poisoned_train.fingerprint))
-    checks += [(sig, name, sigma.inputs.get(name), data.fingerprint)
-               for name, data in (("clean_test", clean_test), ("triggered_test", triggered_test)) if data is not None]
+    checks += [
+        (sig, name, sigma.inputs.get(name), data.fingerprint)
+        for name, data in (("clean_test", clean_test), ("triggered_test", triggered_test))
+        if data is not None
+    ]
     check_lineage(*checks)
 
 
 def check_plan_parameters(plan: NoisePlan, noise: Mapping[str, Any]) -> None:
     """The noise plan was made with the ``noise`` parameters of this run (``sigma``, ``num_models``,
     ``num_draws``): the run's labels (MLflow run names, plot titles) and its artifacts then say the same."""
-    check_lineage(*[("noise_plan", f"parameter noise.{key}", recorded, noise[key])
-                    for key, recorded in (("sigma", plan.sigma0), ("num_models", plan.num_models),
-                                          ("num_draws", plan.num_draws)) if key in noise])
+    check_lineage(
+        *[
+            ("noise_plan", f"parameter noise.{key}", recorded, noise[key])
+            for key, recorded in (
+                ("sigma", plan.sigma0),
+                ("num_models", plan.num_models),
+                ("num_draws", plan.num_draws),
+            )
+            if key in noise
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -273,10 +315,23 @@ def check_plan_parameters(plan: NoisePlan, noise: Mapping[str, Any]) -> None:
 #: The columns a certificate table must have and their kind (``i`` integer, ``f`` number, ``b`` boolean,
 #: ``s`` text): what ``certssb.core.certify.certify`` writes, plus ``method``, ``split`` and the lineage.
 CERTIFICATE_COLUMNS: dict[str, str] = {
-    "method": "s", "split": "s", "sample_id": "i", "label": "i", "prediction": "i", "p_lower_a": "f",
-    "p_upper_b": "f", "r1": "f", "sigma": "f", "sigma_min": "f", "radius": "f", "radius_published": "f",
-    "abstained": "b", "correct": "b", "n_estimation": "i",
-    "ensemble_fingerprint": "s", "sigma_fingerprint": "s",
+    "method": "s",
+    "split": "s",
+    "sample_id": "i",
+    "label": "i",
+    "prediction": "i",
+    "p_lower_a": "f",
+    "p_upper_b": "f",
+    "r1": "f",
+    "sigma": "f",
+    "sigma_min": "f",
+    "radius": "f",
+    "radius_published": "f",
+    "abstained": "b",
+    "correct": "b",
+    "n_estimation": "i",
+    "ensemble_fingerprint": "s",
+    "sigma_fingerprint": "s",
 }
 
 
@@ -292,8 +347,14 @@ def _kind_ok(series: Any, kind: str) -> bool:
     return pt.is_numeric_dtype(series) and not pt.is_bool_dtype(series)
 
 
-def check_certificates(certificates: Any, name: str, *, sigma: SigmaArtifact | None = None,
-                       ensemble: str | None = None, columns: Mapping[str, str] | None = None) -> None:
+def check_certificates(
+    certificates: Any,
+    name: str,
+    *,
+    sigma: SigmaArtifact | None = None,
+    ensemble: str | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> None:
     """Refuse a certificate table that is not the one of ``sigma`` and ``ensemble`` (fingerprints), or that
     is cut or damaged: every column of ``columns`` (default :data:`CERTIFICATE_COLUMNS`) present with its
     kind, one lineage value per column, and ``len(sigma.clean)`` clean + ``len(sigma.triggered)`` triggered
@@ -302,18 +363,24 @@ def check_certificates(certificates: Any, name: str, *, sigma: SigmaArtifact | N
     hint = f"{rerun_hint(name)} (or pass matching --load-versions)"
     missing = [c for c in columns if c not in getattr(certificates, "columns", [])]
     if missing:
-        raise ConfigError(f"{name} lacks the column(s) {', '.join(missing)} (written by another version of "
-                          f"certssb, or edited): {hint}")
+        raise ConfigError(
+            f"{name} lacks the column(s) {', '.join(missing)} (written by another version of "
+            f"certssb, or edited): {hint}"
+        )
     kinds = {"i": "integers", "f": "numbers", "b": "booleans (True/False)", "s": "text"}
     for col, kind in columns.items():
         if not _kind_ok(certificates[col], kind):
             bad = certificates[col].iloc[0] if len(certificates) else None
-            raise ConfigError(f"{name} column {col!r} must hold {kinds[kind]}, not {certificates[col].dtype} "
-                              f"(e.g. {bad!r}): the file is damaged; {hint}")
+            raise ConfigError(
+                f"{name} column {col!r} must hold {kinds[kind]}, not {certificates[col].dtype} "
+                f"(e.g. {bad!r}): the file is damaged; {hint}"
+            )
     for col in ("ensemble_fingerprint", "sigma_fingerprint"):
         if col in columns and certificates[col].nunique() > 1:
-            raise ConfigError(f"{name} mixes rows of several runs (column {col!r} has "
-                              f"{certificates[col].nunique()} values): {hint}")
+            raise ConfigError(
+                f"{name} mixes rows of several runs (column {col!r} has "
+                f"{certificates[col].nunique()} values): {hint}"
+            )
     if len(certificates) and sigma is not None and "sigma_fingerprint" in columns:
         recorded = str(certificates["sigma_fingerprint"].iloc[0])
         require_same(name, f"{sigma.method}.sigma", recorded, sigma.fingerprint)
@@ -324,6 +391,8 @@ def check_certificates(certificates: Any, name: str, *, sigma: SigmaArtifact | N
         want = {"clean": len(sigma.clean), "triggered": len(sigma.triggered)}
         got = {s: int(counts.get(s, 0)) for s in want}
         if got != want or sum(got.values()) != len(certificates):
-            raise ConfigError(f"{name} has {len(certificates)} rows ({got['clean']} clean + "
-                              f"{got['triggered']} triggered), but its test sets have {want['clean']} + "
-                              f"{want['triggered']}: the table is cut or extended; {hint}")
+            raise ConfigError(
+                f"{name} has {len(certificates)} rows ({got['clean']} clean + "
+                f"{got['triggered']} triggered), but its test sets have {want['clean']} + "
+                f"{want['triggered']}: the table is cut or extended; {hint}"
+            )

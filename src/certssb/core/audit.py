@@ -50,6 +50,7 @@ for groups of one point with their own retrain.
 Length: the ladder, its budgets and grouping, the two attacks, the control-ready ``Learner`` protocol and the
 summary belong together: they are one audit, and the tests drive them through ``audit_ladder`` as a unit.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -69,10 +70,28 @@ PARTS = {"pgd": "input", "brew": "training", "brew_pgd": "both", "lowsigma": "tr
 COLUMNS = ("radius", "radius_published")
 RESIGMA = "radius_resigma"
 ABSTAIN = -1
-REPORT_COLUMNS = ["sample_id", "strategy", "part", "column", "factor", "group", "group_size", "r1", "R",
-                  "sigma_x", "sigma_x_after", "train_points_moved", "l2_norm", "column_norm",
-                  "norm_over_budget", "sigma_norm_over_r1", "prediction_before", "prediction_after",
-                  "abstained_after", "flipped"]
+REPORT_COLUMNS = [
+    "sample_id",
+    "strategy",
+    "part",
+    "column",
+    "factor",
+    "group",
+    "group_size",
+    "r1",
+    "R",
+    "sigma_x",
+    "sigma_x_after",
+    "train_points_moved",
+    "l2_norm",
+    "column_norm",
+    "norm_over_budget",
+    "sigma_norm_over_r1",
+    "prediction_before",
+    "prediction_after",
+    "abstained_after",
+    "flipped",
+]
 
 
 def weighted_norm(train_norms, train_sigma, test_norm: float, test_sigma: float) -> float:
@@ -85,11 +104,18 @@ def weighted_norm(train_norms, train_sigma, test_norm: float, test_sigma: float)
 
 def check_factors(name: str, factors: Sequence[float]) -> list[float]:
     """The ladder: a non-empty, strictly increasing list of multiples c > 0 of the certificate."""
-    ok = isinstance(factors, (list, tuple)) and len(factors) > 0 and all(
-        isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in factors)
+    ok = (
+        isinstance(factors, (list, tuple))
+        and len(factors) > 0
+        and all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in factors)
+    )
     if not ok or any(b <= a for a, b in pairwise(factors)):
-        fail(name, factors, "must be a non-empty, strictly increasing list of multiples c > 0 of the "
-             "certificate, e.g. [0.95, 2, 4, 8, 16, 32]")
+        fail(
+            name,
+            factors,
+            "must be a non-empty, strictly increasing list of multiples c > 0 of the "
+            "certificate, e.g. [0.95, 2, 4, 8, 16, 32]",
+        )
     return [float(c) for c in factors]
 
 
@@ -127,8 +153,14 @@ def training_norm(train_delta: torch.Tensor, weights: np.ndarray) -> float:
     return float(np.sqrt(np.sum((_norms(train_delta) * np.asarray(weights)) ** 2)))
 
 
-def scale_training(train_delta: torch.Tensor, sigma_moved: np.ndarray, *, column: str, budgets: np.ndarray,
-                   sigma_x: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+def scale_training(
+    train_delta: torch.Tensor,
+    sigma_moved: np.ndarray,
+    *,
+    column: str,
+    budgets: np.ndarray,
+    sigma_x: np.ndarray,
+) -> tuple[torch.Tensor, np.ndarray]:
     """Scale a group's shared training perturbation so that its norm under every point j's weights equals
     ``budgets[j]`` for the point that binds and is <= it for the others. Returns the scaled perturbation and
     its norm under each point's weights (the input part of j may take ``sqrt(total_j^2 - that^2)``)."""
@@ -163,8 +195,17 @@ def to_sphere(delta: torch.Tensor, radius, gen: torch.Generator | None = None) -
 Net = Callable[[torch.Tensor], torch.Tensor]
 
 
-def pgd_smoothed(nets: Sequence[Net], x: torch.Tensor, label: np.ndarray, sigma_x: np.ndarray,
-                 budget: np.ndarray, *, steps: int = 10, draws: int = 8, seed: int = 0) -> torch.Tensor:
+def pgd_smoothed(
+    nets: Sequence[Net],
+    x: torch.Tensor,
+    label: np.ndarray,
+    sigma_x: np.ndarray,
+    budget: np.ndarray,
+    *,
+    steps: int = 10,
+    draws: int = 8,
+    seed: int = 0,
+) -> torch.Tensor:
     r"""l2 PGD against the smoothed classifier: minimise
     :math:`\log \frac{1}{|F|}\sum_{f\in F}
     \mathbb{E}_\varepsilon\,\mathrm{softmax}_A f(x+\delta+\sigma_x\varepsilon)`
@@ -195,9 +236,18 @@ def pgd_smoothed(nets: Sequence[Net], x: torch.Tensor, label: np.ndarray, sigma_
     return to_sphere(delta.detach(), b, gen)
 
 
-def gradient_matching(nets: Sequence[torch.nn.Module], x_poison: torch.Tensor, y_poison: torch.Tensor,
-                      x_target: torch.Tensor, y_adv: torch.Tensor, weights: np.ndarray, budget: float, *,
-                      steps: int = 30, seed: int = 0) -> torch.Tensor:
+def gradient_matching(
+    nets: Sequence[torch.nn.Module],
+    x_poison: torch.Tensor,
+    y_poison: torch.Tensor,
+    x_target: torch.Tensor,
+    y_adv: torch.Tensor,
+    weights: np.ndarray,
+    budget: float,
+    *,
+    steps: int = 30,
+    seed: int = 0,
+) -> torch.Tensor:
     r"""Witches' Brew: perturbations :math:`\delta_i` of the poison points (labels ``y_poison`` kept) that
     minimise :math:`\frac{1}{|F|}\sum_f 1 - \cos(\nabla_\theta \sum_i \mathrm{CE}(f(x_i+\delta_i), y_i),\;
     \nabla_\theta \mathrm{CE}(f(x_t), y_{adv}))`, optimised in whitened coordinates :math:`u_i = w_i\delta_i`
@@ -233,8 +283,17 @@ def gradient_matching(nets: Sequence[torch.nn.Module], x_poison: torch.Tensor, y
     return (u / w).detach()
 
 
-def poison_candidates(x_train: torch.Tensor, y_train: torch.Tensor, sigma_train: np.ndarray, x: torch.Tensor,
-                      cls: int, k: int, used: set[int], *, same_label: bool) -> np.ndarray:
+def poison_candidates(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    sigma_train: np.ndarray,
+    x: torch.Tensor,
+    cls: int,
+    k: int,
+    used: set[int],
+    *,
+    same_label: bool,
+) -> np.ndarray:
     """k training indices not in ``used``, with label ``cls`` (``same_label``) or another label than ``cls``:
     the smallest sigma_i first, ties (e.g. uniform sigma) broken by the distance to x."""
     y = y_train.numpy()
@@ -262,8 +321,9 @@ class Learner(Protocol):
         """Certified predictions (ABSTAIN = -1) of the audited points ``ids`` given their (perturbed)
         inputs."""
 
-    def resigma(self, x_train: torch.Tensor, moved: np.ndarray, x_points: torch.Tensor
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def resigma(
+        self, x_train: torch.Tensor, moved: np.ndarray, x_points: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Sigma recomputed on the perturbed data: (sigma_train, sigma_x of the points)."""
 
 
@@ -301,17 +361,34 @@ def _runner_up(nets: Sequence[Net], x: torch.Tensor, pred: np.ndarray) -> np.nda
     return p.argmax(1).numpy()
 
 
-def _craft_training(strategy: str, learner: Learner, nets, x_pts: torch.Tensor, pred: np.ndarray,
-                    column: str, sigma_x: np.ndarray, budget: float, cfg: LadderConfig, seed: int
-                    ) -> tuple[np.ndarray, torch.Tensor]:
+def _craft_training(
+    strategy: str,
+    learner: Learner,
+    nets,
+    x_pts: torch.Tensor,
+    pred: np.ndarray,
+    column: str,
+    sigma_x: np.ndarray,
+    budget: float,
+    cfg: LadderConfig,
+    seed: int,
+) -> tuple[np.ndarray, torch.Tensor]:
     """A group's shared training perturbation (indices, deltas) of column norm ``budget`` (group-wise)."""
     used: set[int] = set()
     idx = []
     if strategy == "lowsigma":
         dirs = []
         for j in range(len(x_pts)):
-            ii = poison_candidates(learner.x_train, learner.y_train, learner.sigma_train, x_pts[j],
-                                   int(pred[j]), cfg.k, used, same_label=False)
+            ii = poison_candidates(
+                learner.x_train,
+                learner.y_train,
+                learner.sigma_train,
+                x_pts[j],
+                int(pred[j]),
+                cfg.k,
+                used,
+                same_label=False,
+            )
             used.update(int(i) for i in ii)
             d = x_pts[j].unsqueeze(0).double() - learner.x_train[ii].double()
             dirs.append(d / _bshape(d.flatten(1).norm(dim=1).clamp_min(1e-12), d))
@@ -319,20 +396,46 @@ def _craft_training(strategy: str, learner: Learner, nets, x_pts: torch.Tensor, 
         return np.concatenate(idx), torch.cat(dirs).to(learner.x_train.dtype)
     adv = _runner_up(nets, x_pts, pred)
     for j in range(len(x_pts)):
-        ii = poison_candidates(learner.x_train, learner.y_train, learner.sigma_train, x_pts[j], int(adv[j]),
-                               cfg.k, used, same_label=True)
+        ii = poison_candidates(
+            learner.x_train,
+            learner.y_train,
+            learner.sigma_train,
+            x_pts[j],
+            int(adv[j]),
+            cfg.k,
+            used,
+            same_label=True,
+        )
         used.update(int(i) for i in ii)
         idx.append(ii)
     ii = np.concatenate(idx)
     w = train_weights(column, learner.sigma_train[ii], float(np.min(sigma_x)))
-    d = gradient_matching(nets, learner.x_train[ii], learner.y_train[ii], x_pts, torch.as_tensor(adv), w,
-                          budget, steps=cfg.brew_steps, seed=seed)
+    d = gradient_matching(
+        nets,
+        learner.x_train[ii],
+        learner.y_train[ii],
+        x_pts,
+        torch.as_tensor(adv),
+        w,
+        budget,
+        steps=cfg.brew_steps,
+        seed=seed,
+    )
     return ii, d.to(learner.x_train.dtype)
 
 
-def audit_ladder(learner: Learner, ids: np.ndarray, x_points: torch.Tensor, pred: np.ndarray, r1: np.ndarray,
-                 sigma_x: np.ndarray, cfg: LadderConfig, *, sigma_min: np.ndarray | None = None,
-                 log: Callable[[str], None] | None = None) -> pd.DataFrame:
+def audit_ladder(
+    learner: Learner,
+    ids: np.ndarray,
+    x_points: torch.Tensor,
+    pred: np.ndarray,
+    r1: np.ndarray,
+    sigma_x: np.ndarray,
+    cfg: LadderConfig,
+    *,
+    sigma_min: np.ndarray | None = None,
+    log: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
     """Climb the ladder for every strategy x column (and ``radius_resigma`` when ``cfg.resigma``): one row per
     point x strategy x column x factor, up to the factor where the flip rate first reaches ``cfg.stop_rate``
     (strategies that retrain; the input-only ``pgd`` costs no retrain and runs every rung).
@@ -352,20 +455,52 @@ def audit_ladder(learner: Learner, ids: np.ndarray, x_points: torch.Tensor, pred
             for fi, c in enumerate(cfg.factors):
                 seed = cfg.seed * 1_000_003 + si * 10_007 + ci * 101 + fi
                 total = c * r1  # the column norm of Delta, per point
-                new_rows = _rung(learner, nets, strategy, part, column, c, ids, x_points, pred, r1, sigma_x,
-                                 sigma_min, total, cfg, seed)
+                new_rows = _rung(
+                    learner,
+                    nets,
+                    strategy,
+                    part,
+                    column,
+                    c,
+                    ids,
+                    x_points,
+                    pred,
+                    r1,
+                    sigma_x,
+                    sigma_min,
+                    total,
+                    cfg,
+                    seed,
+                )
                 rows += new_rows
                 rate = float(np.mean([r["flipped"] for r in new_rows]))
                 if log:
-                    log(f"{strategy} on {column} at c = {c:g}: {sum(r['flipped'] for r in new_rows)}/"
-                        f"{len(new_rows)} flipped")
+                    log(
+                        f"{strategy} on {column} at c = {c:g}: {sum(r['flipped'] for r in new_rows)}/"
+                        f"{len(new_rows)} flipped"
+                    )
                 if rate >= cfg.stop_rate and part != "input":  # input only: cheap, every rung
                     break
     return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
 
-def _rung(learner: Learner, nets, strategy: str, part: str, column: str, c: float, ids, x_points, pred, r1,
-          sigma_x, sigma_min, total, cfg: LadderConfig, seed: int) -> list[dict]:
+def _rung(
+    learner: Learner,
+    nets,
+    strategy: str,
+    part: str,
+    column: str,
+    c: float,
+    ids,
+    x_points,
+    pred,
+    r1,
+    sigma_x,
+    sigma_min,
+    total,
+    cfg: LadderConfig,
+    seed: int,
+) -> list[dict]:
     rows = []
     norm_col = "radius" if column == RESIGMA else column
     if part == "input":
@@ -388,10 +523,12 @@ def _rung(learner: Learner, nets, strategy: str, part: str, column: str, c: floa
                 craft_budget = float(np.min(tt * sigma_x[g]) / np.min(sigma_x[g]))
             else:
                 craft_budget = float(np.min(tt))
-            tr_idx, tr_delta = _craft_training(strategy, learner, nets, x_g, pred[g], norm_col, sigma_x[g],
-                                               craft_budget, cfg, seed * 31 + gi)
-            tr_delta, train_part = scale_training(tr_delta, learner.sigma_train[tr_idx], column=norm_col,
-                                                  budgets=tt, sigma_x=sigma_x[g])
+            tr_idx, tr_delta = _craft_training(
+                strategy, learner, nets, x_g, pred[g], norm_col, sigma_x[g], craft_budget, cfg, seed * 31 + gi
+            )
+            tr_delta, train_part = scale_training(
+                tr_delta, learner.sigma_train[tr_idx], column=norm_col, budgets=tt, sigma_x=sigma_x[g]
+            )
         x_tr = learner.x_train
         if len(tr_idx):
             x_tr = learner.x_train.clone()
@@ -403,9 +540,16 @@ def _rung(learner: Learner, nets, strategy: str, part: str, column: str, c: floa
             model = learner.retrain(x_tr, s_train, f"{strategy}-{column}-c{c:g}-g{gi}")
         if part != "training":
             ib = input_budget(total[g], train_part, sigma_x[g])
-            x_g = x_g + pgd_smoothed(model.surrogates() if model is not learner else nets, x_g, pred[g],
-                                     sigma_x[g], ib, steps=cfg.pgd_steps, draws=cfg.pgd_draws,
-                                     seed=seed * 37 + gi).to(x_g.dtype)
+            x_g = x_g + pgd_smoothed(
+                model.surrogates() if model is not learner else nets,
+                x_g,
+                pred[g],
+                sigma_x[g],
+                ib,
+                steps=cfg.pgd_steps,
+                draws=cfg.pgd_draws,
+                seed=seed * 37 + gi,
+            ).to(x_g.dtype)
         if column == RESIGMA:
             _, s_x_after = learner.resigma(x_tr, tr_idx, x_g)
         after = model.predict(ids[g], x_g, s_x_after)
@@ -416,15 +560,30 @@ def _rung(learner: Learner, nets, strategy: str, part: str, column: str, c: floa
             col_norm = float(np.sqrt(np.sum((tn * w) ** 2) + (xn / sigma_x[j]) ** 2))
             sound = weighted_norm(tn, learner.sigma_train[tr_idx], xn, sigma_x[j])
             new = int(after[jj])
-            rows.append({"sample_id": int(ids[j]), "strategy": strategy, "part": part, "column": column,
-                         "factor": float(c), "group": gi, "group_size": len(g), "r1": float(r1[j]),
-                         "R": float(r1[j] * (sigma_min[j] if column != "radius_published" else sigma_x[j])),
-                         "sigma_x": float(sigma_x[j]), "sigma_x_after": float(np.asarray(s_x_after)[jj]),
-                         "train_points_moved": len(tn), "l2_norm": float(np.sqrt(np.sum(tn ** 2) + xn ** 2)),
-                         "column_norm": col_norm, "norm_over_budget": col_norm / float(total[j]),
-                         "sigma_norm_over_r1": sound / float(r1[j]),
-                         "prediction_before": int(pred[j]), "prediction_after": new,
-                         "abstained_after": new == ABSTAIN, "flipped": new not in (ABSTAIN, int(pred[j]))})
+            rows.append(
+                {
+                    "sample_id": int(ids[j]),
+                    "strategy": strategy,
+                    "part": part,
+                    "column": column,
+                    "factor": float(c),
+                    "group": gi,
+                    "group_size": len(g),
+                    "r1": float(r1[j]),
+                    "R": float(r1[j] * (sigma_min[j] if column != "radius_published" else sigma_x[j])),
+                    "sigma_x": float(sigma_x[j]),
+                    "sigma_x_after": float(np.asarray(s_x_after)[jj]),
+                    "train_points_moved": len(tn),
+                    "l2_norm": float(np.sqrt(np.sum(tn**2) + xn**2)),
+                    "column_norm": col_norm,
+                    "norm_over_budget": col_norm / float(total[j]),
+                    "sigma_norm_over_r1": sound / float(r1[j]),
+                    "prediction_before": int(pred[j]),
+                    "prediction_after": new,
+                    "abstained_after": new == ABSTAIN,
+                    "flipped": new not in (ABSTAIN, int(pred[j])),
+                }
+            )
     return rows
 
 
@@ -451,29 +610,51 @@ def summarise(report: pd.DataFrame, alpha: float, factors: Sequence[float], stop
     ones, and a one-line reading of the audit's power."""
     factors = check_factors("audit.factors", list(factors))
     top = max(factors)
-    out: dict = {"alpha": alpha, "flip_bound_per_point": min(1.0, 2 * alpha), "factors": factors,
-                 "stop_rate": stop_rate, "columns": {}, "break_factor": {}, "power": {}}
+    out: dict = {
+        "alpha": alpha,
+        "flip_bound_per_point": min(1.0, 2 * alpha),
+        "factors": factors,
+        "stop_rate": stop_rate,
+        "columns": {},
+        "break_factor": {},
+        "power": {},
+    }
     for (column, strategy), g in report.groupby(["column", "strategy"], sort=True):
         ladder = []
         for c, r in g.groupby("factor", sort=True):
             n, flips = len(r), int(r["flipped"].sum())
             own = bool((r["group_size"] == 1).all()) and r["part"].iloc[0] != "input"
-            ladder.append({
-                "factor": float(c), "points": n, "flips": flips, "flip_rate": flips / n if n else 0.0,
-                "abstained_after": int(r["abstained_after"].sum()),
-                "retrains": 0 if r["part"].iloc[0] == "input" else int(r["group"].nunique()),
-                "expected_flips_bound": min(1.0, 2 * alpha) * n,
-                "independent": own,
-                "p_value_2alpha": float(binomtest(flips, n, min(1.0, 2 * alpha),
-                                                  alternative="greater").pvalue) if own and n else None,
-                "norm_over_budget_min": float(r["norm_over_budget"].min()),
-                "norm_over_budget_max": float(r["norm_over_budget"].max()),
-                "sigma_norm_over_r1_max": float(r["sigma_norm_over_r1"].max())})
+            ladder.append(
+                {
+                    "factor": float(c),
+                    "points": n,
+                    "flips": flips,
+                    "flip_rate": flips / n if n else 0.0,
+                    "abstained_after": int(r["abstained_after"].sum()),
+                    "retrains": 0 if r["part"].iloc[0] == "input" else int(r["group"].nunique()),
+                    "expected_flips_bound": min(1.0, 2 * alpha) * n,
+                    "independent": own,
+                    "p_value_2alpha": float(
+                        binomtest(flips, n, min(1.0, 2 * alpha), alternative="greater").pvalue
+                    )
+                    if own and n
+                    else None,
+                    "norm_over_budget_min": float(r["norm_over_budget"].min()),
+                    "norm_over_budget_max": float(r["norm_over_budget"].max()),
+                    "sigma_norm_over_r1_max": float(r["sigma_norm_over_r1"].max()),
+                }
+            )
         out["columns"].setdefault(column, {})[strategy] = {
-            "part": str(g["part"].iloc[0]), "break_factor": break_factor(ladder, stop_rate), "ladder": ladder}
+            "part": str(g["part"].iloc[0]),
+            "break_factor": break_factor(ladder, stop_rate),
+            "ladder": ladder,
+        }
     for column, per in out["columns"].items():
-        kinds = (("any", ("input", "training", "both")), ("training_only", ("training",)),
-                 ("input_only", ("input",)))
+        kinds = (
+            ("any", ("input", "training", "both")),
+            ("training_only", ("training",)),
+            ("input_only", ("input",)),
+        )
         bf = {name: _best(per, parts) for name, parts in kinds}
         out["break_factor"][column] = bf
         inside = [lv for v in per.values() for lv in v["ladder"] if lv["factor"] < 1]
@@ -481,5 +662,6 @@ def summarise(report: pd.DataFrame, alpha: float, factors: Sequence[float], stop
         out[f"flips_inside_{column}"] = f_in
         out["power"][column] = (
             f"{column}: {f_in}/{n_in} flips inside (c < 1); first broken at {_fmt(bf['any'], top)} "
-            f"(training only: {_fmt(bf['training_only'], top)}; input only: {_fmt(bf['input_only'], top)})")
+            f"(training only: {_fmt(bf['training_only'], top)}; input only: {_fmt(bf['input_only'], top)})"
+        )
     return out

@@ -72,6 +72,7 @@ fraction -> smaller index), so that ``A`` is the argmax of the quantity that is 
 Length: one theorem and its estimators: the bounds, the top-class selection and the certificate table
 belong together (splitting them would scatter the assumptions each relies on).
 """
+
 from __future__ import annotations
 
 import math
@@ -128,8 +129,11 @@ def clopper_pearson_lower(k, n, alpha: float) -> np.ndarray:
     k = np.asarray(k)
     n = np.asarray(n)
     if np.any(n < 1) or np.any(k < 0) or np.any(k > n):
-        fail("k", f"counts in [{k.min()}, {k.max()}] with n in [{n.min()}, {n.max()}]",
-             "need 0 <= k <= n, n >= 1")
+        fail(
+            "k",
+            f"counts in [{k.min()}, {k.max()}] with n in [{n.min()}, {n.max()}]",
+            "need 0 <= k <= n, n >= 1",
+        )
     k_f = k.astype(np.float64)
     n_f = n.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -232,13 +236,23 @@ def vote_fractions(votes, num_classes: int) -> np.ndarray:
         _check_votes_range(v, num_classes)
         return np.eye(num_classes, dtype=np.float64)[v.astype(np.int64)]
     if v.ndim != 3 or v.shape[2] != num_classes:
-        fail("votes", f"array of shape {v.shape}",
-             f"must be (M models, N samples) class indices or (M, N, {num_classes}) vote fractions")
+        fail(
+            "votes",
+            f"array of shape {v.shape}",
+            f"must be (M models, N samples) class indices or (M, N, {num_classes}) vote fractions",
+        )
     f = v.astype(np.float64)
-    if f.size and (not np.all(np.isfinite(f)) or f.min() < 0 or f.max() > 1
-                   or not np.allclose(f.sum(axis=2), 1.0, atol=1e-5)):
-        fail("votes", "fractions outside [0, 1] or not summing to 1 over the classes",
-             "per-model vote fractions must lie in [0, 1] and sum to 1 over the classes")
+    if f.size and (
+        not np.all(np.isfinite(f))
+        or f.min() < 0
+        or f.max() > 1
+        or not np.allclose(f.sum(axis=2), 1.0, atol=1e-5)
+    ):
+        fail(
+            "votes",
+            "fractions outside [0, 1] or not summing to 1 over the classes",
+            "per-model vote fractions must lie in [0, 1] and sum to 1 over the classes",
+        )
     return f
 
 
@@ -383,8 +397,11 @@ def certify(
     else:
         min_arr = _per_sample("sigma_min", sigma_min, n, raw.shape)
         if np.any(min_arr > sigma_arr * (1 + 1e-12)):
-            fail("sigma_min", "array exceeding sigma",
-                 "sigma_min is the smallest sigma involved (test input included): <= sigma")
+            fail(
+                "sigma_min",
+                "array exceeding sigma",
+                "sigma_min is the smallest sigma involved (test input included): <= sigma",
+            )
 
     if selection == "split":
         number("evaluation.n0", n0, low=0, integer=True)
@@ -451,8 +468,9 @@ def _table(labels, top, p_low, p_up, sigma_arr, min_arr, n_est: int) -> pd.DataF
     )
 
 
-def certify_counts(selection_counts, estimation_counts, sigma, *, labels,
-                   alpha: float = 0.001) -> pd.DataFrame:
+def certify_counts(
+    selection_counts, estimation_counts, sigma, *, labels, alpha: float = 0.001
+) -> pd.DataFrame:
     """Cohen et al.'s CERTIFY from class counts over i.i.d. noise draws of ONE fixed base classifier.
 
     ``selection_counts`` (N, C): how often each class won among the n0 selection draws; the top class ``A``
@@ -468,12 +486,17 @@ def certify_counts(selection_counts, estimation_counts, sigma, *, labels,
     est = np.asarray(estimation_counts)
     labels = np.asarray(labels)
     if sel.ndim != 2 or est.shape != sel.shape or labels.shape != (sel.shape[0],):
-        raise ConfigError(f"mismatched shapes: selection counts {sel.shape}, estimation counts {est.shape}, "
-                          f"labels {labels.shape}; expected (N, C), (N, C), (N,)")
+        raise ConfigError(
+            f"mismatched shapes: selection counts {sel.shape}, estimation counts {est.shape}, "
+            f"labels {labels.shape}; expected (N, C), (N, C), (N,)"
+        )
     totals = est.sum(axis=1)
     if est.size and (est.min() < 0 or not np.all(totals == totals[0]) or totals[0] < 1):
-        fail("estimation_counts", f"row sums in [{totals.min()}, {totals.max()}]",
-             "every sample needs the same number N >= 1 of estimation draws, counts >= 0")
+        fail(
+            "estimation_counts",
+            f"row sums in [{totals.min()}, {totals.max()}]",
+            "every sample needs the same number N >= 1 of estimation draws, counts >= 0",
+        )
     n, n_est = sel.shape[0], int(totals[0]) if est.size else 1
     top = sel.argmax(axis=1).astype(np.int64)  # argmax: first (smallest) maximum
     k_a = est[np.arange(n), top].astype(np.int64)

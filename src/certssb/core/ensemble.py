@@ -17,6 +17,7 @@ the weights, Adam's state and the cross-entropy stay float32 (the logits are cas
 This module trains one model or one chunk. Which chunks still need training, checkpoint files and resuming,
 and the Ray shards live in ``certssb.execution`` (``training``, ``checkpoints``, ``ray``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,7 +47,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("parameter 'device' = 'cuda' is invalid: no CUDA device is visible; use 'auto' or 'cpu'")
+        raise ConfigError(
+            "parameter 'device' = 'cuda' is invalid: no CUDA device is visible; use 'auto' or 'cpu'"
+        )
     return torch.device(device)
 
 
@@ -142,9 +145,18 @@ def train_one(
             opt.step()
             tot_loss += loss.detach() * idx.numel()
             correct += (out.argmax(1) == yk[idx]).sum()
-        rows.append({"model": k, "epoch": epoch, "loss": float(tot_loss) / n, "noisy_train_accuracy": float(correct) / n})
-    state = {name: p.detach().to("cpu", memory_format=torch.contiguous_format).contiguous()
-             for name, p in model.named_parameters()}
+        rows.append(
+            {
+                "model": k,
+                "epoch": epoch,
+                "loss": float(tot_loss) / n,
+                "noisy_train_accuracy": float(correct) / n,
+            }
+        )
+    state = {
+        name: p.detach().to("cpu", memory_format=torch.contiguous_format).contiguous()
+        for name, p in model.named_parameters()
+    }
     return ChunkResult([k], {name: t.unsqueeze(0) for name, t in state.items()}, rows)
 
 
@@ -159,7 +171,10 @@ def train_chunk_vectorised(
     device: torch.device,
 ) -> ChunkResult:
     """Train the models ``indices`` at once: stacked parameters, ``vmap`` over members."""
-    models = [build_model(cfg.architecture, x.shape[1:], num_classes, seed=int(plan["model_seeds"][k])) for k in indices]
+    models = [
+        build_model(cfg.architecture, x.shape[1:], num_classes, seed=int(plan["model_seeds"][k]))
+        for k in indices
+    ]
     params, buffers = stack_module_state(models)
     if buffers:
         raise ConfigError(f"architecture '{cfg.architecture}' has buffers; the vectorised backend needs none")
@@ -172,7 +187,9 @@ def train_chunk_vectorised(
     gens = [torch.Generator().manual_seed(int(plan["model_seeds"][k])) for k in indices]
     member = torch.arange(m, device=device).unsqueeze(1)
 
-    def loss_fn(p: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_fn(
+        p: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = functional_call(base, p, (xb,)).float()
         return nn.functional.cross_entropy(out, yb), (out.argmax(1) == yb).sum()
 
@@ -192,8 +209,14 @@ def train_chunk_vectorised(
             tot_loss += losses.detach() * idx.shape[1]
             correct += corr
         for j, k in enumerate(indices):
-            rows.append({"model": k, "epoch": epoch, "loss": float(tot_loss[j]) / n,
-                         "noisy_train_accuracy": float(correct[j]) / n})
+            rows.append(
+                {
+                    "model": k,
+                    "epoch": epoch,
+                    "loss": float(tot_loss[j]) / n,
+                    "noisy_train_accuracy": float(correct[j]) / n,
+                }
+            )
     return ChunkResult(list(indices), {k: v.detach().cpu() for k, v in params.items()}, rows)
 
 
@@ -235,7 +258,11 @@ def member_module(architecture: str, in_shape: Sequence[int], num_classes: int) 
 
 
 def load_member(
-    architecture: str, in_shape: Sequence[int], num_classes: int, params: dict[str, torch.Tensor], k: int,
+    architecture: str,
+    in_shape: Sequence[int],
+    num_classes: int,
+    params: dict[str, torch.Tensor],
+    k: int,
     device: torch.device | str = "cpu",
 ) -> nn.Module:
     """Model k of a stacked ensemble as an ordinary module in eval mode."""
@@ -244,8 +271,6 @@ def load_member(
     return model.to(device).eval()
 
 
-def stacked_forward(
-    template: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor
-) -> torch.Tensor:
+def stacked_forward(template: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Logits of every member on its own inputs: params (m, ...), x (m, B, C, H, W) -> (m, B, classes)."""
     return vmap(lambda p, xb: functional_call(template, p, (xb,)))(params, x)

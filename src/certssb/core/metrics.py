@@ -21,6 +21,7 @@ conservative reading of the certified-accuracy table for an l2 norm.
 
 Metric key names carry no dots: :func:`radius_key` (0.5 -> ``"r050"``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -210,17 +211,23 @@ def certificate_reach(radius: float, point_norm: float, test_norm: float) -> dic
             raise ValueError(f"{name} = {v!r}: must be a finite number >= 0")
     covers_test = test_norm < radius
     if point_norm == 0:
-        return {"points_covered": float("inf") if covers_test else 0, "covers_test_trigger": bool(covers_test),
-                "points_ratio": float("inf")}
-    t = (radius ** 2 - test_norm ** 2) / point_norm ** 2
+        return {
+            "points_covered": float("inf") if covers_test else 0,
+            "covers_test_trigger": bool(covers_test),
+            "points_ratio": float("inf"),
+        }
+    t = (radius**2 - test_norm**2) / point_norm**2
     k = max(int(np.ceil(t)) - 1, 0) if covers_test else 0
     if covers_test:  # settle the rounding of t on the inequality itself
-        while k > 0 and np.sqrt(k * point_norm ** 2 + test_norm ** 2) >= radius:
+        while k > 0 and np.sqrt(k * point_norm**2 + test_norm**2) >= radius:
             k -= 1
-        while np.sqrt((k + 1) * point_norm ** 2 + test_norm ** 2) < radius:
+        while np.sqrt((k + 1) * point_norm**2 + test_norm**2) < radius:
             k += 1
-    return {"points_covered": k, "covers_test_trigger": bool(covers_test),
-            "points_ratio": float((radius / point_norm) ** 2)}
+    return {
+        "points_covered": k,
+        "covers_test_trigger": bool(covers_test),
+        "points_ratio": float((radius / point_norm) ** 2),
+    }
 
 
 def degenerate_members(member_accuracy, class_prior, margin: float = 0.05) -> np.ndarray:

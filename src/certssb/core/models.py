@@ -10,6 +10,7 @@ a single input the same way in train and eval mode.
 - ``mlp``            two hidden layers of 256.
 - ``preact_resnet``  pre-activation ResNet (He et al. 2016) with 16/32/64 filters, GroupNorm, for CIFAR-10.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,8 +32,12 @@ class SmallCNN(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, image_size: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 8, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         n = _flat_features(self.features, (in_channels, image_size, image_size))
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(n, 64), nn.ReLU(), nn.Linear(64, num_classes))
@@ -45,11 +50,17 @@ class MnistCNN(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, image_size: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         n = _flat_features(self.features, (in_channels, image_size, image_size))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(n, 128), nn.ReLU(), nn.Linear(128, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(n, 128), nn.ReLU(), nn.Linear(128, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -60,7 +71,12 @@ class MLP(nn.Module):
         super().__init__()
         d = in_channels * image_size * image_size
         self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, num_classes)
+            nn.Flatten(),
+            nn.Linear(d, 256),
+            nn.ReLU(),
+            nn.Linear(256, 256),
+            nn.ReLU(),
+            nn.Linear(256, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +122,9 @@ _BUILDERS = {"small_cnn": SmallCNN, "mnist_cnn": MnistCNN, "mlp": MLP, "preact_r
 _MIN_SIZE = {"small_cnn": 4, "mnist_cnn": 16, "mlp": 1, "preact_resnet": 4}
 
 
-def build_model(architecture: str, in_shape: Sequence[int], num_classes: int, seed: int | None = None) -> nn.Module:
+def build_model(
+    architecture: str, in_shape: Sequence[int], num_classes: int, seed: int | None = None
+) -> nn.Module:
     """Build ``architecture`` for inputs of shape ``in_shape = (C, H, W)`` with ``num_classes`` outputs.
 
     With ``seed`` the initial weights are a deterministic function of the seed (the global RNG state is
@@ -117,7 +135,9 @@ def build_model(architecture: str, in_shape: Sequence[int], num_classes: int, se
         raise ConfigError(f"model input shape {tuple(in_shape)} is invalid: expected (C, H, W)")
     c, h, w = (int(s) for s in in_shape)
     if h != w:
-        raise ConfigError(f"model input shape {tuple(in_shape)} is invalid: {architecture} expects square images")
+        raise ConfigError(
+            f"model input shape {tuple(in_shape)} is invalid: {architecture} expects square images"
+        )
     if h < _MIN_SIZE[architecture]:
         raise ConfigError(
             f"model input shape {tuple(in_shape)} is too small for '{architecture}' "

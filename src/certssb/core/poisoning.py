@@ -46,6 +46,7 @@ covers is decided by the Sigma-weighted norm (``certssb.core.metrics.weighted_at
 Length: the attack family and its threat-model bookkeeping (indices, realised norms, label changes,
 insertions) belong together; the triggers themselves live in core/triggers.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,11 @@ import torch
 
 from certssb.core.certify import collapse_share
 from certssb.core.triggers import (
-    TRIGGERS, apply_trigger, check_images, check_trigger_kwargs, realised_norms,
+    TRIGGERS,
+    apply_trigger,
+    check_images,
+    check_trigger_kwargs,
+    realised_norms,
 )
 from certssb.core.validation import choice, fail, number, positive
 
@@ -204,7 +209,9 @@ def apply_key(x: torch.Tensor, values: torch.Tensor | float, *, key_size: int) -
         fail("attack.key_size", key_size, f"must be an integer in [1, {min(h, w) - 2}] for {h}×{w} images")
     v = torch.as_tensor(values, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
     out = x.clone()
-    out[:, :, h - 1 - key_size:h - 1, 1:1 + key_size] = v.expand(x.shape[0], x.shape[1], key_size, key_size)
+    out[:, :, h - 1 - key_size : h - 1, 1 : 1 + key_size] = v.expand(
+        x.shape[0], x.shape[1], key_size, key_size
+    )
     return out
 
 
@@ -229,14 +236,18 @@ def class_mean_scores(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tor
     positive("num_classes", num_classes, integer=True)
     y = _check_labels("y", y, x.shape[0])
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        fail("num_classes", num_classes, f"labels must lie in [0, num_classes); got labels up to {int(y.max())}")
+        fail(
+            "num_classes",
+            num_classes,
+            f"labels must lie in [0, num_classes); got labels up to {int(y.max())}",
+        )
     flat = x.detach().flatten(1).double()
     y = y.to(flat.device).long()
     sums = torch.zeros((num_classes, flat.shape[1]), dtype=torch.float64, device=flat.device)
     sums.index_add_(0, y, flat)
     counts = torch.bincount(y, minlength=num_classes).to(torch.float64)
     means = sums / counts.clamp_min(1.0).unsqueeze(1)
-    d2 = ((flat ** 2).sum(1, keepdim=True) - 2.0 * flat @ means.T + (means ** 2).sum(1).unsqueeze(0))
+    d2 = (flat**2).sum(1, keepdim=True) - 2.0 * flat @ means.T + (means**2).sum(1).unsqueeze(0)
     scores = -d2.clamp_min(0.0)
     scores[:, counts == 0] = -math.inf
     return scores.to(torch.float32)
@@ -309,10 +320,18 @@ def poison(
     y = _check_labels("y", y, n_total)
     empty_long = torch.zeros(0, dtype=torch.long)
     if attack == "none":
-        return PoisonResult(x=x, y=y, indices=empty_long, source_indices=empty_long.clone(),
-                            original_labels=empty_long.clone(), new_labels=empty_long.clone(),
-                            norms=torch.zeros(0, dtype=torch.float32), attack="none", trigger=None,
-                            label_mode=label_mode)
+        return PoisonResult(
+            x=x,
+            y=y,
+            indices=empty_long,
+            source_indices=empty_long.clone(),
+            original_labels=empty_long.clone(),
+            new_labels=empty_long.clone(),
+            norms=torch.zeros(0, dtype=torch.float32),
+            attack="none",
+            trigger=None,
+            label_mode=label_mode,
+        )
 
     number("attack.poison_rate", poison_rate, low=0, high=1)
     positive("num_classes", num_classes, integer=True)
@@ -324,15 +343,21 @@ def poison(
     if n_total == 0:
         fail("x", tuple(x.shape), "the training set is empty; nothing can be poisoned")
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
-        fail("num_classes", num_classes,
-             f"labels must lie in [0, num_classes); got labels in [{int(y.min())}, {int(y.max())}]")
+        fail(
+            "num_classes",
+            num_classes,
+            f"labels must lie in [0, num_classes); got labels in [{int(y.min())}, {int(y.max())}]",
+        )
 
     n = poison_count(poison_rate, n_total)
     if n == 0:
-        fail("attack.poison_rate", poison_rate,
-             f"poisons zero samples: round(poison_rate * N) = 0 with N = {n_total} training samples; "
-             f"the smallest rate that poisons one sample is {_smallest_rate(n_total):.6g} "
-             f"(use attack.name = 'none' for no attack)")
+        fail(
+            "attack.poison_rate",
+            poison_rate,
+            f"poisons zero samples: round(poison_rate * N) = 0 with N = {n_total} training samples; "
+            f"the smallest rate that poisons one sample is {_smallest_rate(n_total):.6g} "
+            f"(use attack.name = 'none' for no attack)",
+        )
     g = torch.Generator().manual_seed(seed)
     y_long = y.long()
 
@@ -342,10 +367,13 @@ def poison(
         candidates = torch.nonzero(pool).flatten()
         if n > candidates.numel():
             what = "of" if clean else "not of"
-            fail("attack.poison_rate", poison_rate,
-                 f"poisons round(poison_rate * N) = {n} of N = {n_total} samples but only "
-                 f"{candidates.numel()} samples are {what} the target class {target} (label_mode "
-                 f"{label_mode!r}); the largest allowed rate is {candidates.numel() / n_total:.6g}")
+            fail(
+                "attack.poison_rate",
+                poison_rate,
+                f"poisons round(poison_rate * N) = {n} of N = {n_total} samples but only "
+                f"{candidates.numel()} samples are {what} the target class {target} (label_mode "
+                f"{label_mode!r}); the largest allowed rate is {candidates.numel() / n_total:.6g}",
+            )
         chosen = candidates[torch.randperm(candidates.numel(), generator=g)[:n]].sort().values
         idx = chosen.to(x.device)
         x_trig, norms = apply_trigger(x[idx], attack, delta, **trigger_kwargs)
@@ -354,14 +382,27 @@ def poison(
         y_out = y_long.clone()
         original = y_long[idx].cpu()
         y_out[idx] = target  # clean: they are of the target class already
-        return PoisonResult(x=x_out, y=y_out, indices=chosen.clone(), source_indices=chosen.clone(),
-                            original_labels=original, new_labels=torch.full((n,), target, dtype=torch.long),
-                            norms=norms.cpu(), attack=attack, trigger=attack, inserted=0, label_mode=label_mode)
+        return PoisonResult(
+            x=x_out,
+            y=y_out,
+            indices=chosen.clone(),
+            source_indices=chosen.clone(),
+            original_labels=original,
+            new_labels=torch.full((n,), target, dtype=torch.long),
+            norms=norms.cpu(),
+            attack=attack,
+            trigger=attack,
+            inserted=0,
+            label_mode=label_mode,
+        )
 
     # certifier attacks: append triggered copies of n random training points from all classes
     if label_mode != "dirty":
-        fail("attack.label_mode", label_mode,
-             f"the certifier attack {attack!r} appends relabelled copies; only label_mode 'dirty' applies")
+        fail(
+            "attack.label_mode",
+            label_mode,
+            f"the certifier attack {attack!r} appends relabelled copies; only label_mode 'dirty' applies",
+        )
     choice("attack.certifier_labels", certifier_labels, CERTIFIER_LABELS[attack])
     if num_classes < 2:
         fail("num_classes", num_classes, f"the {attack} attack needs at least 2 classes")
@@ -371,8 +412,11 @@ def poison(
     idx = chosen.to(x.device)
     original = y_long[idx].cpu()
     if certifier_labels == "split":
-        second = torch.where(original == target, torch.full_like(original, (target + 1) % num_classes),
-                             torch.full_like(original, target))
+        second = torch.where(
+            original == target,
+            torch.full_like(original, (target + 1) % num_classes),
+            torch.full_like(original, target),
+        )
         share = SPLIT_SHARE[attack] if split_share is None else split_share
         number("split_share", share, low=0, high=1, low_open=True, high_open=True)
         k = poison_count(share, n)
@@ -387,12 +431,18 @@ def poison(
         new_labels = r + (r >= original).long()  # uniform over the classes != true label
     else:  # runner_up
         if scores is None:
-            fail("scores", None,
-                 "the radius_collapse attack needs a clean model's scores (N, num_classes) for the "
-                 "training points, e.g. class_mean_scores(x, y, num_classes)")
+            fail(
+                "scores",
+                None,
+                "the radius_collapse attack needs a clean model's scores (N, num_classes) for the "
+                "training points, e.g. class_mean_scores(x, y, num_classes)",
+            )
         assert scores is not None
-        if (not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (n_total, num_classes)
-                or not scores.is_floating_point()):
+        if (
+            not isinstance(scores, torch.Tensor)
+            or tuple(scores.shape) != (n_total, num_classes)
+            or not scores.is_floating_point()
+        ):
             got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
             fail("scores", got, f"must be a floating-point tensor of shape ({n_total}, {num_classes})")
         if torch.isnan(scores).any():
@@ -404,9 +454,18 @@ def poison(
         norms = realised_norms(x_trig, x[idx])
     x_out = torch.cat([x, x_trig], dim=0)
     y_out = torch.cat([y_long, new_labels.to(y.device)], dim=0)
-    return PoisonResult(x=x_out, y=y_out, indices=torch.arange(n_total, n_total + n, dtype=torch.long),
-                        source_indices=chosen.clone(), original_labels=original, new_labels=new_labels,
-                        norms=norms.cpu(), attack=attack, trigger=trigger, inserted=n)
+    return PoisonResult(
+        x=x_out,
+        y=y_out,
+        indices=torch.arange(n_total, n_total + n, dtype=torch.long),
+        source_indices=chosen.clone(),
+        original_labels=original,
+        new_labels=new_labels,
+        norms=norms.cpu(),
+        attack=attack,
+        trigger=trigger,
+        inserted=n,
+    )
 
 
 def make_triggered_test(

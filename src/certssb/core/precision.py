@@ -15,6 +15,7 @@ bounds of ``certify`` are unchanged; the precision is part of the model (recorde
 reporting AMX), a CUDA device with ``torch.cuda.is_bf16_supported()`` -- and to ``float32`` elsewhere (bf16
 emulated in software is slower than float32).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -36,6 +36,7 @@ out of the cache; on GPUs use large batches. The noise stream, hence sigma, depe
 ``precision`` bfloat16 runs the model's forward passes under autocast (``core.precision``); the softmax,
 psi, the radius and sigma's gradient stay float32.
 """
+
 from __future__ import annotations
 
 import copy
@@ -79,12 +80,17 @@ class SigmaConfig:
             )
         lo, hi = self.psi_clamp
         if not 0 < lo < hi < 1:
-            raise ConfigError(f"parameter 'sigma_opt.psi_clamp' = {list(self.psi_clamp)} is invalid: need 0 < low < high < 1")
+            raise ConfigError(
+                f"parameter 'sigma_opt.psi_clamp' = {list(self.psi_clamp)} is invalid: need 0 < low < high < 1"
+            )
         positive("sigma_opt.batch_size", self.batch_size, integer=True)
 
 
 def smoothed_psi(
-    model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor,
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    eps: torch.Tensor,
     precision: str = "float32",
 ) -> torch.Tensor:
     """psi (B, C): mean softmax of ``model(x + sigma * eps_d)`` over the draws ``eps`` (n, B, C, H, W)."""
@@ -188,7 +194,12 @@ def optimise_sigma(
             sig = (sig + cfg.lr * grad).clamp(cfg.sigma_min, cfg.sigma_max).detach()
         if progress:
             progress(b)
-    return {"sigma": sig_hist[-1].clone(), "anchor": anchors, "sigma_history": sig_hist, "radius_history": rad_hist}
+    return {
+        "sigma": sig_hist[-1].clone(),
+        "anchor": anchors,
+        "sigma_history": sig_hist,
+        "radius_history": rad_hist,
+    }
 
 
 def sigma_config(block: dict, sigma0: float) -> SigmaConfig:
@@ -204,8 +215,12 @@ def sigma_config(block: dict, sigma0: float) -> SigmaConfig:
             f"= {lo:.4g} must stay > 0"
         )
     keys = ("steps", "draws", "lr", "gradient", "batch_size", *(("rule",) if "rule" in block else ()))
-    return SigmaConfig(**{k: block[k] for k in keys}, sigma_min=lo, sigma_max=sigma0 + block["max_increase"],
-                       psi_clamp=tuple(block["psi_clamp"]))
+    return SigmaConfig(
+        **{k: block[k] for k in keys},
+        sigma_min=lo,
+        sigma_max=sigma0 + block["max_increase"],
+        psi_clamp=tuple(block["psi_clamp"]),
+    )
 
 
 def optimise_splits(
@@ -225,10 +240,17 @@ def optimise_splits(
     """
     sigmas, history = {}, []
     for i, (split, (x, anchor)) in enumerate(sets.items()):
-        res = optimise_sigma(model, x, anchor, sigma0, cfg, seed=seed + i, progress=progress,
-                             precision=precision)
+        res = optimise_sigma(
+            model, x, anchor, sigma0, cfg, seed=seed + i, progress=progress, precision=precision
+        )
         sigmas[split] = res["sigma"]
-        history.append({"split": split, "anchor": res["anchor"], "sigma": res["sigma"],
-                        "radius_estimate_initial": res["radius_history"][0],
-                        "radius_estimate_final": res["radius_history"][-1]})
+        history.append(
+            {
+                "split": split,
+                "anchor": res["anchor"],
+                "sigma": res["sigma"],
+                "radius_estimate_initial": res["radius_history"][0],
+                "radius_estimate_final": res["radius_history"][-1],
+            }
+        )
     return sigmas, history

@@ -27,6 +27,7 @@ loop per sample. ``precision`` bfloat16 runs the forward passes under autocast (
 softmax and the counts stay float32. The base classifier is still one fixed deterministic function, so the
 bound holds as stated for the model at that precision.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -39,17 +40,28 @@ from .validation import ConfigError, positive
 
 NAME = "cohen"
 THREAT_MODEL = "test-time l2 perturbation of the input, model fixed; certifies nothing about poisoning"
-POISONING_THREAT_MODEL = ("label-preserving l2 perturbation of the training features and the input "
-                          "(smoothing over the training set)")
+POISONING_THREAT_MODEL = (
+    "label-preserving l2 perturbation of the training features and the input "
+    "(smoothing over the training set)"
+)
 SAMPLE_CHUNK = 8  # samples whose draws share one generator: part of the noise's definition (do not tune)
 STAGES = {"selection": 0, "estimation": 1}
 
 
 @torch.no_grad()
 def noise_counts(
-    model: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, *, seed: int, split: str, stage: str,
-    num_draws: int, num_classes: int, batch_size: int | None = None,
-    progress: Callable[[int], None] | None = None, precision: str = "float32",
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    *,
+    seed: int,
+    split: str,
+    stage: str,
+    num_draws: int,
+    num_classes: int,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    precision: str = "float32",
 ) -> dict[str, torch.Tensor]:
     """Class counts (N, C) int64 of ``argmax f(x_i + sigma_i eps)`` over ``num_draws`` draws per sample, and
     the softmax averaged over the draws (N, C) float32.
@@ -63,8 +75,9 @@ def noise_counts(
     batch_size = batch_size or (4096 if device.type == "cuda" else 256)
     positive("batch_size", batch_size, integer=True)
     if stage not in STAGES or split not in SPLIT_IDS:
-        raise ConfigError(f"stage {stage!r} / split {split!r}: expected one of {list(STAGES)} / "
-                          f"{list(SPLIT_IDS)}")
+        raise ConfigError(
+            f"stage {stage!r} / split {split!r}: expected one of {list(STAGES)} / {list(SPLIT_IDS)}"
+        )
     n = x.shape[0]
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
     if sigma.shape != (n,):
@@ -73,38 +86,57 @@ def noise_counts(
     counts = torch.zeros(n, num_classes, dtype=torch.int64)
     probs = torch.zeros(n, num_classes)
     for c, start in enumerate(range(0, n, SAMPLE_CHUNK)):
-        xb, sb = x[start:start + SAMPLE_CHUNK], sigma[start:start + SAMPLE_CHUNK]
+        xb, sb = x[start : start + SAMPLE_CHUNK], sigma[start : start + SAMPLE_CHUNK]
         b = xb.shape[0]
         g = torch.Generator().manual_seed(_derive(int(seed), SPLIT_IDS[split], STAGES[stage], c))
         eps = torch.randn((num_draws, *xb.shape), generator=g)  # (draws, b, C, H, W)
         flat = (xb.unsqueeze(0) + sb.view(1, -1, 1, 1, 1) * eps).flatten(0, 1)
         logits = []
         for i in range(0, flat.shape[0], batch_size):
-            part = flat[i:i + batch_size].to(device)
+            part = flat[i : i + batch_size].to(device)
             if channels_last:
                 part = part.contiguous(memory_format=torch.channels_last)
             with autocast(precision, device):
                 logits.append(model(part).float().cpu())
         p = torch.softmax(torch.cat(logits), dim=1).view(num_draws, b, num_classes)
-        counts[start:start + b] = torch.nn.functional.one_hot(p.argmax(-1), num_classes).sum(0)
-        probs[start:start + b] = p.mean(0)
+        counts[start : start + b] = torch.nn.functional.one_hot(p.argmax(-1), num_classes).sum(0)
+        probs[start : start + b] = p.mean(0)
         if progress:
             progress(b)
     return {"counts": counts, "probs": probs}
 
 
-def certify_votes(model: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, *, seed: int, split: str,
-                  n0: int, num_draws: int, num_classes: int, batch_size: int | None = None,
-                  progress: Callable[[int], None] | None = None, precision: str = "float32"
-                  ) -> dict[str, torch.Tensor]:
+def certify_votes(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    *,
+    seed: int,
+    split: str,
+    n0: int,
+    num_draws: int,
+    num_classes: int,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    precision: str = "float32",
+) -> dict[str, torch.Tensor]:
     """The votes of one test set for :func:`certssb.core.certify.certify_counts`: ``selection`` (N, C) counts
     over ``n0`` draws, ``estimation`` (N, C) counts over ``num_draws`` separate draws; and, in the layout of
     the poisoning certifiers' votes (one "model": the smoothed base classifier), ``votes`` (1, N, C) = the
     estimation fractions and ``probs`` (1, N, C) = the mean softmax over the estimation draws."""
     positive("cohen.n0", n0, integer=True)
-    kw = {"seed": seed, "split": split, "num_classes": num_classes, "batch_size": batch_size,
-          "precision": precision}
+    kw = {
+        "seed": seed,
+        "split": split,
+        "num_classes": num_classes,
+        "batch_size": batch_size,
+        "precision": precision,
+    }
     sel = noise_counts(model, x, sigma, stage="selection", num_draws=n0, **kw)
     est = noise_counts(model, x, sigma, stage="estimation", num_draws=num_draws, progress=progress, **kw)
-    return {"selection": sel["counts"], "estimation": est["counts"],
-            "votes": (est["counts"].float() / num_draws).unsqueeze(0), "probs": est["probs"].unsqueeze(0)}
+    return {
+        "selection": sel["counts"],
+        "estimation": est["counts"],
+        "votes": (est["counts"].float() / num_draws).unsqueeze(0),
+        "probs": est["probs"].unsqueeze(0),
+    }

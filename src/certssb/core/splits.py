@@ -11,6 +11,7 @@ built by :func:`split_dict`; :func:`to_unit_float` turns uint8 pixels into those
 :func:`stratified_subsample` and adds ``"fingerprint"`` (:func:`tensor_fingerprint`), a 16-hex-digit sha256
 prefix of the tensors' bytes and the class names, so that two runs can tell whether they saw the same data.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -36,6 +36,7 @@ point). The result depends on the order, which is always recorded. This is the m
 data-dependent smoothing (Alfarra et al.); the exact Cert-SSB rule is not published in code. The update
 must run on the sound ``radius`` (``certify``), over ONE memory for every input certified together.
 """
+
 from __future__ import annotations
 
 import logging
@@ -198,8 +199,12 @@ def overlapping_pairs(x, prediction, radius, *, tol: float = 1e-9, block: int = 
     for s in range(0, nk, block):
         e = min(s + block, nk)
         d = _distances(xk[s:e], xk)
-        hit = ((d < rk[s:e, None] + rk[None, :] - tol) & (ck[s:e, None] != ck[None, :])
-               & (rk[s:e, None] > 0) & (rk[None, :] > 0))
+        hit = (
+            (d < rk[s:e, None] + rk[None, :] - tol)
+            & (ck[s:e, None] != ck[None, :])
+            & (rk[s:e, None] > 0)
+            & (rk[None, :] > 0)
+        )
         upper = torch.arange(s, e)[:, None] < torch.arange(nk)[None, :]  # i < j
         total += int((hit & upper).sum())
     return total
@@ -211,7 +216,12 @@ def _acc_by_radius(certs: pd.DataFrame, radii: list[float]) -> dict[str, float]:
 
 
 def update_certificates(
-    certificates: pd.DataFrame, x_clean: torch.Tensor, x_triggered: torch.Tensor, *, rule: str, seed: int,
+    certificates: pd.DataFrame,
+    x_clean: torch.Tensor,
+    x_triggered: torch.Tensor,
+    *,
+    rule: str,
+    seed: int,
     radii: list[float],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Cert-SSB's storage update over ONE memory for the clean and triggered inputs, on the sound ``radius``.
@@ -228,32 +238,51 @@ def update_certificates(
     before = before.iloc[order_rows].reset_index(drop=True)
     x_all = torch.cat([x_clean, x_triggered]).flatten(1)
     if x_all.shape[0] != len(before):
-        raise ConfigError(f"the certificate table has {len(before)} rows but the test sets have {x_all.shape[0]} "
-                          "inputs: they come from different runs")
-    res = storage_update(x_all, before["prediction"].to_numpy(), before["radius"].to_numpy(), rule=rule,
-                                 seed=seed)
+        raise ConfigError(
+            f"the certificate table has {len(before)} rows but the test sets have {x_all.shape[0]} "
+            "inputs: they come from different runs"
+        )
+    res = storage_update(
+        x_all, before["prediction"].to_numpy(), before["radius"].to_numpy(), rule=rule, seed=seed
+    )
     after = before.copy()
     after["prediction"], after["radius"], after["action"] = res.prediction, res.radius, res.action
     after["abstained"] = after["prediction"] == -1
     after["correct"] = after["prediction"] == after["label"]
     # the update ran on the sound radius; the published radius of the input table says nothing after it
     after = after.drop(columns=["radius_published"])
-    report: dict[str, Any] = {"order_seed": seed, "rule": rule, "memory": "one memory over clean + triggered inputs",
-                              "radius": "radius (sound)", "abstained": "skipped, never stored",
-                              "order": res.order.tolist()}
+    report: dict[str, Any] = {
+        "order_seed": seed,
+        "rule": rule,
+        "memory": "one memory over clean + triggered inputs",
+        "radius": "radius (sound)",
+        "abstained": "skipped, never stored",
+        "order": res.order.tolist(),
+    }
     n_clean = len(parts["clean"])
-    for split, rows in (("clean", slice(0, n_clean)), ("triggered", slice(n_clean, None)), ("all", slice(None))):
+    for split, rows in (
+        ("clean", slice(0, n_clean)),
+        ("triggered", slice(n_clean, None)),
+        ("all", slice(None)),
+    ):
         b, a = before.iloc[rows], after.iloc[rows]
         xs = x_all[rows]
         report[split] = {
             **{k: int(np.sum(a["action"].to_numpy() == k)) for k in ACTIONS},
-            "overlapping_pairs_before": int(overlapping_pairs(xs, b["prediction"].to_numpy(),
-                                                                      b["radius"].to_numpy())),
-            "overlapping_pairs_after": int(overlapping_pairs(xs, a["prediction"].to_numpy(),
-                                                                     a["radius"].to_numpy())),
+            "overlapping_pairs_before": int(
+                overlapping_pairs(xs, b["prediction"].to_numpy(), b["radius"].to_numpy())
+            ),
+            "overlapping_pairs_after": int(
+                overlapping_pairs(xs, a["prediction"].to_numpy(), a["radius"].to_numpy())
+            ),
             "certified_accuracy_before": _acc_by_radius(b, radii),
             "certified_accuracy_after": _acc_by_radius(a, radii),
         }
-    log.debug("storage update (rule %s, one memory): %s; overlapping pairs %d -> %d", rule, res.summary(),
-             report["all"]["overlapping_pairs_before"], report["all"]["overlapping_pairs_after"])
+    log.debug(
+        "storage update (rule %s, one memory): %s; overlapping pairs %d -> %d",
+        rule,
+        res.summary(),
+        report["all"]["overlapping_pairs_before"],
+        report["all"]["overlapping_pairs_after"],
+    )
     return after, report

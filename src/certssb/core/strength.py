@@ -21,6 +21,7 @@ realised trigger norm, then the fewest epochs) that reaches ``ASR >= threshold``
 Everything here is deterministic for a given seed (the poisoned points, the model's initial weights and
 its batch order).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,12 +33,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import metrics
 from .ensemble import TrainConfig, load_member, train_one
 from .noise import make_noise_plan
 from .poisoning import LABEL_MODES, PoisonResult, make_triggered_test, poison
-from . import metrics
-from .triggers import ADDITIVE_TRIGGERS, TRIGGERS
 from .splits import tensor_fingerprint
+from .triggers import ADDITIVE_TRIGGERS, TRIGGERS
 from .validation import choice, fail, number, positive
 
 __all__ = ["Setting", "settings_grid", "measure_setting", "sweep", "weakest_settings"]
@@ -55,14 +56,21 @@ class Setting:
 
 
 def settings_grid(
-    triggers: Sequence[str], label_modes: Sequence[str], poison_rates: Sequence[float], deltas: Sequence[float],
+    triggers: Sequence[str],
+    label_modes: Sequence[str],
+    poison_rates: Sequence[float],
+    deltas: Sequence[float],
     epochs: Sequence[int],
 ) -> list[Setting]:
     """The product of the axes, with ``delta`` varied only for the additive triggers (the others get the
     first delta, which they ignore). Raises ConfigError naming the axis on a bad value."""
-    for name, values in (("strength.triggers", triggers), ("strength.label_modes", label_modes),
-                         ("strength.poison_rates", poison_rates), ("strength.deltas", deltas),
-                         ("strength.epochs", epochs)):
+    for name, values in (
+        ("strength.triggers", triggers),
+        ("strength.label_modes", label_modes),
+        ("strength.poison_rates", poison_rates),
+        ("strength.deltas", deltas),
+        ("strength.epochs", epochs),
+    ):
         if not isinstance(values, (list, tuple)) or not values:
             fail(name, values, "a non-empty list")
     for t in triggers:
@@ -77,51 +85,97 @@ def settings_grid(
         positive("strength.epochs", e, integer=True)
     out = []
     for t, m, r, e in itertools.product(triggers, label_modes, poison_rates, epochs):
-        for d in (deltas if t in ADDITIVE_TRIGGERS else deltas[:1]):
+        for d in deltas if t in ADDITIVE_TRIGGERS else deltas[:1]:
             out.append(Setting(t, m, float(r), float(d), int(e)))
     return out
 
 
 def _predict(net: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int = 1000) -> np.ndarray:
     with torch.no_grad():
-        return torch.cat([net(x[i:i + batch].to(device)).argmax(1).cpu() for i in range(0, x.shape[0], batch)]).numpy()
+        return torch.cat(
+            [net(x[i : i + batch].to(device)).argmax(1).cpu() for i in range(0, x.shape[0], batch)]
+        ).numpy()
 
 
-def _train(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, num_classes: int, seed: int,
-           device: torch.device) -> torch.nn.Module:
-    plan = make_noise_plan(seed=seed, num_models=1, sigma=1.0, num_draws=1, n_train=x.shape[0],
-                           input_shape=tuple(x.shape[1:]))
+def _train(
+    x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, num_classes: int, seed: int, device: torch.device
+) -> torch.nn.Module:
+    plan = make_noise_plan(
+        seed=seed, num_models=1, sigma=1.0, num_draws=1, n_train=x.shape[0], input_shape=tuple(x.shape[1:])
+    )
     res = train_one(x, y, torch.zeros(x.shape[0]), plan, 0, cfg, num_classes, device, noise=False)
     return load_member(cfg.architecture, list(x.shape[1:]), num_classes, res.params, 0, device).eval()
 
 
-def _attack(setting: Setting, data: dict[str, Any], target: int, seed: int,
-            trigger_kwargs: dict[str, Any]) -> tuple[PoisonResult, dict[str, Any]]:
+def _attack(
+    setting: Setting, data: dict[str, Any], target: int, seed: int, trigger_kwargs: dict[str, Any]
+) -> tuple[PoisonResult, dict[str, Any]]:
     """The poisoned training set and the triggered test set of a setting (cheap next to training)."""
-    res = poison(data["x_train"], data["y_train"], attack=setting.trigger, poison_rate=setting.poison_rate,
-                 target=target, delta=setting.delta, num_classes=int(data["num_classes"]), seed=seed,
-                 label_mode=setting.label_mode, **trigger_kwargs)
-    trig = make_triggered_test(data["x_test"], data["y_test"], trigger=setting.trigger, delta=setting.delta,
-                               target=target, **trigger_kwargs)
+    res = poison(
+        data["x_train"],
+        data["y_train"],
+        attack=setting.trigger,
+        poison_rate=setting.poison_rate,
+        target=target,
+        delta=setting.delta,
+        num_classes=int(data["num_classes"]),
+        seed=seed,
+        label_mode=setting.label_mode,
+        **trigger_kwargs,
+    )
+    trig = make_triggered_test(
+        data["x_test"],
+        data["y_test"],
+        trigger=setting.trigger,
+        delta=setting.delta,
+        target=target,
+        **trigger_kwargs,
+    )
     return res, trig
 
 
-def _measure(setting: Setting, res: PoisonResult, trig: dict[str, Any], data: dict[str, Any], model: dict[str, Any],
-             seed: int, device: torch.device, reference: Callable[[int], float] | None) -> dict[str, Any]:
-    net = _train(res.x, res.y, TrainConfig(**{**model, "epochs": setting.epochs}), int(data["num_classes"]), seed,
-                 device)
+def _measure(
+    setting: Setting,
+    res: PoisonResult,
+    trig: dict[str, Any],
+    data: dict[str, Any],
+    model: dict[str, Any],
+    seed: int,
+    device: torch.device,
+    reference: Callable[[int], float] | None,
+) -> dict[str, Any]:
+    net = _train(
+        res.x,
+        res.y,
+        TrainConfig(**{**model, "epochs": setting.epochs}),
+        int(data["num_classes"]),
+        seed,
+        device,
+    )
     acc = metrics.clean_accuracy(_predict(net, data["x_test"], device), data["y_test"].numpy())
     ref = reference(setting.epochs) if reference is not None else float("nan")
-    return {**asdict(setting), "n_poisoned": int(res.indices.numel()),
-            "trigger_norm": float(trig["norms"].mean()), "clean_accuracy": acc,
-            "attack_success_rate": metrics.attack_success_rate(_predict(net, trig["x"], device),
-                                                               trig["target_y"].numpy()),
-            "clean_reference": ref, "clean_drop": ref - acc}
+    return {
+        **asdict(setting),
+        "n_poisoned": int(res.indices.numel()),
+        "trigger_norm": float(trig["norms"].mean()),
+        "clean_accuracy": acc,
+        "attack_success_rate": metrics.attack_success_rate(
+            _predict(net, trig["x"], device), trig["target_y"].numpy()
+        ),
+        "clean_reference": ref,
+        "clean_drop": ref - acc,
+    }
 
 
 def measure_setting(
-    setting: Setting, data: dict[str, Any], *, target: int, model: dict[str, Any], seed: int,
-    device: torch.device, trigger_kwargs: dict[str, Any] | None = None,
+    setting: Setting,
+    data: dict[str, Any],
+    *,
+    target: int,
+    model: dict[str, Any],
+    seed: int,
+    device: torch.device,
+    trigger_kwargs: dict[str, Any] | None = None,
     reference: Callable[[int], float] | None = None,
 ) -> dict[str, Any]:
     """Poison ``data["x_train"]`` with ``setting``, train the undefended model, and measure it.
@@ -137,8 +191,14 @@ def measure_setting(
 
 
 def sweep(
-    settings: Iterable[Setting], data: dict[str, Any], *, target: int, model: dict[str, Any], seed: int,
-    device: torch.device, trigger_kwargs: dict[str, Any] | None = None,
+    settings: Iterable[Setting],
+    data: dict[str, Any],
+    *,
+    target: int,
+    model: dict[str, Any],
+    seed: int,
+    device: torch.device,
+    trigger_kwargs: dict[str, Any] | None = None,
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
 ) -> pd.DataFrame:
     """:func:`measure_setting` for every setting, with the clean references trained once per epoch count.
@@ -152,9 +212,12 @@ def sweep(
 
     def reference(epochs: int) -> float:
         if epochs not in refs:
-            net = _train(data["x_train"], data["y_train"], TrainConfig(**{**model, "epochs": epochs}), c, seed,
-                         device)
-            refs[epochs] = metrics.clean_accuracy(_predict(net, data["x_test"], device), data["y_test"].numpy())
+            net = _train(
+                data["x_train"], data["y_train"], TrainConfig(**{**model, "epochs": epochs}), c, seed, device
+            )
+            refs[epochs] = metrics.clean_accuracy(
+                _predict(net, data["x_test"], device), data["y_test"].numpy()
+            )
         return refs[epochs]
 
     done: dict[tuple[str, int], dict[str, Any]] = {}
@@ -170,8 +233,9 @@ def sweep(
     return pd.DataFrame(rows)
 
 
-def weakest_settings(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9),
-                     max_clean_drop: float = 0.02) -> pd.DataFrame:
+def weakest_settings(
+    table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.9), max_clean_drop: float = 0.02
+) -> pd.DataFrame:
     """For each threshold, trigger and label mode: the weakest setting with ``ASR >= threshold`` and
     ``clean_drop <= max_clean_drop`` -- fewest poisoned points, then smallest realised trigger norm, then
     fewest epochs. A (threshold, trigger, label mode) that no setting reaches gets a row with
@@ -190,4 +254,3 @@ def weakest_settings(table: pd.DataFrame, thresholds: Sequence[float] = (0.5, 0.
                 best = g.sort_values("attack_success_rate", ascending=False, kind="stable").iloc[0]
                 rows.append({"threshold": thr, **best.to_dict(), "reached": False})
     return pd.DataFrame(rows)
-

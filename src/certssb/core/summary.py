@@ -12,6 +12,7 @@ label changes and insertions, marked "outside the certified threat model", and n
 Metric keys carry no dots (``cert_acc_r050`` for r = 0.50, see :func:`certssb.core.metrics.radius_key`), so
 an MLflow filter such as ``metrics.cert_acc_r050 > 0.5`` works without backticks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,14 +59,23 @@ def _reach(certificates: pd.DataFrame, poison_summary: dict[str, Any]) -> dict[s
     the share of the attack's joint norm it covers and how many poisoned points of the attack's per-point norm
     it would cover with the test trigger (:func:`certssb.core.metrics.certificate_reach`). Only attacks inside
     the threat model keep the coverage keys (:data:`REACH_KEYS`, see :func:`attack_metrics`)."""
-    clean = certificates[(certificates["split"] == "clean") & certificates["correct"] & ~certificates["abstained"]]
+    clean = certificates[
+        (certificates["split"] == "clean") & certificates["correct"] & ~certificates["abstained"]
+    ]
     if len(clean) == 0:
         return {}
     r = float(clean["radius"].median())
-    delta = float(np.mean(poison_summary["train_poisoned_norms"])) if poison_summary["train_poisoned_norms"] else 0.0
+    delta = (
+        float(np.mean(poison_summary["train_poisoned_norms"]))
+        if poison_summary["train_poisoned_norms"]
+        else 0.0
+    )
     joint = float(poison_summary["joint_norm"])
-    out = {"certified_radius_median": r, "attack_point_norm": delta,
-           "attack_norm_covered": min(r / joint, 1.0) if joint > 0 else 1.0}
+    out = {
+        "certified_radius_median": r,
+        "attack_point_norm": delta,
+        "attack_norm_covered": min(r / joint, 1.0) if joint > 0 else 1.0,
+    }
     if delta > 0:  # no poisoned point (attack 'none'): no count to give
         reach = metrics.certificate_reach(r, delta, float(poison_summary["test_trigger_norm_max"]))
         out["attack_points_covered"] = reach["points_covered"]
@@ -80,12 +90,19 @@ def certifier_attack_view(certs: pd.DataFrame) -> dict[str, float]:
     other than their true label -- the integrity failure a plain backdoor causes, where the certificate
     vouches for the attacker's class."""
     held = certs[~certs["abstained"].astype(bool)]
-    return {"median_radius_certified": float(held["radius"].median()) if len(held) else 0.0,
-            "certified_wrong_rate": float((held["prediction"] != held["label"]).sum() / max(len(certs), 1))}
+    return {
+        "median_radius_certified": float(held["radius"].median()) if len(held) else 0.0,
+        "certified_wrong_rate": float((held["prediction"] != held["label"]).sum() / max(len(certs), 1)),
+    }
 
 
-def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], sigma: dict[str, Any],
-                    poison_summary: dict[str, Any], radii: list[float]) -> dict[str, Any]:
+def attack_metrics(
+    certificates: pd.DataFrame,
+    triggered_test: dict[str, Any],
+    sigma: dict[str, Any],
+    poison_summary: dict[str, Any],
+    radii: list[float],
+) -> dict[str, Any]:
     """What the certificates say about the realised attack (docs/methods.md#what-a-certificate-claims).
 
     Label-preserving feature attacks: the fraction of clean test samples with a triggered version whose
@@ -94,8 +111,10 @@ def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], s
     """
     out: dict[str, Any] = {"attack_joint_norm": float(poison_summary["joint_norm"])}
     if "train_poisoned_index" not in poison_summary:
-        raise ConfigError("poison_summary lacks 'train_poisoned_index' (written before the threat-model fields "
-                          "existed); rerun the data_engineering pipeline")
+        raise ConfigError(
+            "poison_summary lacks 'train_poisoned_index' (written before the threat-model fields "
+            "existed); rerun the data_engineering pipeline"
+        )
     out["attack_feature_norm"] = float(poison_summary["feature_norm"])
     out["attack_label_changes"] = int(poison_summary["label_changes"])
     out["attack_inserted"] = int(poison_summary["inserted"])
@@ -113,8 +132,11 @@ def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], s
     if len(src) == 0:
         return out
     weighted = metrics.weighted_attack_norm(
-        poison_summary["train_poisoned_norms"], sigma["train"][idx].numpy(), triggered_test["norms"].numpy(),
-        sigma["clean"].numpy()[src])
+        poison_summary["train_poisoned_norms"],
+        sigma["train"][idx].numpy(),
+        triggered_test["norms"].numpy(),
+        sigma["clean"].numpy()[src],
+    )
     out["attack_weighted_norm_max"] = float(weighted.max())
     out["attack_weighted_norm_mean"] = float(weighted.mean())
     out["attack_smallest_radius_covering"] = metrics.smallest_radius_covering(out["attack_joint_norm"], radii)
@@ -125,17 +147,26 @@ def attack_metrics(certificates: pd.DataFrame, triggered_test: dict[str, Any], s
 def evasion_attack_metrics(poison_summary: dict[str, Any], threat_model: str) -> dict[str, Any]:
     """The attack's norms and counts beside an evasion certificate, which covers none of it: the certificate
     is about test-time input perturbations of the model as trained (on the poisoned set)."""
-    return {"attack_joint_norm": float(poison_summary["joint_norm"]),
-            "attack_feature_norm": float(poison_summary["feature_norm"]),
-            "attack_label_changes": int(poison_summary["label_changes"]),
-            "attack_inserted": int(poison_summary["inserted"]), "attack_in_threat_model": False,
-            "attack_threat_model": f"{OUTSIDE} ({threat_model})"}
+    return {
+        "attack_joint_norm": float(poison_summary["joint_norm"]),
+        "attack_feature_norm": float(poison_summary["feature_norm"]),
+        "attack_label_changes": int(poison_summary["label_changes"]),
+        "attack_inserted": int(poison_summary["inserted"]),
+        "attack_in_threat_model": False,
+        "attack_threat_model": f"{OUTSIDE} ({threat_model})",
+    }
 
 
 def run_summary(
-    certificates: pd.DataFrame, certificates_updated: pd.DataFrame, votes: dict[str, Any],
-    clean_test: dict[str, Any], triggered_test: dict[str, Any], sigma: dict[str, Any], poison_summary: dict[str, Any],
-    undefended_metrics: dict[str, Any], evaluation: dict[str, Any],
+    certificates: pd.DataFrame,
+    certificates_updated: pd.DataFrame,
+    votes: dict[str, Any],
+    clean_test: dict[str, Any],
+    triggered_test: dict[str, Any],
+    sigma: dict[str, Any],
+    poison_summary: dict[str, Any],
+    undefended_metrics: dict[str, Any],
+    evaluation: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Certified accuracy table (split x region x radius, on the sound ``radius``) and the run's summary
     metrics; the published-radius metrics (``*_published*``) sit beside them, labelled as such."""
@@ -152,9 +183,11 @@ def run_summary(
             rows.append(t)
     table = pd.concat(rows, ignore_index=True)
     c = clean_test["num_classes"]
-    m: dict[str, Any] = {"method": method, "radius": "sound: sigma_min * r1 (certssb.core.certify)",
-                         "radius_published": ("= radius (one fixed sigma)" if votes.get("threat_model")
-                                              else PUBLISHED)}
+    m: dict[str, Any] = {
+        "method": method,
+        "radius": "sound: sigma_min * r1 (certssb.core.certify)",
+        "radius_published": ("= radius (one fixed sigma)" if votes.get("threat_model") else PUBLISHED),
+    }
     for split, data in (("clean", clean_test), ("triggered", triggered_test)):
         certs = certificates[certificates["split"] == split]
         pred = certify.smoothed_prediction(votes[split]["votes"].numpy(), c)
@@ -178,16 +211,23 @@ def run_summary(
             flags = metrics.degenerate_members(acc, prior, e["degenerate_margin"])
             m["degenerate_members"] = [int(k) for k in np.flatnonzero(flags)]
             if flags.any():
-                log.warning("%s: %d degenerate ensemble members (accuracy near the class prior): %s", method,
-                            int(flags.sum()), m["degenerate_members"])
+                log.warning(
+                    "%s: %d degenerate ensemble members (accuracy near the class prior): %s",
+                    method,
+                    int(flags.sum()),
+                    m["degenerate_members"],
+                )
         else:
             m["attack_success_rate"] = triggered_asr(pred, data)
     for r, d in zip(radii, _curve(table, "clean", "certified") - _curve(table, "triggered", "certified")):
         m[f"cert_acc_drop_pp_{metrics.radius_key(r)}"] = float(100 * d)
     evasion = votes.get("threat_model")  # set by the evasion certifier (cohen): not a poisoning certificate
     m["certifies"] = evasion or smoothing.POISONING_THREAT_MODEL
-    m.update(evasion_attack_metrics(poison_summary, evasion) if evasion
-             else attack_metrics(certificates, triggered_test, sigma, poison_summary, radii))
+    m.update(
+        evasion_attack_metrics(poison_summary, evasion)
+        if evasion
+        else attack_metrics(certificates, triggered_test, sigma, poison_summary, radii)
+    )
     n_est = int(certificates["n_estimation"].iloc[0])
     bound = votes.get("bound", e["bound"])  # cohen: Clopper-Pearson over its draws, whatever evaluation.bound
     m["radius_ceiling_sigma_units"] = certify.radius_ceiling(n_est, e["alpha"], bound, e["alpha_split"])
@@ -202,10 +242,14 @@ def run_summary(
             m[f"cert_acc_{pre}updated_{metrics.radius_key(r)}"] = float(v)
     k0 = metrics.radius_key(0.0)
     asr = m["attack_success_rate"]
-    log.info("%s: clean accuracy %.3f, ASR %s, cert acc r=0 %.3f (triggered %.3f), abstain %.3f; attack %s", method,
-             m["clean_accuracy"], "–" if asr is None else f"{asr:.3f}", m.get(f"cert_acc_{k0}", float("nan")),
-             m.get(f"cert_acc_trig_{k0}", float("nan")), m["abstain_rate"],
-             "in the threat model" if m["attack_in_threat_model"] else OUTSIDE)
+    log.info(
+        "%s: clean accuracy %.3f, ASR %s, cert acc r=0 %.3f (triggered %.3f), abstain %.3f; attack %s",
+        method,
+        m["clean_accuracy"],
+        "–" if asr is None else f"{asr:.3f}",
+        m.get(f"cert_acc_{k0}", float("nan")),
+        m.get(f"cert_acc_trig_{k0}", float("nan")),
+        m["abstain_rate"],
+        "in the threat model" if m["attack_in_threat_model"] else OUTSIDE,
+    )
     return table, m
-
-

@@ -29,6 +29,7 @@ Practical triggers (not norm-bounded by design; ``delta`` is ignored, the realis
 ``TRIGGER_FUNCTIONS`` maps each name to ``fn(x, delta, **kw) -> x_triggered`` (unclamped for the
 additive ones); :func:`apply_trigger` dispatches through it, clamps and measures.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,8 +64,11 @@ def check_trigger_kwargs(trigger_kwargs: dict[str, Any]) -> dict[str, Any]:
     """Merge ``trigger_kwargs`` into the defaults; unknown names or bad values raise ConfigError."""
     for key in trigger_kwargs:
         if key not in TRIGGER_DEFAULTS:
-            fail(f"attack.{key}", trigger_kwargs[key],
-                 "unknown trigger option; allowed options are " + ", ".join(TRIGGER_DEFAULTS))
+            fail(
+                f"attack.{key}",
+                trigger_kwargs[key],
+                "unknown trigger option; allowed options are " + ", ".join(TRIGGER_DEFAULTS),
+            )
     kw = {**TRIGGER_DEFAULTS, **trigger_kwargs}
     number("attack.pattern_seed", kw["pattern_seed"], integer=True)
     positive("attack.badnets_size", kw["badnets_size"], integer=True)
@@ -107,7 +111,9 @@ def _blending_pattern(c: int, h: int, w: int, delta: float, *, pattern_seed: int
 
 
 _PATTERNS: dict[str, Callable[..., torch.Tensor]] = {
-    "onepixel": _onepixel_pattern, "fourpixel": _fourpixel_pattern, "blending": _blending_pattern,
+    "onepixel": _onepixel_pattern,
+    "fourpixel": _fourpixel_pattern,
+    "blending": _blending_pattern,
 }
 
 
@@ -116,6 +122,7 @@ def _additive(name: str) -> Callable[..., torch.Tensor]:
         _, c, h, w = x.shape
         p = _PATTERNS[name](c, h, w, delta, **kw)
         return x + p.to(device=x.device, dtype=x.dtype)
+
     apply.__name__ = f"{name}_trigger"
     apply.__doc__ = f"Add the fixed ``{name}`` pattern of l2 norm delta (see the module docstring)."
     return apply
@@ -126,15 +133,19 @@ def badnets_trigger(x: torch.Tensor, delta: float, *, badnets_size: int, **_: An
     _, _, h, w = x.shape
     s = badnets_size
     if s + 1 > min(h, w):
-        fail("attack.badnets_size", s,
-             f"the square plus its 1-pixel margin must fit in a {h}×{w} image (at most {min(h, w) - 1})")
+        fail(
+            "attack.badnets_size",
+            s,
+            f"the square plus its 1-pixel margin must fit in a {h}×{w} image (at most {min(h, w) - 1})",
+        )
     out = x.clone()
-    out[:, :, h - 1 - s:h - 1, w - 1 - s:w - 1] = 1.0
+    out[:, :, h - 1 - s : h - 1, w - 1 - s : w - 1] = 1.0
     return out
 
 
-def blended_injection_trigger(x: torch.Tensor, delta: float, *, blend_alpha: float, pattern_seed: int,
-                              **_: Any) -> torch.Tensor:
+def blended_injection_trigger(
+    x: torch.Tensor, delta: float, *, blend_alpha: float, pattern_seed: int, **_: Any
+) -> torch.Tensor:
     """Chen et al.'s blended injection ``(1 - a) x + a pattern`` (uniform pattern from ``pattern_seed``);
     delta is ignored."""
     _, c, h, w = x.shape
@@ -176,9 +187,14 @@ def trigger_perturbation(
     """
     choice("attack.trigger", trigger, TRIGGERS)
     number("attack.delta", delta, low=0)
-    check_trigger_kwargs({"pattern_seed": pattern_seed, "badnets_size": badnets_size, "blend_alpha": blend_alpha})
-    if (not isinstance(shape, (tuple, list)) or len(shape) != 3
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)):
+    check_trigger_kwargs(
+        {"pattern_seed": pattern_seed, "badnets_size": badnets_size, "blend_alpha": blend_alpha}
+    )
+    if (
+        not isinstance(shape, (tuple, list))
+        or len(shape) != 3
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)
+    ):
         fail("shape", shape, "must be (C, H, W) with positive integers")
     if trigger not in ADDITIVE_TRIGGERS:
         return None

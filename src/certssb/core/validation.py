@@ -5,6 +5,7 @@ The checks are plain functions so that both the pipeline nodes and the up-front 
 before a Kedro pipeline starts (``certssb.hooks``) can call them; the up-front check is what makes a
 bad parameter stop a run before any artifact is written.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -46,7 +47,9 @@ def number(
     kind = "an integer" if integer else "a number"
     lo = "-inf" if low is None else f"{low}"
     hi = "inf" if high is None else f"{high}"
-    interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+    interval = (
+        f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+    )
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type or value != value:  # bool is an int; NaN != NaN
         fail(name, value, f"must be {kind} in {interval}")

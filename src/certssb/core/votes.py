@@ -18,6 +18,7 @@ members run vectorised (``torch.func.vmap``) on GPUs and one after another in ``
 with samples x draws batched. The forward passes run at the model's precision (``core.precision``: its
 ``train_config["precision"]``; under bfloat16 autocast the softmax and the counts stay float32).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -59,7 +60,9 @@ def predict_votes(
     n, c = x.shape[0], model["num_classes"]
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
     if sigma.shape != (n,):
-        raise ConfigError(f"mismatched shapes: {split} test set has {n} samples but sigma has shape {tuple(sigma.shape)}")
+        raise ConfigError(
+            f"mismatched shapes: {split} test set has {n} samples but sigma has shape {tuple(sigma.shape)}"
+        )
     indices = [int(k) for k in model["model_indices"]]
     m = len(indices)
     if max(indices) >= plan["num_models"]:
@@ -75,24 +78,32 @@ def predict_votes(
     positive("batch_size", batch_size, integer=True)
     template = member_module(model["architecture"], model["in_shape"], c) if vectorised else None
     # CPU: one module, each member's weights copied in (rebuilding it per member cost ~8 % of the time)
-    net = None if vectorised else load_member(model["architecture"], model["in_shape"], c, model["params"], 0, device)
+    net = (
+        None
+        if vectorised
+        else load_member(model["architecture"], model["in_shape"], c, model["params"], 0, device)
+    )
     if net is not None:
         net = net.to(memory_format=torch.channels_last)
     per_batch = max(1, batch_size // k_draws)
     for start in range(0, m, model_chunk):
         chunk = list(range(start, min(start + model_chunk, m)))
         # inputs of every member of the chunk: (m_c, K, N, C, H, W)
-        inputs = torch.stack([
-            x_dev.unsqueeze(0) + s_dev * test_unit_noise(plan, indices[j], split, n, device) for j in chunk
-        ])
+        inputs = torch.stack(
+            [x_dev.unsqueeze(0) + s_dev * test_unit_noise(plan, indices[j], split, n, device) for j in chunk]
+        )
         if vectorised:
             params = {name: t[chunk].to(device) for name, t in model["params"].items()}
             with autocast(precision, device):
-                logits = torch.cat([
-                    stacked_forward(template, params, inputs[:, :, b : b + per_batch].flatten(1, 2)).float()
-                    .view(len(chunk), k_draws, -1, c)
-                    for b in range(0, n, per_batch)
-                ], dim=2)
+                logits = torch.cat(
+                    [
+                        stacked_forward(template, params, inputs[:, :, b : b + per_batch].flatten(1, 2))
+                        .float()
+                        .view(len(chunk), k_draws, -1, c)
+                        for b in range(0, n, per_batch)
+                    ],
+                    dim=2,
+                )
         else:
             outs = []
             for j_local, j in enumerate(chunk):
@@ -100,8 +111,14 @@ def predict_votes(
                     p.copy_(model["params"][name][j])
                 flat = inputs[j_local].flatten(0, 1).contiguous(memory_format=torch.channels_last)
                 with autocast(precision, device):
-                    outs.append(torch.cat([net(flat[b : b + batch_size]).float()
-                                           for b in range(0, flat.shape[0], batch_size)]).view(k_draws, n, c))
+                    outs.append(
+                        torch.cat(
+                            [
+                                net(flat[b : b + batch_size]).float()
+                                for b in range(0, flat.shape[0], batch_size)
+                            ]
+                        ).view(k_draws, n, c)
+                    )
             logits = torch.stack(outs)
         p = torch.softmax(logits.float(), dim=-1)  # (m_c, K, N, C)
         counts = torch.nn.functional.one_hot(p.argmax(-1), c).sum(1)  # (m_c, N, C) argmax counts

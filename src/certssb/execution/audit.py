@@ -4,6 +4,7 @@ noise plan (only Delta differs) and the checkpoint machinery (``audit.checkpoint
 resumes; the attacks are seeded, so a rerun crafts the same Delta and finds its retrains there); the re-vote
 uses the same input noise (the plan's stream of the clean test set, at the audited points' positions); the
 re-certification the same settings."""
+
 from __future__ import annotations
 
 import logging
@@ -17,9 +18,9 @@ from certssb.core import audit
 from certssb.core.certify import certify
 from certssb.core.ensemble import TrainConfig, load_member, resolve_device
 from certssb.core.noise import test_unit_noise
+from certssb.core.precision import autocast, model_precision
 from certssb.core.sigma import optimise_sigma, sigma_config
 from certssb.core.splits import tensor_fingerprint
-from certssb.core.precision import autocast, model_precision
 from certssb.execution.training import train_ensemble
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,25 @@ def audited_points(before: pd.DataFrame, n: int, selection: str, min_share: floa
 class EnsembleLearner:
     """The method's smoothed ensemble (its first ``num_models`` members) on the audit's side."""
 
-    def __init__(self, ensemble: dict[str, Any], params: dict[str, torch.Tensor], *, plan: dict[str, Any],
-                 train: dict[str, Any], test: dict[str, Any], sigma_train: np.ndarray, ctx: dict[str, Any]):
+    def __init__(
+        self,
+        ensemble: dict[str, Any],
+        params: dict[str, torch.Tensor],
+        *,
+        plan: dict[str, Any],
+        train: dict[str, Any],
+        test: dict[str, Any],
+        sigma_train: np.ndarray,
+        ctx: dict[str, Any],
+    ):
         self.ensemble, self.params, self.plan, self.train, self.test, self.ctx = (
-            ensemble, params, plan, train, test, ctx)
+            ensemble,
+            params,
+            plan,
+            train,
+            test,
+            ctx,
+        )
         self.x_train, self.y_train = train["x"], train["y"]
         self.sigma_train = np.asarray(sigma_train, np.float64)
         self.m = next(iter(params.values())).shape[0]
@@ -75,14 +91,29 @@ class EnsembleLearner:
     def retrain(self, x_train: torch.Tensor, sigma_train: np.ndarray, tag: str) -> EnsembleLearner:
         c = self.ctx
         result, _ = train_ensemble(
-            x_train, self.y_train, torch.as_tensor(sigma_train, dtype=torch.float32), self.plan,
+            x_train,
+            self.y_train,
+            torch.as_tensor(sigma_train, dtype=torch.float32),
+            self.plan,
             c["train_cfg"],
-            num_classes=self.train["num_classes"], data_fingerprint=tensor_fingerprint(x_train, self.y_train),
-            backend=c["backend"], device=c["device"], chunk_size=c["chunk_size"],
-            checkpoint_dir=c["checkpoint_dir"], num_models=self.m)
+            num_classes=self.train["num_classes"],
+            data_fingerprint=tensor_fingerprint(x_train, self.y_train),
+            backend=c["backend"],
+            device=c["device"],
+            chunk_size=c["chunk_size"],
+            checkpoint_dir=c["checkpoint_dir"],
+            num_models=self.m,
+        )
         log.info("audit %s: retrained %d models (%s)", self.ensemble["method"], self.m, tag)
-        return EnsembleLearner(self.ensemble, result.params, plan=self.plan, train=self.train, test=self.test,
-                               sigma_train=sigma_train, ctx=c)
+        return EnsembleLearner(
+            self.ensemble,
+            result.params,
+            plan=self.plan,
+            train=self.train,
+            test=self.test,
+            sigma_train=sigma_train,
+            ctx=c,
+        )
 
     @torch.no_grad()
     def votes(self, ids: np.ndarray, x_points: torch.Tensor, sigma_x: np.ndarray) -> torch.Tensor:
@@ -106,16 +137,27 @@ class EnsembleLearner:
         v = self.votes(ids, x_points, sigma_x).numpy()
         e = self.ctx["evaluation"]
         sx = np.asarray(sigma_x, np.float64)
-        return certify(v, v, sx, labels=self.test["y"].numpy()[ids], num_classes=self.test["num_classes"],
-                       bound=e["bound"], aggregation="hard", alpha=e["alpha"], selection=e["selection"],
-                       n0=e["n0"], alpha_split=e["alpha_split"],
-                       sigma_min=np.minimum(sx, self.sigma_train.min()))
+        return certify(
+            v,
+            v,
+            sx,
+            labels=self.test["y"].numpy()[ids],
+            num_classes=self.test["num_classes"],
+            bound=e["bound"],
+            aggregation="hard",
+            alpha=e["alpha"],
+            selection=e["selection"],
+            n0=e["n0"],
+            alpha_split=e["alpha_split"],
+            sigma_min=np.minimum(sx, self.sigma_train.min()),
+        )
 
     def predict(self, ids: np.ndarray, x_points: torch.Tensor, sigma_x: np.ndarray) -> np.ndarray:
         return self.certify_points(ids, x_points, sigma_x)["prediction"].to_numpy()
 
-    def resigma(self, x_train: torch.Tensor, moved: np.ndarray, x_points: torch.Tensor
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def resigma(
+        self, x_train: torch.Tensor, moved: np.ndarray, x_points: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Cert-SSB's sigma on the perturbed data: the pilot's gradient ascent re-run on the moved training
         points (anchored at their labels; the others keep theirs: sigma_i depends on x_i only) and on the
         audited inputs (anchored at the pilot's prediction)."""
@@ -137,17 +179,35 @@ def ladder_config(params: dict[str, Any], method: str) -> audit.LadderConfig:
     cols = tuple(c for c in params["columns"] if method == "cert_ssb" or c == "radius")
     return audit.LadderConfig(
         factors=tuple(params["quick_factors"] if quick else params["factors"]),
-        strategies=tuple(params["quick_strategies"] if quick else params["strategies"]), columns=cols,
-        resigma=bool(params["resigma"]) and method == "cert_ssb", stop_rate=params["stop_rate"],
-        min_share=params["min_share"], k=params["k"], pgd_steps=params["pgd_steps"],
-        pgd_draws=params["pgd_draws"], brew_steps=params["brew_steps"], seed=params["seed"])
+        strategies=tuple(params["quick_strategies"] if quick else params["strategies"]),
+        columns=cols,
+        resigma=bool(params["resigma"]) and method == "cert_ssb",
+        stop_rate=params["stop_rate"],
+        min_share=params["min_share"],
+        k=params["k"],
+        pgd_steps=params["pgd_steps"],
+        pgd_draws=params["pgd_draws"],
+        brew_steps=params["brew_steps"],
+        seed=params["seed"],
+    )
 
 
-def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: dict[str, Any],
-                 plan: dict[str, Any], train: dict[str, Any], test: dict[str, Any], pilot: dict[str, Any],
-                 params: dict[str, Any], *,
-                 model: dict[str, Any], ensemble_params: dict[str, Any], evaluation: dict[str, Any],
-                 sigma_opt: dict[str, Any], device: str) -> pd.DataFrame:
+def audit_method(
+    ensemble: dict[str, Any],
+    certificates: pd.DataFrame,
+    sigma: dict[str, Any],
+    plan: dict[str, Any],
+    train: dict[str, Any],
+    test: dict[str, Any],
+    pilot: dict[str, Any],
+    params: dict[str, Any],
+    *,
+    model: dict[str, Any],
+    ensemble_params: dict[str, Any],
+    evaluation: dict[str, Any],
+    sigma_opt: dict[str, Any],
+    device: str,
+) -> pd.DataFrame:
     """One row per audited point x strategy x column x rung of the ladder (see ``certssb.core.audit``)."""
     quick = bool(params.get("quick"))
     method = ensemble["method"]
@@ -156,34 +216,64 @@ def audit_method(ensemble: dict[str, Any], certificates: pd.DataFrame, sigma: di
     m_all = len(ensemble["model_indices"])
     m = min(m_all, int(params["quick_num_models"])) if quick else m_all
     dev = resolve_device(device)
-    ctx = {"device": device, "surrogate_members": params["surrogate_members"],
-           # retrained and re-voted at the ensemble's own precision (core.precision), as its votes were
-           "precision": model_precision(ensemble.get("train_config")),
-           "backend": ensemble_params["backend"], "chunk_size": ensemble_params["chunk_size"],
-           "checkpoint_dir": params.get("checkpoint_dir"), "evaluation": evaluation, "seed": params["seed"],
-           "sigma0": float(plan["sigma0"])}
+    ctx = {
+        "device": device,
+        "surrogate_members": params["surrogate_members"],
+        # retrained and re-voted at the ensemble's own precision (core.precision), as its votes were
+        "precision": model_precision(ensemble.get("train_config")),
+        "backend": ensemble_params["backend"],
+        "chunk_size": ensemble_params["chunk_size"],
+        "checkpoint_dir": params.get("checkpoint_dir"),
+        "evaluation": evaluation,
+        "seed": params["seed"],
+        "sigma0": float(plan["sigma0"]),
+    }
     ctx["train_cfg"] = TrainConfig(**model, precision=ctx["precision"])
     if cfg.resigma:
-        ctx["pilot_net"] = load_member(pilot["architecture"], pilot["in_shape"], pilot["num_classes"],
-                                       pilot["params"], 0, dev)
+        ctx["pilot_net"] = load_member(
+            pilot["architecture"], pilot["in_shape"], pilot["num_classes"], pilot["params"], 0, dev
+        )
         ctx["sigma_cfg"] = sigma_config(sigma_opt, float(plan["sigma0"]))
     params_m = {k: v[:m] for k, v in ensemble["params"].items()}
-    learner = EnsembleLearner(ensemble, params_m, plan=plan, train=train, test=test,
-                              sigma_train=sigma["train"].numpy(), ctx=ctx)
+    learner = EnsembleLearner(
+        ensemble, params_m, plan=plan, train=train, test=test, sigma_train=sigma["train"].numpy(), ctx=ctx
+    )
     pool = select_points(clean, None, params["seed"])
     s_pool = sigma["clean"].numpy().astype(np.float64)[pool]
     before = learner.certify_points(pool, test["x"][pool], s_pool)  # = the persisted certificates when m = M
-    keep = audited_points(before, params["quick_points"] if quick else params["points"], params["selection"],
-                          params["min_share"])
+    keep = audited_points(
+        before,
+        params["quick_points"] if quick else params["points"],
+        params["selection"],
+        params["min_share"],
+    )
     if not len(keep):
-        raise ValueError(f"audit {method}: no clean test point is certified by the first {m} models; raise "
-                         "audit.quick_num_models")
+        raise ValueError(
+            f"audit {method}: no clean test point is certified by the first {m} models; raise "
+            "audit.quick_num_models"
+        )
     ids, before, s_x = pool[keep], before.iloc[keep].reset_index(drop=True), s_pool[keep]
-    log.info("audit %s: %d points, %d models, ladder %s, strategies %s, columns %s%s", method, len(ids), m,
-             list(cfg.factors), list(cfg.strategies), list(cfg.columns), " + resigma" if cfg.resigma else "")
-    report = audit.audit_ladder(learner, ids, test["x"][ids], before["prediction"].to_numpy(),
-                                before["r1"].to_numpy(), s_x, cfg, sigma_min=before["sigma_min"].to_numpy(),
-                                log=lambda s: log.info("audit %s: %s", method, s))
+    log.info(
+        "audit %s: %d points, %d models, ladder %s, strategies %s, columns %s%s",
+        method,
+        len(ids),
+        m,
+        list(cfg.factors),
+        list(cfg.strategies),
+        list(cfg.columns),
+        " + resigma" if cfg.resigma else "",
+    )
+    report = audit.audit_ladder(
+        learner,
+        ids,
+        test["x"][ids],
+        before["prediction"].to_numpy(),
+        before["r1"].to_numpy(),
+        s_x,
+        cfg,
+        sigma_min=before["sigma_min"].to_numpy(),
+        log=lambda s: log.info("audit %s: %s", method, s),
+    )
     report.insert(0, "method", method)
     report.insert(1, "models", m)
     return report

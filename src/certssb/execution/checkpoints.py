@@ -7,6 +7,7 @@ retrained (``certssb.execution.training``).
 The fingerprint covers everything that determines the trained weights: the data, the noise plan, the sigma
 vector, the training config, the number of classes, the torch thread count (it changes the floating-point
 summation order) and :func:`training_code_version`."""
+
 from __future__ import annotations
 
 import functools
@@ -48,19 +49,35 @@ def training_code_version() -> str:
 def training_provenance(threads: int | None = None) -> dict[str, Any]:
     """What the trained weights depend on besides data, plan, sigma and config: the torch thread count
     (``threads``, default ``torch.get_num_threads()``) and :func:`training_code_version`."""
-    return {"num_threads": int(threads if threads is not None else torch.get_num_threads()),
-            "training_code": training_code_version()}
+    return {
+        "num_threads": int(threads if threads is not None else torch.get_num_threads()),
+        "training_code": training_code_version(),
+    }
 
 
 def ensemble_fingerprint(
-    data_fingerprint: str, sigma: torch.Tensor, plan: dict[str, Any], cfg: TrainConfig, num_classes: int,
+    data_fingerprint: str,
+    sigma: torch.Tensor,
+    plan: dict[str, Any],
+    cfg: TrainConfig,
+    num_classes: int,
     threads: int | None = None,
 ) -> str:
     """Hash of everything that determines the trained ensemble (not the backend or device): the inputs, the
     config and :func:`training_provenance` (``threads``: the torch threads the models train with)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"data": data_fingerprint, "plan": plan["fingerprint"], "cfg": asdict(cfg),
-                         "classes": num_classes, **training_provenance(threads)}, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {
+                "data": data_fingerprint,
+                "plan": plan["fingerprint"],
+                "cfg": asdict(cfg),
+                "classes": num_classes,
+                **training_provenance(threads),
+            },
+            sort_keys=True,
+        ).encode()
+    )
     h.update(sigma.detach().cpu().to(torch.float32).numpy().tobytes())
     return h.hexdigest()[:16]
 

@@ -4,6 +4,7 @@ The lock belongs to the open file, so the operating system drops it when the pro
 exception, SIGKILL, crash): a dead run never blocks the next one and there is no stale lock to clean up. The
 file's content (pid, start time, command) only serves the message of a refused run.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -38,8 +39,10 @@ class RunLock:
         except OSError:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ConfigError(f"another kedro run is running in this project folder ({holder}; lock "
-                              f"{self.path}): wait until it ends, or run in a copy of the project") from None
+            raise ConfigError(
+                f"another kedro run is running in this project folder ({holder}; lock "
+                f"{self.path}): wait until it ends, or run in a copy of the project"
+            ) from None
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {now}: {self.describe}".encode(), 0)

@@ -21,6 +21,7 @@ Ray is an optional extra (``pip install -e ".[ray]"``); it is imported lazily, s
 works without it. The ``ensemble.ray`` options, the address probing and connecting are in
 :mod:`certssb.execution.ray_options`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -61,14 +62,20 @@ def make_shards(chunks: Sequence[Sequence[int]], num_shards: int | None) -> list
     out, start = [], 0
     for i in range(s):
         n = q + (1 if i < r else 0)
-        out.append(chunks[start:start + n])
+        out.append(chunks[start : start + n])
         start += n
     return out
 
 
 def _train_shard(
-    x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, plan: dict[str, Any], shard: list[list[int]],
-    cfg: ensemble.TrainConfig, num_classes: int, settings: dict[str, Any],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigma: torch.Tensor,
+    plan: dict[str, Any],
+    shard: list[list[int]],
+    cfg: ensemble.TrainConfig,
+    num_classes: int,
+    settings: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """Body of the Ray task: train each chunk of the shard and return plain dicts of CPU tensors.
 
@@ -84,12 +91,18 @@ def _train_shard(
     out = []
     for chunk in shard:
         t0 = time.perf_counter()
-        part = ensemble.train_chunk(x, y, sigma, plan, chunk, cfg, num_classes, device, settings["local_backend"])
+        part = ensemble.train_chunk(
+            x, y, sigma, plan, chunk, cfg, num_classes, device, settings["local_backend"]
+        )
         for row in part.log:
             row["seconds"] = (time.perf_counter() - t0) / len(chunk)
-        out.append({"indices": list(part.indices),
-                    "params": {k: v.detach().cpu().contiguous() for k, v in part.params.items()},
-                    "log": part.log})
+        out.append(
+            {
+                "indices": list(part.indices),
+                "params": {k: v.detach().cpu().contiguous() for k, v in part.params.items()},
+                "log": part.log,
+            }
+        )
     return out
 
 
@@ -154,20 +167,31 @@ def train_shards_ray(
     refs: dict[Any, int] = {}
     try:
         check_resources(ray, opts, started and opts["address"] is None)
-        x_ref, y_ref, s_ref, p_ref = (ray.put(v) for v in (x.detach().cpu(), y.detach().cpu(),
-                                                           sigma.detach().cpu(), plan))
+        x_ref, y_ref, s_ref, p_ref = (
+            ray.put(v) for v in (x.detach().cpu(), y.detach().cpu(), sigma.detach().cpu(), plan)
+        )
         task = _remote_train_shard().options(
-            num_cpus=opts["num_cpus_per_shard"], num_gpus=opts["num_gpus_per_shard"],
-            max_retries=opts["max_retries"], retry_exceptions=True,
+            num_cpus=opts["num_cpus_per_shard"],
+            num_gpus=opts["num_gpus_per_shard"],
+            max_retries=opts["max_retries"],
+            retry_exceptions=True,
         )
         for i, shard in enumerate(shards):
-            settings = {"num_cpus_per_shard": opts["num_cpus_per_shard"],
-                        "num_gpus_per_shard": opts["num_gpus_per_shard"],
-                        "local_backend": opts["local_backend"], "shard_id": i}
+            settings = {
+                "num_cpus_per_shard": opts["num_cpus_per_shard"],
+                "num_gpus_per_shard": opts["num_gpus_per_shard"],
+                "local_backend": opts["local_backend"],
+                "shard_id": i,
+            }
             refs[task.remote(x_ref, y_ref, s_ref, p_ref, shard, cfg, num_classes, settings)] = i
-        log.info("ray: %d models in %d shards (%s local backend, %g CPU / %g GPU per shard)",
-                 len(_models([c for s in shards for c in s])), len(shards), opts["local_backend"],
-                 opts["num_cpus_per_shard"], opts["num_gpus_per_shard"])
+        log.info(
+            "ray: %d models in %d shards (%s local backend, %g CPU / %g GPU per shard)",
+            len(_models([c for s in shards for c in s])),
+            len(shards),
+            opts["local_backend"],
+            opts["num_cpus_per_shard"],
+            opts["num_gpus_per_shard"],
+        )
         results: list[ensemble.ChunkResult] = []
         failed: dict[int, BaseException] = {}
         pending = list(refs)
@@ -179,8 +203,13 @@ def train_shards_ray(
                     parts = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     failed[i] = _cause(exc)
-                    log.error("ray: shard %d (models %s) failed after %d retries: %s", i,
-                              _ranges(_models(shards[i])), opts["max_retries"], failed[i])
+                    log.error(
+                        "ray: shard %d (models %s) failed after %d retries: %s",
+                        i,
+                        _ranges(_models(shards[i])),
+                        opts["max_retries"],
+                        failed[i],
+                    )
                     continue
                 for d in parts:
                     part = ensemble.ChunkResult(list(d["indices"]), d["params"], list(d["log"]))
@@ -200,14 +229,21 @@ def train_shards_ray(
             ray.shutdown()
     if failed:
         models = sorted(k for i in failed for k in _models(shards[i]))
-        saved = (f"the {len(results)} finished chunk(s) are saved in {checkpoint_dir}; a rerun resumes from "
-                 "them and trains only the failed models" if checkpoint_dir is not None else
-                 "set ensemble.checkpoint_dir so that a rerun resumes from the finished shards")
-        causes = "; ".join(f"shard {i} (models {_ranges(_models(shards[i]))}): "
-                           f"{e.__class__.__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-                           for i, e in sorted(failed.items()))
-        msg = (f"ray backend: models {_ranges(models)} failed after ensemble.ray.max_retries="
-               f"{opts['max_retries']} retries ({causes}); {saved}")
+        saved = (
+            f"the {len(results)} finished chunk(s) are saved in {checkpoint_dir}; a rerun resumes from "
+            "them and trains only the failed models"
+            if checkpoint_dir is not None
+            else "set ensemble.checkpoint_dir so that a rerun resumes from the finished shards"
+        )
+        causes = "; ".join(
+            f"shard {i} (models {_ranges(_models(shards[i]))}): "
+            f"{e.__class__.__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+            for i, e in sorted(failed.items())
+        )
+        msg = (
+            f"ray backend: models {_ranges(models)} failed after ensemble.ray.max_retries="
+            f"{opts['max_retries']} retries ({causes}); {saved}"
+        )
         if all(isinstance(e, ConfigError) for e in failed.values()):
             raise ConfigError(msg)
         raise ShardError(msg)
@@ -219,8 +255,13 @@ def train_shards_ray(
 
 
 def _votes_shard(
-    model: dict[str, Any], x: torch.Tensor, sigma: torch.Tensor, plan: dict[str, Any], split: str,
-    model_chunk: int, settings: dict[str, Any],
+    model: dict[str, Any],
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    plan: dict[str, Any],
+    split: str,
+    model_chunk: int,
+    settings: dict[str, Any],
 ) -> dict[str, torch.Tensor]:
     """Body of the Ray task: ``votes.predict_votes`` on a sub-ensemble, on the worker's device."""
     from certssb.core.votes import predict_votes
@@ -237,8 +278,15 @@ def _remote_votes_shard() -> Any:
 
 
 def predict_votes_ray(
-    model: dict[str, Any], x: torch.Tensor, sigma: torch.Tensor, plan: dict[str, Any], split: str, *,
-    options: dict[str, Any] | None, model_chunk: int = 10, progress: Callable[[int], None] | None = None,
+    model: dict[str, Any],
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    plan: dict[str, Any],
+    split: str,
+    *,
+    options: dict[str, Any] | None,
+    model_chunk: int = 10,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """``votes.predict_votes`` with the models split into ``num_shards`` shards run as Ray tasks.
 
@@ -254,17 +302,27 @@ def predict_votes_ray(
     started = connect(opts)
     try:
         check_resources(ray, opts, started and opts["address"] is None)
-        x_ref, s_ref, p_ref = (ray.put(v) for v in (x.detach().cpu(), torch.as_tensor(sigma).detach().cpu(), plan))
-        task = _remote_votes_shard().options(
-            num_cpus=opts["num_cpus_per_shard"], num_gpus=opts["num_gpus_per_shard"],
-            max_retries=opts["max_retries"], retry_exceptions=True,
+        x_ref, s_ref, p_ref = (
+            ray.put(v) for v in (x.detach().cpu(), torch.as_tensor(sigma).detach().cpu(), plan)
         )
-        settings = {"num_cpus_per_shard": opts["num_cpus_per_shard"], "num_gpus_per_shard": opts["num_gpus_per_shard"]}
+        task = _remote_votes_shard().options(
+            num_cpus=opts["num_cpus_per_shard"],
+            num_gpus=opts["num_gpus_per_shard"],
+            max_retries=opts["max_retries"],
+            retry_exceptions=True,
+        )
+        settings = {
+            "num_cpus_per_shard": opts["num_cpus_per_shard"],
+            "num_gpus_per_shard": opts["num_gpus_per_shard"],
+        }
         refs = []
         for shard in shards:
             idx = _models(shard)
-            sub = {**model, "params": {k: v[idx] for k, v in model["params"].items()},
-                   "model_indices": torch.as_tensor(model["model_indices"])[idx]}
+            sub = {
+                **model,
+                "params": {k: v[idx] for k, v in model["params"].items()},
+                "model_indices": torch.as_tensor(model["model_indices"])[idx],
+            }
             refs.append(task.remote(sub, x_ref, s_ref, p_ref, split, model_chunk, settings))
         parts = []
         for shard, ref in zip(shards, refs):

@@ -5,6 +5,7 @@ shard. The shards themselves are in :mod:`certssb.execution.ray`.
 
 Ray is an optional extra (``pip install -e ".[ray]"``); it is imported lazily (:func:`import_ray`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,7 @@ from certssb.core.validation import ConfigError, choice, fail, number, positive
 log = logging.getLogger(__name__)
 
 LOCAL_BACKENDS = ("sequential", "vectorised")
-DEFAULT_GCS_PORT = 6379      # ``ray start --head`` default
+DEFAULT_GCS_PORT = 6379  # ``ray start --head`` default
 DEFAULT_CLIENT_PORT = 10001  # Ray client server default (``ray://``)
 PROBE_TIMEOUT_S = 3.0
 
@@ -49,14 +50,14 @@ def import_ray() -> Any:
 
 def split_address(address: str) -> tuple[str, int]:
     """``[ray://]host[:port]`` -> (host, port); the port defaults to Ray's (6379, or 10001 for ray://)."""
-    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    rest = address[len("ray://") :] if address.startswith("ray://") else address
     default = DEFAULT_CLIENT_PORT if address.startswith("ray://") else DEFAULT_GCS_PORT
     host, port = rest, default
     if rest.startswith("["):  # [ipv6]:port
         end = rest.find("]")
         if end < 0:
             raise ValueError(address)
-        host, tail = rest[1:end], rest[end + 1:]
+        host, tail = rest[1:end], rest[end + 1 :]
         if tail:
             if not tail.startswith(":"):
                 raise ValueError(address)
@@ -73,8 +74,10 @@ def split_address(address: str) -> tuple[str, int]:
 
 def check_address(address: Any) -> Any:
     """``address`` if it is null, ``"auto"`` or a ``[ray://]host[:port]`` string; else :class:`ConfigError`."""
-    allowed = ('null (a local Ray instance), "auto" (the cluster started on this machine), '
-               '"ray://host:port" (Ray client) or "host:port" (the head node\'s GCS)')
+    allowed = (
+        'null (a local Ray instance), "auto" (the cluster started on this machine), '
+        '"ray://host:port" (Ray client) or "host:port" (the head node\'s GCS)'
+    )
     if address is None or address == "auto":
         return address
     if not isinstance(address, str):
@@ -104,8 +107,11 @@ def check_options(options: dict[str, Any] | None, num_models: int) -> dict[str, 
         fail("ensemble.ray", options, "must be a mapping of " + ", ".join(DEFAULTS))
     unknown = [k for k in options if k not in DEFAULTS]
     if unknown:
-        fail(f"ensemble.ray.{unknown[0]}", options[unknown[0]],
-             "unknown option; allowed options are " + ", ".join(DEFAULTS))
+        fail(
+            f"ensemble.ray.{unknown[0]}",
+            options[unknown[0]],
+            "unknown option; allowed options are " + ", ".join(DEFAULTS),
+        )
     opts = {**DEFAULTS, **options}
     check_address(opts["address"])
     if opts["num_shards"] is not None:
@@ -119,8 +125,11 @@ def check_options(options: dict[str, Any] | None, num_models: int) -> dict[str, 
     if opts["num_cpus"] is not None:
         positive("ensemble.ray.num_cpus", opts["num_cpus"], integer=True)
         if opts["address"] is None and opts["num_cpus_per_shard"] > opts["num_cpus"]:
-            fail("ensemble.ray.num_cpus_per_shard", opts["num_cpus_per_shard"],
-                 f"must be <= ensemble.ray.num_cpus ({opts['num_cpus']}), the size of the local instance")
+            fail(
+                "ensemble.ray.num_cpus_per_shard",
+                opts["num_cpus_per_shard"],
+                f"must be <= ensemble.ray.num_cpus ({opts['num_cpus']}), the size of the local instance",
+            )
     import_ray()
     return opts
 
@@ -141,9 +150,12 @@ def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
         with socket.create_connection((host, port), timeout=timeout_s):
             pass
     except OSError as exc:
-        fail("ensemble.ray.address", address,
-             f"nothing answers at {host}:{port} ({exc.__class__.__name__}: {exc}); start the cluster with "
-             "`ray start --head` (then use \"auto\" or \"host:6379\"), or use null for a local Ray instance")
+        fail(
+            "ensemble.ray.address",
+            address,
+            f"nothing answers at {host}:{port} ({exc.__class__.__name__}: {exc}); start the cluster with "
+            '`ray start --head` (then use "auto" or "host:6379"), or use null for a local Ray instance',
+        )
 
 
 def connect(opts: dict[str, Any]) -> bool:
@@ -166,9 +178,12 @@ def connect(opts: dict[str, Any]) -> bool:
     try:
         ray.init(address=address)
     except (ConnectionError, TimeoutError, RuntimeError) as exc:
-        fail("ensemble.ray.address", address,
-             f"could not connect ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-             "start the cluster with `ray start --head`, or use null for a local Ray instance")
+        fail(
+            "ensemble.ray.address",
+            address,
+            f"could not connect ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "start the cluster with `ray start --head`, or use null for a local Ray instance",
+        )
     return True
 
 
@@ -179,8 +194,10 @@ def check_resources(ray: Any, opts: dict[str, Any], started_local: bool) -> None
         need = opts[key]
         have = max((float(n.get(res, 0)) for n in nodes), default=0.0)
         if need > have:
-            msg = (f"parameter 'ensemble.ray.{key}' = {need!r} is invalid: no Ray node has that many {res}s "
-                   f"(largest: {have:g}); shards asking for it would never be scheduled")
+            msg = (
+                f"parameter 'ensemble.ray.{key}' = {need!r} is invalid: no Ray node has that many {res}s "
+                f"(largest: {have:g}); shards asking for it would never be scheduled"
+            )
             if started_local:
                 raise ConfigError(msg)
             log.warning("%s (an autoscaling cluster may still add such a node)", msg)

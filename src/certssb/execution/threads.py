@@ -11,6 +11,7 @@ The count is applied once, at the start of the run (``certssb.hooks.ThreadPolicy
 ``torch.set_num_threads``. It changes trained weights in the last bits (floating-point summation order), so
 the ensemble's training config and its checkpoint fingerprint record it (``certssb.execution.checkpoints``).
 """
+
 from __future__ import annotations
 
 import os

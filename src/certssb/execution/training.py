@@ -2,6 +2,7 @@
 ``certssb.execution.checkpoints``), and on which backend they run: ``sequential`` / ``vectorised`` locally
 (``certssb.core.ensemble.train_chunk``) or ``ray`` (shards as Ray tasks, ``certssb.execution.ray``).
 Model k depends only on (plan, k, data, sigma, config), so every backend computes the same ensemble."""
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,13 @@ from certssb.core import ensemble
 from certssb.core.ensemble import BACKENDS, ChunkResult, TrainConfig, merge_chunks, resolve_device
 from certssb.core.validation import ConfigError, choice, number, positive
 from certssb.execution.checkpoints import (
-    chunk_path, chunks_of, ensemble_fingerprint, load_chunk, move_aside, save_chunk, training_provenance,
+    chunk_path,
+    chunks_of,
+    ensemble_fingerprint,
+    load_chunk,
+    move_aside,
+    save_chunk,
+    training_provenance,
 )
 
 log = logging.getLogger(__name__)
@@ -44,8 +51,12 @@ def _restore(path: Path) -> ChunkResult | None:
     except Exception as exc:  # noqa: BLE001 - a truncated / damaged file: any reader error
         aside = move_aside(path)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning("checkpoint %s cannot be read (%s): moved to %s, its models are retrained", path, first,
-                    aside.name)
+        log.warning(
+            "checkpoint %s cannot be read (%s): moved to %s, its models are retrained",
+            path,
+            first,
+            aside.name,
+        )
         return None
 
 
@@ -77,7 +88,9 @@ def train_ensemble(
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
     ensemble._check_data(x, y, sigma)
     if not bool(torch.all(sigma > 0)):
-        raise ConfigError(f"parameter 'sigma' is invalid: every sample's sigma must be > 0 (min {float(sigma.min())})")
+        raise ConfigError(
+            f"parameter 'sigma' is invalid: every sample's sigma must be > 0 (min {float(sigma.min())})"
+        )
     m = plan["num_models"] if num_models is None else int(num_models)
     number("noise.num_models", m, low=1, high=plan["num_models"], integer=True)
     threads = train_threads(backend, ray_options)
@@ -100,12 +113,16 @@ def train_ensemble(
     if done:
         log.info("resuming: %d of %d models restored from %s", sum(len(d.indices) for d in done), m, ckpt)
     if backend == "vectorised" and dev.type == "cpu":
-        log.warning("backend 'vectorised' on CPU is about 0.5x as fast as 'sequential' (benchmarks/"
-                    "ensemble_training.py); it pays off on GPUs")
+        log.warning(
+            "backend 'vectorised' on CPU is about 0.5x as fast as 'sequential' (benchmarks/"
+            "ensemble_training.py); it pays off on GPUs"
+        )
     if backend == "ray":
         from certssb.execution.ray import train_shards_ray
 
-        done += train_shards_ray(x, y, sigma, plan, todo, cfg, num_classes, dev, ckpt, ray_options or {}, progress)
+        done += train_shards_ray(
+            x, y, sigma, plan, todo, cfg, num_classes, dev, ckpt, ray_options or {}, progress
+        )
     else:
         for idx in todo:
             t0 = time.perf_counter()

@@ -1,5 +1,6 @@
 """Every mistake one line (``certssb.cli``): missing inputs and versions caught before anything is written, a
 run that failed on the user's mistake leaves no MLflow run; and the parent run's comparison tags."""
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,8 @@ def producer(name: str, pipelines: Any) -> str | None:
     except Exception:  # noqa: BLE001
         return None
     ordered = [k for k in PIPELINE_ORDER if k in registered] + sorted(
-        (k for k in registered if k not in PIPELINE_ORDER), key=lambda k: len(registered[k].nodes))
+        (k for k in registered if k not in PIPELINE_ORDER), key=lambda k: len(registered[k].nodes)
+    )
     return next((k for k in ordered if name in registered[k].all_outputs()), None)
 
 
@@ -51,8 +53,10 @@ class InputsExistHook:
             ds = catalog.get(name)
             if not catalog.exists(name):
                 have = _versions(ds)
-                fail(f"--load-versions {name}:{version}: no such version of '{name}'; "
-                     + (f"versions: {', '.join(have[-5:])}" if have else "it has no saved version yet"))
+                fail(
+                    f"--load-versions {name}:{version}: no such version of '{name}'; "
+                    + (f"versions: {', '.join(have[-5:])}" if have else "it has no saved version yet")
+                )
         for name in sorted(pipeline.inputs()):
             if name.startswith("params:") or name == "parameters" or name not in catalog:
                 continue
@@ -62,9 +66,14 @@ class InputsExistHook:
                 continue
             if not present:
                 by = producer(name, pipelines)
-                fail(f"artifact '{name}' does not exist yet: run "
-                     + (f"`kedro run --pipelines={by}` (or the default `kedro run`) first" if by else
-                        "the pipeline that writes it first"))
+                fail(
+                    f"artifact '{name}' does not exist yet: run "
+                    + (
+                        f"`kedro run --pipelines={by}` (or the default `kedro run`) first"
+                        if by
+                        else "the pipeline that writes it first"
+                    )
+                )
 
 
 def _corrupt_artifact(error: BaseException, catalog: Any) -> str | None:
@@ -94,9 +103,11 @@ def _corrupt_artifact(error: BaseException, catalog: Any) -> str | None:
         return None
     name = names[0]
     by = producer(name, pipelines)
-    return (f"artifact '{name}' cannot be read (corrupt or incomplete file); rebuild it with "
-            + (f"`kedro run --pipelines={by}`" if by else "the pipeline that writes it")
-            + " (`kedro run --verbose` shows why)")
+    return (
+        f"artifact '{name}' cannot be read (corrupt or incomplete file); rebuild it with "
+        + (f"`kedro run --pipelines={by}`" if by else "the pipeline that writes it")
+        + " (`kedro run --verbose` shows why)"
+    )
 
 
 class UserErrorRunHook:
@@ -117,17 +128,22 @@ class UserErrorRunHook:
             return
         try:
             runner = str(run_params.get("runner") or "SequentialRunner")
-            mlflow.set_tags({
-                "kedro_run_id": str(run_params.get("run_id")),
-                "kedro_command": " ".join(["kedro", *sys.argv[1:]]) if Path(sys.argv[0]).name == "kedro"
-                else tracking.typed_command(run_params),
-                "runner": runner.split(" object at ")[0].rsplit(".", 1)[-1].lstrip("<"),
-            })
+            mlflow.set_tags(
+                {
+                    "kedro_run_id": str(run_params.get("run_id")),
+                    "kedro_command": " ".join(["kedro", *sys.argv[1:]])
+                    if Path(sys.argv[0]).name == "kedro"
+                    else tracking.typed_command(run_params),
+                    "runner": runner.split(" object at ")[0].rsplit(".", 1)[-1].lstrip("<"),
+                }
+            )
         except Exception as exc:  # noqa: BLE001 - tracking must never break a run
             log.warning("could not tag the MLflow run: %s", exc)
 
     @hook_impl(trylast=True)
-    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
         from certssb.cli import UserError, note_user_error, user_error
 
         err = user_error(error)
@@ -150,8 +166,9 @@ class UserErrorRunHook:
         try:
             client = mlflow.MlflowClient()
             parent = client.get_run(run_id)
-            children = client.search_runs([parent.info.experiment_id],
-                                          filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+            children = client.search_runs(
+                [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+            )
             store = getattr(getattr(client, "_tracking_client", None), "store", None)
             for run in [*children, parent]:
                 client.delete_run(run.info.run_id)
@@ -161,7 +178,8 @@ class UserErrorRunHook:
                 if uri.startswith("file://") or uri.startswith("/"):
                     folder = Path(uri.replace("file://", "", 1))
                     if folder.is_dir():
-                        shutil.rmtree(folder.parent if folder.name == "artifacts" else folder,
-                                      ignore_errors=True)
+                        shutil.rmtree(
+                            folder.parent if folder.name == "artifacts" else folder, ignore_errors=True
+                        )
         except Exception as exc:  # noqa: BLE001 - the error itself is what matters
             log.warning("could not delete the failed MLflow run %s: %s", run_id, exc)

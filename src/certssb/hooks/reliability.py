@@ -1,5 +1,6 @@
 """Reliability hooks (docs/reliability.md): the thread count, one run per project folder, the versions this run
 saved, and MLflow runs left RUNNING by runs that died."""
+
 from __future__ import annotations
 
 import logging
@@ -57,8 +58,9 @@ class RunLockHook:
         self._release()
 
     @hook_impl
-    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any,
-                          catalog: Any) -> None:
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
         self._release()
 
     def _release(self) -> None:
@@ -88,8 +90,12 @@ class PinLoadVersionsHook:
             except Exception:  # noqa: BLE001, S112 - not a catalog entry (a MemoryDataset made at run time)
                 continue
             version = getattr(ds, "_version", None)
-            if isinstance(ds, AbstractVersionedDataset) and version is not None and version.load is None \
-                    and version.save is not None:
+            if (
+                isinstance(ds, AbstractVersionedDataset)
+                and version is not None
+                and version.load is None
+                and version.save is not None
+            ):
                 ds._version = Version(version.save, version.save)
                 ds._clear_version_cache()
 
@@ -114,13 +120,22 @@ class StaleMlflowRunsHook:
             own = active.info.run_id if active is not None else None
             client = MlflowClient()
             experiments = [e.experiment_id for e in client.search_experiments()]
-            stale = [r for r in client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'",
-                                                   max_results=1000) if r.info.run_id != own]
+            stale = [
+                r
+                for r in client.search_runs(
+                    experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000
+                )
+                if r.info.run_id != own
+            ]
             for run in stale:
                 client.set_terminated(run.info.run_id, status="KILLED")
             if stale:
                 names = ", ".join(f"{r.info.run_name} ({r.info.run_id[:8]})" for r in stale[:5])
-                log.warning("%d MLflow run(s) left RUNNING by runs that died marked KILLED: %s%s", len(stale),
-                            names, " ..." if len(stale) > 5 else "")
+                log.warning(
+                    "%d MLflow run(s) left RUNNING by runs that died marked KILLED: %s%s",
+                    len(stale),
+                    names,
+                    " ..." if len(stale) > 5 else "",
+                )
         except Exception as exc:  # noqa: BLE001 - tracking must never break a run
             log.warning("could not check for MLflow runs left RUNNING: %s", exc)

@@ -11,6 +11,7 @@ project's hooks unless told otherwise):
   runs table and logs the blocks the pipelines read, flattened once (``noise.sigma``);
 * ``ResultsTableHook.after_pipeline_run`` prints the table from the catalog.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,8 @@ def _check_registered_methods(params: dict[str, Any], project_path: Any) -> None
         raise config.ConfigError(
             f"parameter 'methods' = {list(given)} differs from the certifiers the pipelines were registered "
             f"with ({list(registered)}, read from conf/): set 'methods' in conf/local/parameters.yml or an "
-            "environment (--env), not with --params")
+            "environment (--env), not with --params"
+        )
 
 
 class ValidateParametersHook:
@@ -109,8 +111,10 @@ class ResultsTableHook:
             radii = (catalog.load("parameters").get("evaluation") or {}).get("radii") or []
             footer = [f"artifacts: {_where(catalog, f'{methods[0]}.metrics')}"]
             if self._mlflow is not None and self._mlflow.run_id:
-                footer.append(f"MLflow run: {self._mlflow.run_name} ({self._mlflow.run_id}); "
-                              "open with: mlflow ui --backend-store-uri sqlite:///mlflow.db")
+                footer.append(
+                    f"MLflow run: {self._mlflow.run_name} ({self._mlflow.run_id}); "
+                    "open with: mlflow ui --backend-store-uri sqlite:///mlflow.db"
+                )
             columns = console.reach_radii(radii, console.ceiling_radius(per_method))
             console.render(per_method, undefended, columns, footer)
         except Exception as exc:  # noqa: BLE001 - a summary must never fail a finished run

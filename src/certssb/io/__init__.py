@@ -27,9 +27,17 @@ Artifacts: ``certssb.io.torch_dataset.TorchDataset`` is the catalog's versioned 
 
 The arrow goes one way: ``certssb.io`` imports ``certssb.core`` (validation, splits), never the reverse.
 """
+
 from certssb.io.cifar10 import download_cifar10
 from certssb.io.local import load_local
 from certssb.io.mnist import download_mnist, load_embedded_mnist
 from certssb.io.prepare import DATASETS, prepare_dataset
 
-__all__ = ["DATASETS", "download_cifar10", "download_mnist", "load_embedded_mnist", "load_local", "prepare_dataset"]
+__all__ = [
+    "DATASETS",
+    "download_cifar10",
+    "download_mnist",
+    "load_embedded_mnist",
+    "load_local",
+    "prepare_dataset",
+]

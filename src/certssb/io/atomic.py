@@ -11,6 +11,7 @@ write as kedro-datasets does. Catalog entries name them like the originals::
       filepath: data/07_model_output/{method}/certificates.csv
       versioned: true
 """
+
 from __future__ import annotations
 
 import os

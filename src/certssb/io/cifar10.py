@@ -4,6 +4,7 @@ CIFAR-10 is a pickle and is never loaded.
 
 The download table (:data:`CIFAR10_ARCHIVE`) is a module constant: the tests point it at fixtures.
 """
+
 from __future__ import annotations
 
 import tarfile

@@ -5,6 +5,7 @@ is present is md5-checked and never downloaded again, overwritten or deleted -- 
 message asking the user to delete it. A missing file is downloaded through ``<name>.part`` and a rename;
 offline, one error names the exact paths where the files can be placed by hand.
 """
+
 from __future__ import annotations
 
 import os
@@ -107,9 +108,7 @@ def ensure_files(
         reason = "the download failed (no network?): " + " | ".join(failures)
 
     still = [(p, u, m) for p, u, m in missing if not p.exists()]
-    lines = "\n".join(
-        f"  {p.resolve()}  <- {' or '.join(u)}  (md5 {m})" for p, u, m in still
-    )
+    lines = "\n".join(f"  {p.resolve()}  <- {' or '.join(u)}  (md5 {m})" for p, u, m in still)
     raise ConfigError(
         f"dataset '{dataset}' (data.dataset / data.root): {len(still)} file(s) missing and {reason}.\n"
         f"Download them by hand and place them at exactly these paths, then run again (offline works):\n"

@@ -1,4 +1,5 @@
 """Durable writes: the fsync of a folder that makes a rename inside it survive a crash of the machine."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """The user's own data: an ``.npz`` with arrays ``x``, ``y`` and optionally ``class_names``, loaded with
 ``allow_pickle=False`` (an archive that needs pickle is refused)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,9 @@ def load_local(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
     with open(p, "rb") as fh:
         head = fh.read(6)
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):  # zip (.npz) or .npy
-        _local_fail(path, f"is not an .npz archive (a zip file; it starts with the bytes {head!r}); "
-                    f"{expected}")
+        _local_fail(
+            path, f"is not an .npz archive (a zip file; it starts with the bytes {head!r}); {expected}"
+        )
     try:
         npz = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -76,11 +78,15 @@ def load_local(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
         elif x.shape[3] <= 4:
             x = np.transpose(x, (0, 3, 1, 2))  # (N, H, W, C) -> (N, C, H, W)
         else:
-            _local_fail(path, f"'x' has shape {x.shape}: no channel axis of size <= 4 at position 1 or 3; "
-                        "expected (N,H,W), (N,C,H,W) or (N,H,W,C)")
+            _local_fail(
+                path,
+                f"'x' has shape {x.shape}: no channel axis of size <= 4 at position 1 or 3; "
+                "expected (N,H,W), (N,C,H,W) or (N,H,W,C)",
+            )
     else:
-        _local_fail(path, f"'x' has {x.ndim} dimensions (shape {x.shape}); expected (N,H,W), (N,C,H,W) "
-                    "or (N,H,W,C)")
+        _local_fail(
+            path, f"'x' has {x.ndim} dimensions (shape {x.shape}); expected (N,H,W), (N,C,H,W) or (N,H,W,C)"
+        )
     if x.shape[0] != y.shape[0]:
         _local_fail(path, f"'x' has {x.shape[0]} samples but 'y' has {y.shape[0]}; expected the same N")
     if min(x.shape[1:]) < 1:
@@ -93,8 +99,10 @@ def load_local(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
             _local_fail(path, "'x' has NaN or inf values; expected float in [0, 1]")
         lo, hi = float(x.min()), float(x.max())
         if lo < 0.0 or hi > 1.0:
-            _local_fail(path, f"'x' is float with values in [{lo}, {hi}]; expected float in [0, 1] "
-                        "(or uint8 in [0, 255])")
+            _local_fail(
+                path,
+                f"'x' is float with values in [{lo}, {hi}]; expected float in [0, 1] (or uint8 in [0, 255])",
+            )
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     else:
         _local_fail(path, f"'x' has dtype {x.dtype}; expected uint8 in [0, 255] or float in [0, 1]")
@@ -105,18 +113,27 @@ def load_local(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
     if names_arr is None:
         present = np.unique(y).size
         if present < k:
-            _local_fail(path, f"'y' has labels up to {k - 1} but only {present} of the classes 0..{k - 1} "
-                        f"have a sample; labels must lie in [0, K) with K = the highest label + 1 = {k} when "
-                        "there is no 'class_names' (add 'class_names' to declare K, or relabel 0..K-1)")
+            _local_fail(
+                path,
+                f"'y' has labels up to {k - 1} but only {present} of the classes 0..{k - 1} "
+                f"have a sample; labels must lie in [0, K) with K = the highest label + 1 = {k} when "
+                "there is no 'class_names' (add 'class_names' to declare K, or relabel 0..K-1)",
+            )
         class_names = [str(i) for i in range(k)]
     else:
         if names_arr.ndim != 1 or names_arr.dtype.kind not in "US":
-            _local_fail(path, f"'class_names' has shape {names_arr.shape} and dtype {names_arr.dtype}; "
-                        "expected a 1-d array of strings")
+            _local_fail(
+                path,
+                f"'class_names' has shape {names_arr.shape} and dtype {names_arr.dtype}; "
+                "expected a 1-d array of strings",
+            )
         class_names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names_arr.tolist()]
         if len(class_names) < k:
-            _local_fail(path, f"'class_names' has {len(class_names)} names but 'y' has labels up to {k - 1}; "
-                        f"labels must lie in [0, {len(class_names)}) (K = the number of class names)")
+            _local_fail(
+                path,
+                f"'class_names' has {len(class_names)} names but 'y' has labels up to {k - 1}; "
+                f"labels must lie in [0, {len(class_names)}) (K = the number of class names)",
+            )
         if len(set(class_names)) != len(class_names):
             _local_fail(path, f"'class_names' has duplicates: {class_names}")
     return xt, torch.from_numpy(y.astype(np.int64)), class_names

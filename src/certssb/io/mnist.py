@@ -4,6 +4,7 @@ with its official split (the four idx ``.gz`` files, md5-checked, parsed with nu
 The download tables (:data:`MNIST_MIRRORS`, :data:`MNIST_FILES`) are module constants: the tests point them
 at fixtures.
 """
+
 from __future__ import annotations
 
 import functools

@@ -1,5 +1,6 @@
 """The one entry point of the data sources: :func:`prepare_dataset` dispatches on ``data.dataset``
 (:data:`DATASETS`) and selects, splits and subsamples with ``certssb.core.splits``."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,11 @@ def prepare_dataset(
             x, y, names = load_embedded_mnist()
         else:
             if local_path is None or str(local_path) == "":
-                fail("data.local_path", local_path, "dataset 'local' needs the path of an .npz file with "
-                     "arrays 'x' and 'y'")
+                fail(
+                    "data.local_path",
+                    local_path,
+                    "dataset 'local' needs the path of an .npz file with arrays 'x' and 'y'",
+                )
             x, y, names = load_local(local_path)  # type: ignore[arg-type]
         train_idx, test_idx = stratified_split(y, test_fraction, seed)
         split = split_dict(x[train_idx], y[train_idx], x[test_idx], y[test_idx], names, dataset)

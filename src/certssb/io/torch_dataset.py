@@ -13,6 +13,7 @@ Catalog entry::
       filepath: data/06_models/weights.pt
       versioned: true
 """
+
 from __future__ import annotations
 
 import io

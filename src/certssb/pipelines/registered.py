@@ -2,6 +2,7 @@
 study grid. Kedro builds the pipelines before it reads ``--params``, so these come from ``conf/base`` and
 ``conf/local`` (or the environment in ``KEDRO_ENV`` / ``--env``); ``certssb.hooks`` refuses a run whose
 ``--params`` change them."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """The audit pipeline after a (tiny) default run: both methods, the ladder per column and strategy, a break
 factor per column, every Delta at c x R1 in its column's norm (inside for c < 1)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ CERTIFYING = {"noise": {"num_models": 12}, "evaluation": {"n0": 2, "alpha": 0.05
 
 def test_audit_climbs_the_ladder_and_reports_break_factors(project):
     project.run(["data_engineering", "modelling", "evaluation"], params=CERTIFYING)
-    quick = {"quick": True, "quick_points": 3, "quick_factors": [0.95, 8],
-             "quick_strategies": ["pgd", "brew"], "brew_steps": 3, "pgd_steps": 3}
+    quick = {
+        "quick": True,
+        "quick_points": 3,
+        "quick_factors": [0.95, 8],
+        "quick_strategies": ["pgd", "brew"],
+        "brew_steps": 3,
+        "pgd_steps": 3,
+    }
     project.run(["audit"], params={**CERTIFYING, "audit": quick})
     for method in ("uniform", "cert_ssb"):
         report = pd.read_csv(project.latest(f"data/08_reporting/{method}/audit_report.csv"))

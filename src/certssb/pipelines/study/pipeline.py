@@ -5,6 +5,7 @@ the cells into ``study_summary``, ``study_curves``, ``study_figure`` and ``study
 Each cell reads its parameters as ``params:study_cell.<cell>.<block>`` (see :mod:`.grid`), so its artifacts,
 MLflow runs and kedro-viz nodes are those of an ordinary run, under the cell's namespace.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,14 +25,20 @@ PER_METHOD = ("metrics", "certified_accuracy", "certificates")
 def cell_body(methods: tuple[str, ...] | None = None) -> Pipeline:
     """What one cell runs: everything of the default run but the download (shared by all cells)."""
     de = data_engineering.create_pipeline()
-    return ((de - de.only_nodes("download")) + modelling.create_pipeline(methods)
-            + evaluation.create_pipeline(methods))
+    return (
+        (de - de.only_nodes("download"))
+        + modelling.create_pipeline(methods)
+        + evaluation.create_pipeline(methods)
+    )
 
 
 def cell_pipeline(cell: Cell, body: Pipeline | None = None) -> Pipeline:
     body = body or cell_body()
-    params = {p: f"params:{CELL_PARAMS}.{cell.name}.{p[len('params:'):]}"
-              for p in body.inputs() if p.startswith("params:")}
+    params = {
+        p: f"params:{CELL_PARAMS}.{cell.name}.{p[len('params:') :]}"
+        for p in body.inputs()
+        if p.startswith("params:")
+    }
     return pipeline(body, namespace=f"study.{cell.name}", inputs={"raw_dataset"}, parameters=params)
 
 
@@ -39,8 +46,9 @@ def summary_inputs(grid: list[Cell], methods: tuple[str, ...]) -> list[str]:
     return [f"study.{c.name}.{m}.{what}" for c in grid for m in methods for what in PER_METHOD]
 
 
-def create_pipeline(grid: list[Cell] | None = None, methods: tuple[str, ...] | None = None,
-                    **kwargs) -> Pipeline:
+def create_pipeline(
+    grid: list[Cell] | None = None, methods: tuple[str, ...] | None = None, **kwargs
+) -> Pipeline:
     if grid is None:
         study = configured_study()
         if not study:
@@ -51,6 +59,10 @@ def create_pipeline(grid: list[Cell] | None = None, methods: tuple[str, ...] | N
     summary = functools.update_wrapper(functools.partial(summarise, grid=grid, methods=methods), summarise)
     with warnings.catch_warnings():  # the join reads the cells' namespaced names (with dots) on purpose
         warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
-        join = node(summary, ["params:study", *summary_inputs(grid, methods)],
-                    ["study_summary", "study_curves", "study_figure", "study_rate_figure"], name="summarise_study")
+        join = node(
+            summary,
+            ["params:study", *summary_inputs(grid, methods)],
+            ["study_summary", "study_curves", "study_figure", "study_rate_figure"],
+            name="summarise_study",
+        )
     return sum((cell_pipeline(c, body) for c in grid), Pipeline([])) + Pipeline([join])
