@@ -1,4 +1,5 @@
-"""Hooks, CLI and MLflow conventions: short config errors, run names, params once, filterable metrics, table."""
+"""Hooks, CLI and MLflow conventions: short config errors, run names, params once, filterable metrics,
+table."""
 
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ def test_sigma_statistics():
 
 
 def test_mlflow_runs_params_once_filterable_metrics_and_runs_table(tmp_path, monkeypatch):
-    """A parent run with the used blocks logged once; nested runs named <method> found by the README filter."""
+    """A parent run with the used blocks logged once; nested runs named <method> found by the README
+    filter."""
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

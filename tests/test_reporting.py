@@ -168,7 +168,8 @@ def test_run_title_names_the_settings():
 
 
 def test_no_backend_chosen_at_import():
-    """Importing the figures (as %reload_kedro does) keeps the caller's backend, e.g. a notebook's inline one."""
+    """Importing the figures (as %reload_kedro does) keeps the caller's backend, e.g. a notebook's inline
+    one."""
     import os
     import subprocess
 

@@ -108,7 +108,8 @@ def test_long_modules_say_why(name):
         return
     doc = ast.get_docstring(ast.parse(text)) or ""
     assert any(line.strip().startswith("Length:") for line in doc.splitlines()), (
-        f"{path.relative_to(SRC)} has {n} lines (> {MAX_LINES}) and no 'Length:' line in its docstring saying why"
+        f"{path.relative_to(SRC)} has {n} lines (> {MAX_LINES}) "
+        "and no 'Length:' line in its docstring saying why"
     )
 
 

@@ -1,5 +1,6 @@
-"""Figures of the attack sweeps: the undefended attack strength (pipeline ``attack_strength``) and the certifier
-attacks against the poison rate (the study's rate axis). Pure: DataFrames in, a Figure out, no backend chosen."""
+"""Figures of the attack sweeps: the undefended attack strength (pipeline ``attack_strength``) and the
+certifier attacks against the poison rate (the study's rate axis). Pure: DataFrames in, a Figure out, no
+backend chosen."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ of classes, the bound's radius ceiling against the radius grid) run after the bl
 Only the blocks the selected pipelines use are validated (:data:`PIPELINE_BLOCKS`); unknown keys are
 refused in every block, whatever the pipeline, because a typo silently ignored is the costlier error.
 
-Length: longer than ~350 lines on purpose: it is one schema (fourteen small block classes, their checks and the
-cross-block rules), read in one place; split it, and the allowed values and the rules drift apart again.
+Length: longer than ~350 lines on purpose: it is one schema (fourteen small block classes, their checks and
+the cross-block rules), read in one place; split it, and the allowed values and the rules drift apart again.
 """
 
 from __future__ import annotations
@@ -391,7 +391,10 @@ def unknown_key_message(path: str, known: list[str]) -> str:
     """``parameter 'noise.num_modles' is not known: did you mean 'noise.num_models'?`` (difflib)."""
     prefix, _, key = path.rpartition(".")
     match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    full = lambda k: f"{prefix}.{k}" if prefix else k
+
+    def full(k: str) -> str:
+        return f"{prefix}.{k}" if prefix else k
+
     if match:
         return f"parameter '{path}' is not known: did you mean '{full(match[0])}'?"
     where = f"block '{prefix}'" if prefix else "the top level"
@@ -563,7 +566,8 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
         fail(
             "sigma_opt.max_decrease",
             s.max_decrease,
-            f"sigma_0 - max_decrease = {n.sigma - s.max_decrease:.4g} must stay > 0 (noise.sigma = {n.sigma:g})",
+            f"sigma_0 - max_decrease = {n.sigma - s.max_decrease:.4g} must stay > 0 "
+            f"(noise.sigma = {n.sigma:g})",
         )
     if e is not None:
         if e.selection == "split" and e.n0 < 1:
@@ -586,7 +590,8 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
                 "noise.num_draws",
                 n.num_draws,
                 "evaluation.bound 'clopper_pearson' needs one vote per model: "
-                "K > 1 input draws give vote fractions; use noise.num_draws = 1 or evaluation.bound 'hoeffding'",
+                "K > 1 input draws give vote fractions; use noise.num_draws = 1 "
+                "or evaluation.bound 'hoeffding'",
             )
     ray_used = (cfg.ensemble is not None and cfg.ensemble.backend == "ray") or (
         e is not None and e.backend == "ray"
@@ -615,7 +620,8 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
 
 
 def deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``extra`` merged in, nested dicts key by key (how overrides apply to parameters)."""
+    """A copy of ``base`` with ``extra`` merged in, nested dicts key by key (how overrides apply to
+    parameters)."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
         out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
@@ -651,7 +657,8 @@ def _key_check(params: Any, prefix: str, cls: type[BaseModel]) -> None:
 
 # ----------------------------------------------------------------------------------------------- entry
 def validate(params: dict[str, Any], pipelines: set[str] | None = None) -> Config:
-    """Check ``params`` (the Kedro ``parameters`` dict) for the pipelines ``pipelines``; return the typed blocks.
+    """Check ``params`` (the Kedro ``parameters`` dict) for the pipelines ``pipelines``; return the typed
+    blocks.
 
     Unknown keys are refused in every block; values are checked in the blocks the pipelines read
     (:func:`blocks_for`), then the cross-block rules. Raises one :class:`ConfigError` in the project's form.
@@ -685,7 +692,8 @@ def block(name: str, value: Any) -> Any:
 
 
 def sigma_config(p: dict[str, Any]) -> _sigma.SigmaConfig:
-    """``sigma_opt`` + ``noise.sigma`` -> :class:`certssb.core.sigma.SigmaConfig` (sigma in [s0 - dec, s0 + inc])."""
+    """``sigma_opt`` + ``noise.sigma`` -> :class:`certssb.core.sigma.SigmaConfig`
+    (sigma in [s0 - dec, s0 + inc])."""
     s, s0 = block("sigma_opt", p["sigma_opt"]), block("noise", p["noise"]).sigma
     if s0 - s.max_decrease <= 0:
         fail(

@@ -174,8 +174,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class QuietWarnings(logging.Filter):
-    """The filter of :class:`LogHandler` (conf/logging.yml's handler): drops third-party warnings that tell a user nothing
-    (:data:`HARMLESS`) and strips ANSI colour codes from the others (mlflow colours its own)."""
+    """The filter of :class:`LogHandler` (conf/logging.yml's handler): drops third-party warnings that tell a
+    user nothing (:data:`HARMLESS`) and strips ANSI colour codes from the others (mlflow colours its own)."""
 
     HARMLESS = (
         "Add type hints to the `predict` method",  # mlflow.pyfunc, on import by kedro-mlflow

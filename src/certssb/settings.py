@@ -4,7 +4,8 @@ import os
 import warnings
 
 # MLflow sets up its own INFO-level stream handler when it is imported (after conf/logging.yml was applied),
-# which printed "Creating initial MLflow database tables..." on a first run: conf/logging.yml owns its loggers.
+# which printed "Creating initial MLflow database tables..." on a first run: conf/logging.yml owns its
+# loggers.
 os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
 # Known, harmless third-party warnings that Kedro would print at every run (settings are imported before the
@@ -13,7 +14,8 @@ for _message in (
     r".*register_new_resolver\(\) is deprecated",  # omegaconf, called by kedro and kedro-mlflow
     r".*One or more dataset names contain '\.'",  # kedro: namespaced names (uniform.sigma, study.<cell>.*)
     r".*Support for class-based `config` is deprecated",  # pydantic, kedro-mlflow's config classes
-    r"(?s).*Add type hints to the `predict` method",  # mlflow.pyfunc (ANSI-coloured), on import by kedro-mlflow
+    # mlflow.pyfunc (ANSI-coloured), on import by kedro-mlflow
+    r"(?s).*Add type hints to the `predict` method",
 ):
     warnings.filterwarnings("ignore", message=_message)
 

@@ -62,7 +62,8 @@ def run_name(pipelines: Iterable[str], params: Mapping[str, Any]) -> str:
 
 
 def typed_command(run_params: Mapping[str, Any]) -> str:
-    """The ``kedro run`` command a session's run parameters stand for (when it was not typed: API, notebook)."""
+    """The ``kedro run`` command a session's run parameters stand for (when it was not typed: API,
+    notebook)."""
     bits = ["kedro run"]
     names = run_params.get("pipeline_names") or []
     if names:
@@ -92,7 +93,8 @@ def used_blocks(pipeline: Any, fallback: set[str]) -> set[str]:
 
 
 def flatten_blocks(params: Mapping[str, Any], blocks: Iterable[str], sep: str = ".") -> dict[str, Any]:
-    """``{"noise": {"sigma": 0.25}}`` -> ``{"noise.sigma": 0.25}`` for the named blocks only (lists kept whole)."""
+    """``{"noise": {"sigma": 0.25}}`` -> ``{"noise.sigma": 0.25}`` for the named blocks only (lists kept
+    whole)."""
 
     def walk(prefix: str, value: Any, out: dict[str, Any]) -> None:
         if isinstance(value, Mapping) and value:
@@ -109,7 +111,8 @@ def flatten_blocks(params: Mapping[str, Any], blocks: Iterable[str], sep: str = 
 
 
 def metric_values(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The numeric entries of a metrics dict, with names free of dots (``cert_acc_r0.50`` -> ``cert_acc_r050``)."""
+    """The numeric entries of a metrics dict, with names free of dots (``cert_acc_r0.50`` ->
+    ``cert_acc_r050``)."""
     out = {}
     for k, v in metrics.items():
         if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and v == v:

@@ -71,7 +71,8 @@ def test_radius_formula_and_abstain():
 def test_ceilings_and_which_alpha_split_matches_the_design_numbers():
     assert radius_ceiling(50, 0.001, "clopper_pearson") == pytest.approx(1.13, abs=0.005)
     assert radius_ceiling(50, 0.001, "clopper_pearson") == pytest.approx(norm.ppf(0.001 ** (1 / 50)))
-    # docs/methods.md#ceilings: hoeffding caps at 1.57 sigma (M=1000) and 0.63 sigma (M=50): the per_bound numbers
+    # docs/methods.md#ceilings: hoeffding caps at 1.57 sigma (M=1000) and 0.63 sigma (M=50):
+    # the per_bound numbers
     assert radius_ceiling(1000, 0.001, "hoeffding", "per_bound") == pytest.approx(1.57, abs=0.006)
     assert radius_ceiling(50, 0.001, "hoeffding", "per_bound") == pytest.approx(0.63, abs=0.006)
     # the valid Bonferroni split is somewhat lower
@@ -90,7 +91,7 @@ def test_ceilings_and_which_alpha_split_matches_the_design_numbers():
     ],
 )
 def test_all_agree_reaches_the_ceiling(bound, aggregation, alpha_split):
-    m, n, c = 55, 4, 3
+    m, c = 55, 3
     votes = np.tile(np.array([0, 1, 2, 1]), (m, 1))
     sigma = np.array([0.25, 0.5, 1.0, 0.12])
     df = certify(

@@ -1,4 +1,5 @@
-"""Tests for certssb.core.ensemble and certssb.execution.training: backends agree, reproducibility, resume, noise once per model, validation."""
+"""Tests for certssb.core.ensemble and certssb.execution.training: backends agree, reproducibility, resume,
+noise once per model, validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Soundness regressions (docs/methods.md#what-a-certificate-claims): what the library calls certified must hold.
+"""Soundness regressions (docs/methods.md#what-a-certificate-claims): what the library calls certified must
+hold.
 
 a. A base learner that reads one training pixel breaks Cert-SSB's published radius sigma_x * R1 but not
    the sound radius sigma_min * R1.

@@ -1,4 +1,5 @@
-"""Tests of certssb.core.splits: stratified splits and subsamples, class selection, fingerprints, the split dict."""
+"""Tests of certssb.core.splits: stratified splits and subsamples, class selection, fingerprints, the split
+dict."""
 
 from __future__ import annotations
 

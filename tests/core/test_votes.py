@@ -82,7 +82,8 @@ def test_matches_a_manual_loop(arch, shape):
 
 def test_votes_are_fractions_of_the_k_draws_not_their_mode():
     """K = 5 draws at large noise disagree: the per-model vote is the fraction of draws per class (multiples
-    of 1/K), not a one-hot mode (the mode of K argmaxes is not a single-draw vote, docs/methods.md#what-a-certificate-claims)."""
+    of 1/K), not a one-hot mode (the mode of K argmaxes is not a single-draw vote,
+    docs/methods.md#what-a-certificate-claims)."""
     shape = (1, 8, 8)
     models, model = ensemble("mlp", shape, m=2)
     x = images(shape, n=200, seed=3)

@@ -221,7 +221,9 @@ def test_own_local_instance_is_shut_down_and_bad_address_fails_fast(tmp_path):
         from certssb.core.noise import make_noise_plan
         from certssb.core.validation import ConfigError
         x, y, s = torch.rand(16, 1, 4, 4), torch.randint(0, 2, (16,)), torch.full((16,), 0.5)
-        plan = make_noise_plan(seed=0, num_models=2, sigma=0.5, num_draws=1, n_train=16, input_shape=(1, 4, 4))
+        plan = make_noise_plan(
+            seed=0, num_models=2, sigma=0.5, num_draws=1, n_train=16, input_shape=(1, 4, 4)
+        )
         cfg = TrainConfig(architecture="mlp", epochs=1, batch_size=8)
         kw = dict(num_classes=2, data_fingerprint="t", backend="ray", device="cpu", chunk_size=1)
         t0 = time.perf_counter()

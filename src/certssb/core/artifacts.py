@@ -53,7 +53,8 @@ _BOOKKEEPING = ("extra", "_order")  # fields that are no key of the saved dict
 
 
 def rerun_hint(artifact: str) -> str:
-    """``rerun `kedro run --pipelines=<p>``` for the pipeline that writes ``artifact`` (namespaces ignored)."""
+    """``rerun `kedro run --pipelines=<p>``` for the pipeline that writes ``artifact``
+    (namespaces ignored)."""
     pipe = PRODUCED_BY.get(artifact.rsplit(".", 1)[-1])
     return f"rerun `kedro run --pipelines={pipe}`" if pipe else "rerun the upstream pipelines"
 
@@ -63,9 +64,9 @@ def rerun_hint(artifact: str) -> str:
 
 
 def require_same(artifact: str, source: str, recorded: Any, given: Any, than: str | None = None) -> None:
-    """Raise :class:`ConfigError` unless ``recorded`` (the fingerprint of ``source`` that ``artifact`` was made
-    from) equals ``given`` (the fingerprint of the ``source`` at hand; with ``than``: the one recorded by the
-    artifact ``than``)."""
+    """Raise :class:`ConfigError` unless ``recorded`` (the fingerprint of ``source`` that ``artifact`` was
+    made from) equals ``given`` (the fingerprint of the ``source`` at hand; with ``than``: the one recorded by
+    the artifact ``than``)."""
     if recorded != given:
         other = f"another {source}" + (f" than {than}" if than else "")
         raise ConfigError(

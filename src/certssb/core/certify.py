@@ -477,9 +477,10 @@ def certify_counts(
     is their argmax (ties -> smaller index). ``estimation_counts`` (N, C) over the separate N estimation
     draws (every row sums to N): ``p_lower_a`` = the one-sided Clopper-Pearson bound at level ``alpha`` on
     ``k_A`` of N, ``p_upper_b = 1 - p_lower_a``, ``R1 = Phi^-1(p_lower_a)``, abstain when
-    ``p_lower_a <= 1/2``; radius = ``sigma * R1`` (``sigma_min = sigma``, ``radius_published = radius``). Valid because the draws
-    are i.i.d. given the fixed model -- unlike the K draws of one model in the poisoning certifiers
-    (:func:`certify`), which share that model's training noise. Same table as :func:`certify`.
+    ``p_lower_a <= 1/2``; radius = ``sigma * R1`` (``sigma_min = sigma``, ``radius_published = radius``).
+    Valid because the draws are i.i.d. given the fixed model -- unlike the K draws of one model in the
+    poisoning certifiers (:func:`certify`), which share that model's training noise. Same table as
+    :func:`certify`.
     """
     alpha = _alpha(alpha)
     sel = np.asarray(selection_counts)

@@ -85,7 +85,8 @@ class ChunkResult:
 def _check_data(x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> None:
     if x.ndim != 4 or y.shape != (x.shape[0],) or sigma.shape != (x.shape[0],):
         raise ConfigError(
-            f"mismatched shapes: images {tuple(x.shape)}, labels {tuple(y.shape)}, sigma {tuple(sigma.shape)}; "
+            f"mismatched shapes: images {tuple(x.shape)}, labels {tuple(y.shape)}, "
+            f"sigma {tuple(sigma.shape)}; "
             "expected (N, C, H, W), (N,), (N,)"
         )
 

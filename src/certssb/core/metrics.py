@@ -4,10 +4,10 @@ Certified accuracy at radius r (Cohen et al.): the fraction of ALL certified row
 correctly, not abstained, and have certified radius ``>= r``. It reads the sound ``radius`` column by
 default (``radius_column="radius_published"`` gives Cert-SSB as published, not a poisoning certificate).
 
-Certified against a realised attack (docs/methods.md#what-a-certificate-claims). Only a **label-preserving feature** attack (no
-point relabelled, none inserted or removed) lies inside the certified threat model. For such an attack
-with training perturbations ``delta_i`` and test perturbation ``delta_x`` the certificate of sample j
-covers it iff ``r1_j > ||Delta||_Sigma,j`` with
+Certified against a realised attack (docs/methods.md#what-a-certificate-claims). Only a **label-preserving
+feature** attack (no point relabelled, none inserted or removed) lies inside the certified threat model. For
+such an attack with training perturbations ``delta_i`` and test perturbation ``delta_x`` the certificate of
+sample j covers it iff ``r1_j > ||Delta||_Sigma,j`` with
 
     ||Delta||_Sigma,j = sqrt(sum_i ||delta_i||^2 / sigma_i^2 + ||delta_xj||^2 / sigma_xj^2)
 
@@ -198,8 +198,8 @@ def certificate_reach(radius: float, point_norm: float, test_norm: float) -> dic
     r"""How much of an attack made of equal poisoned points a certified radius ``R`` covers (issue 13).
 
     An attack that perturbs ``k`` training points by ``point_norm`` (δ) each and the test input by
-    ``test_norm`` (δ_x) has the joint l2 norm :math:`\sqrt{k δ^2 + δ_x^2}`; a certificate of radius R covers it
-    iff :math:`\sqrt{k δ^2 + δ_x^2} < R`, i.e. :math:`k < (R^2 - δ_x^2) / δ^2`. Returns
+    ``test_norm`` (δ_x) has the joint l2 norm :math:`\sqrt{k δ^2 + δ_x^2}`; a certificate of radius R covers
+    it iff :math:`\sqrt{k δ^2 + δ_x^2} < R`, i.e. :math:`k < (R^2 - δ_x^2) / δ^2`. Returns
 
     - ``points_covered``: the largest such integer k (inf when δ = 0; 0 when only the clean training set is
       covered, and 0 with ``covers_test_trigger = False`` when even the test trigger alone has ``δ_x >= R``);

@@ -200,9 +200,9 @@ class PoisonResult:
 
 
 def apply_key(x: torch.Tensor, values: torch.Tensor | float, *, key_size: int) -> torch.Tensor:
-    """``x`` with the key square (rows ``[H-1-s, H-1)``, columns ``[1, 1+s)``, every channel) set to ``values``
-    (one per image, or one for all); ``x`` is not modified. The square sits in the corner opposite the
-    BadNets patch, with a 1-pixel margin."""
+    """``x`` with the key square (rows ``[H-1-s, H-1)``, columns ``[1, 1+s)``, every channel) set to
+    ``values`` (one per image, or one for all); ``x`` is not modified. The square sits in the corner opposite
+    the BadNets patch, with a 1-pixel margin."""
     check_images("x", x)
     _, _, h, w = x.shape
     if not isinstance(key_size, int) or isinstance(key_size, bool) or not 1 <= key_size <= min(h, w) - 2:

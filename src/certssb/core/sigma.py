@@ -9,8 +9,8 @@ test samples) and a fixed model f, the certified radius of the smoothed classifi
 
 with :math:`\psi_B = \max_{c \ne A}\psi_c` and :math:`\psi` clamped to ``psi_clamp`` (default
 [0.02, 0.98]) so that :math:`\Phi^{-1}` stays finite. K steps of
-:math:`\sigma \leftarrow \mathrm{clip}(\sigma + \eta\,\nabla_\sigma \mathrm{ReLU}(R(\sigma)), \sigma_{min}, \sigma_{max})`
-with fresh noise each step.
+:math:`\sigma \leftarrow \mathrm{clip}(\sigma + \eta\,\nabla_\sigma \mathrm{ReLU}(R(\sigma)),
+\sigma_{min}, \sigma_{max})` with fresh noise each step.
 
 ``gradient="reparam"`` (default) differentiates through the model via :math:`x + \sigma\varepsilon`;
 ``gradient="prefactor"`` follows the released code's idea -- the model output is detached, so the
@@ -24,9 +24,9 @@ is never negative, so in the released code sigma grows at every step for every s
 ONE noise draw per step, the model output detached (prefactor only), the gap unanchored,
 :math:`g = |\Phi^{-1}\psi_{(1)} - \Phi^{-1}\psi_{(2)}|` of the two largest clamped probabilities, and
 :math:`\sigma \leftarrow \sigma + \eta\, g / 2` with NO clip to ``[sigma_min, sigma_max]``
-(``max_increase`` and ``max_decrease`` do not apply; ``draws`` and ``gradient`` are unused). Each step adds at most
-:math:`\eta\,(\Phi^{-1}(0.98) - \Phi^{-1}(0.02))/2 = 2.054\,\eta`, so sigma's growth is set by the step
-budget: at :math:`\eta` = 1e-4 the released sigma files' largest increase (+0.1746 on MNIST 1-vs-0) is
+(``max_increase`` and ``max_decrease`` do not apply; ``draws`` and ``gradient`` are unused). Each step adds
+at most :math:`\eta\,(\Phi^{-1}(0.98) - \Phi^{-1}(0.02))/2 = 2.054\,\eta`, so sigma's growth is set by the
+step budget: at :math:`\eta` = 1e-4 the released sigma files' largest increase (+0.1746 on MNIST 1-vs-0) is
 ~850 saturated steps (``conf/paper_mnist_embedded``). The default rule ``anchored`` is the one above.
 
 All samples are optimised at once: sigma is a vector, the samples are processed in batches of
@@ -81,7 +81,8 @@ class SigmaConfig:
         lo, hi = self.psi_clamp
         if not 0 < lo < hi < 1:
             raise ConfigError(
-                f"parameter 'sigma_opt.psi_clamp' = {list(self.psi_clamp)} is invalid: need 0 < low < high < 1"
+                f"parameter 'sigma_opt.psi_clamp' = {list(self.psi_clamp)} is invalid: "
+                "need 0 < low < high < 1"
             )
         positive("sigma_opt.batch_size", self.batch_size, integer=True)
 
@@ -211,8 +212,8 @@ def sigma_config(block: dict, sigma0: float) -> SigmaConfig:
     lo = sigma0 - block["max_decrease"]
     if lo <= 0:
         raise ConfigError(
-            f"parameter 'sigma_opt.max_decrease' = {block['max_decrease']} is invalid: sigma_0 - max_decrease "
-            f"= {lo:.4g} must stay > 0"
+            f"parameter 'sigma_opt.max_decrease' = {block['max_decrease']} is invalid: "
+            f"sigma_0 - max_decrease = {lo:.4g} must stay > 0"
         )
     keys = ("steps", "draws", "lr", "gradient", "batch_size", *(("rule",) if "rule" in block else ()))
     return SigmaConfig(

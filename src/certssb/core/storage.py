@@ -184,9 +184,10 @@ def storage_update(x, prediction, radius, *, rule: str = "trim", order=None, see
 def overlapping_pairs(x, prediction, radius, *, tol: float = 1e-9, block: int = 256) -> int:
     """Number of pairs ``i < j`` of non-abstained samples with different predictions whose open balls
     overlap: ``d_ij < R_i + R_j - tol`` with ``R_i, R_j > 0`` (an open ball of radius 0 is empty and
-    overlaps nothing; a ``"zeroed"`` sample's centre may lie inside another label's ball). ``tol`` absorbs floating-point rounding of balls that were
-    trimmed to touch (``R_i = d_ij - R_j`` exactly in real arithmetic). Computed blockwise
-    (``block`` rows at a time) so N = 2000 high-dimensional inputs fit in memory."""
+    overlaps nothing; a ``"zeroed"`` sample's centre may lie inside another label's ball). ``tol`` absorbs
+    floating-point rounding of balls that were trimmed to touch (``R_i = d_ij - R_j`` exactly in real
+    arithmetic). Computed blockwise (``block`` rows at a time) so N = 2000 high-dimensional inputs fit in
+    memory."""
     number("tol", tol, low=0)
     number("block", block, low=1, integer=True)
     xm, pred, rad = _check_inputs(x, prediction, radius)

@@ -56,7 +56,8 @@ TRIGGER_DEFAULTS: dict[str, Any] = {"pattern_seed": 1234, "badnets_size": 3, "bl
 
 
 def trigger_options(block: dict[str, Any]) -> dict[str, Any]:
-    """The trigger options (keys of :data:`TRIGGER_DEFAULTS`) present in a parameter block such as ``attack``."""
+    """The trigger options (keys of :data:`TRIGGER_DEFAULTS`) present in a parameter block such as
+    ``attack``."""
     return {k: block[k] for k in TRIGGER_DEFAULTS if k in block}
 
 
@@ -179,7 +180,8 @@ def trigger_perturbation(
     badnets_size: int = 3,
     blend_alpha: float = 0.2,
 ) -> torch.Tensor | None:
-    """The additive pattern ``p`` (float32, shape ``(C, H, W)``) of an l2-bounded trigger, ``||p||_2 = delta``.
+    """The additive pattern ``p`` (float32, shape ``(C, H, W)``) of an l2-bounded trigger,
+    ``||p||_2 = delta``.
 
     ``badnets`` and ``blended_injection`` are not a fixed additive pattern (they overwrite / mix pixels),
     so for them this returns ``None``. ``badnets_size`` and ``blend_alpha`` are accepted (and ignored) so

@@ -7,7 +7,8 @@ input draws are :math:`x_i + \sigma_i \zeta_{k,d,i}` with :math:`\zeta` regenera
 - ``votes[k, i, c]``: the fraction of model k's K draws whose argmax is class c, a value in [0, 1]
   (one-hot when K = 1). Not the mode of the K argmaxes: the K draws share the model's training noise
   :math:`E_k`, so their mode is not a single-draw vote and the single-draw radius does not apply to it
-  (docs/methods.md#what-a-certificate-claims); the fraction's expectation is the single-draw probability, which Hoeffding bounds;
+  (docs/methods.md#what-a-certificate-claims); the fraction's expectation is the single-draw probability,
+  which Hoeffding bounds;
 - ``probs[k, i]``: its softmax averaged over the K draws.
 
 Since (E_k, zeta_k) are i.i.d. over k, these M per-model outcomes are i.i.d. draws: the bounds in

@@ -1,8 +1,8 @@
 r"""The ``ray`` ensemble backend: shards of the M models trained as Ray tasks.
 
 Kedro stays the orchestrator: the pipeline, its datasets, parameters, checkpoints and resumption are
-unchanged, and ``certssb.execution.training.train_ensemble`` decides which chunks still need training. Ray only executes
-that one wide step -- training M independent models -- on a local Ray instance or a cluster:
+unchanged, and ``certssb.execution.training.train_ensemble`` decides which chunks still need training. Ray
+only executes that one wide step -- training M independent models -- on a local Ray instance or a cluster:
 
 - the chunks still to train are regrouped into ``num_shards`` contiguous shards of whole chunks (a chunk
   file stays the unit of checkpointing);
@@ -149,8 +149,8 @@ def train_shards_ray(
 ) -> list[ensemble.ChunkResult]:
     """Train ``chunks`` (lists of model indices) as Ray tasks and return their :class:`ChunkResult`\\ s.
 
-    Called by ``certssb.execution.training.train_ensemble(backend="ray")`` with the chunks that are not yet checkpointed.
-    Each finished shard's chunks are saved to ``checkpoint_dir`` (if given) and reported to
+    Called by ``certssb.execution.training.train_ensemble(backend="ray")`` with the chunks that are not yet
+    checkpointed. Each finished shard's chunks are saved to ``checkpoint_dir`` (if given) and reported to
     ``progress(n_models)`` right away. ``device`` is the driver's device; the shards train on ``cuda`` when
     ``num_gpus_per_shard > 0`` (and the worker sees a GPU), else on CPU. Shards that still fail after
     ``max_retries`` retries raise :class:`ShardError` (or :class:`ConfigError` if every failure was one)

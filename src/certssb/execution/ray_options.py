@@ -73,7 +73,8 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def check_address(address: Any) -> Any:
-    """``address`` if it is null, ``"auto"`` or a ``[ray://]host[:port]`` string; else :class:`ConfigError`."""
+    """``address`` if it is null, ``"auto"`` or a ``[ray://]host[:port]`` string; else
+    :class:`ConfigError`."""
     allowed = (
         'null (a local Ray instance), "auto" (the cluster started on this machine), '
         '"ray://host:port" (Ray client) or "host:port" (the head node\'s GCS)'

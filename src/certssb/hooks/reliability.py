@@ -1,5 +1,5 @@
-"""Reliability hooks (docs/reliability.md): the thread count, one run per project folder, the versions this run
-saved, and MLflow runs left RUNNING by runs that died."""
+"""Reliability hooks (docs/reliability.md): the thread count, one run per project folder, the versions this
+run saved, and MLflow runs left RUNNING by runs that died."""
 
 from __future__ import annotations
 

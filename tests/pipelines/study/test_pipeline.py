@@ -1,4 +1,5 @@
-"""The study as generated pipelines: one namespaced instance per grid cell, catalogued and logged like a run."""
+"""The study as generated pipelines: one namespaced instance per grid cell, catalogued and logged like a
+run."""
 
 from __future__ import annotations
 

@@ -30,7 +30,8 @@ def sweep_attack_strength(
     seed: int,
     device: str,
 ) -> pd.DataFrame:
-    """Undefended ASR and clean accuracy for every setting of the grid (``strength.quick``: the quick grid)."""
+    """Undefended ASR and clean accuracy for every setting of the grid (``strength.quick``: the quick
+    grid)."""
     g = _grid(strength)
     settings = core.settings_grid(
         g["triggers"], g["label_modes"], g["poison_rates"], g["deltas"], g["epochs"]

@@ -1,4 +1,5 @@
-"""Thin nodes of the data_engineering pipeline: unpack parameters, call ``certssb.io`` and ``certssb.core``."""
+"""Thin nodes of the data_engineering pipeline: unpack parameters, call ``certssb.io`` and
+``certssb.core``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""data_engineering: raw_dataset -> poisoned_train, clean_test, triggered_test, poison_report -> noise_plan."""
+"""data_engineering: raw_dataset -> poisoned_train, clean_test, triggered_test, poison_report ->
+noise_plan."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 

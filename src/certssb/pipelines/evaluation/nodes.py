@@ -63,8 +63,8 @@ def _checked_inputs(
     noise_plan: dict[str, Any],
     noise_params: dict[str, Any] | None,
 ) -> tuple[ModelArtifact, SigmaArtifact, NoisePlan, dict[str, SplitData]]:
-    """The views of a certifier's inputs once their lineage is checked: the ensemble, its sigma, the noise plan
-    (made with this run's ``noise`` parameters) and the test sets come from one run."""
+    """The views of a certifier's inputs once their lineage is checked: the ensemble, its sigma, the noise
+    plan (made with this run's ``noise`` parameters) and the test sets come from one run."""
     ens = ModelArtifact.from_dict(ensemble)
     sig = SigmaArtifact.from_dict(sigma, f"{ens.method}.sigma")
     plan = NoisePlan.from_dict(noise_plan)

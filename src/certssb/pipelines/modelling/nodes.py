@@ -162,8 +162,8 @@ def optimise_sigma(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """sigma per training sample and per (clean and triggered) test sample.
 
-    ``uniform``, ``cohen``: sigma_0 everywhere. ``cert_ssb``: gradient ascent on the pilot model (training samples
-    anchored at their, possibly poisoned, label; test samples at the pilot's smoothed prediction).
+    ``uniform``, ``cohen``: sigma_0 everywhere. ``cert_ssb``: gradient ascent on the pilot model (training
+    samples anchored at their, possibly poisoned, label; test samples at the pilot's smoothed prediction).
     """
     data, plan = _train_and_plan(poisoned_train, noise_plan)
     sigma0 = float(plan.sigma0)

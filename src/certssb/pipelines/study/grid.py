@@ -11,7 +11,8 @@ overridden at run time, because a cell's parameters are computed when the run st
 A cell's parameters are the run's parameters, then ``study.quick_overrides`` if ``study.quick``, then the
 cell's attack and sigma_0 (and, for a certifier attack, ``study.certifier_attack_rate`` and
 ``study.certifier_trigger``), then the cell's poison rate when the grid has a rate axis (``study.rates``) and
-its seed when it has a seed axis (``study.seeds``). Pipelines read them as ``params:study_cell.<cell>.<block>``.
+its seed when it has a seed axis (``study.seeds``). Pipelines read them as
+``params:study_cell.<cell>.<block>``.
 """
 
 from __future__ import annotations
@@ -172,8 +173,9 @@ class StudyCellParameters:
         missing = sorted(wanted - set(grid))
         if missing:
             raise ConfigError(
-                f"parameter 'study.attacks'/'study.sigmas' give cells {sorted(grid)}, but the registered study "
-                f"pipeline has cells {missing}: the grid is read from conf/ when pipelines are registered, "
+                f"parameter 'study.attacks'/'study.sigmas' give cells {sorted(grid)}, "
+                f"but the registered study pipeline has cells {missing}: "
+                "the grid is read from conf/ when pipelines are registered, "
                 "so set it in a configuration environment rather than with --params"
             )
         for name in sorted(wanted):
