@@ -247,17 +247,25 @@ def certified_accuracy_figure(
         ax.set_title(SPLIT_TITLES.get(split, split), fontsize=10)
         ax.set_xlabel("radius r (ℓ2)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
     axes[0].set_ylabel("certified accuracy")
     if attack_norm is not None and attack_norm > x_max:
         title += f"\n(attack ‖Δ‖ = {attack_norm:.3g} lies beyond the largest certified radius)"
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    # one legend for both panels, under them: inside a panel it covered the curves
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    rows = -(-len(entries) // 2)
+    fig.set_size_inches(fig.get_figwidth(), 4.2 + 0.2 * rows)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.2 * rows / (4.2 + 0.2 * rows) + 0.02, 1, 1))
     return fig
 
 
 def run_title(what: str, parameters: Mapping[str, Any]) -> str:
-    """``what`` plus σ₀, M, n₀, α and the bound read from the run's parameters."""
+    """``what`` plus σ₀, M, n₀, α and the bound read from the run's parameters (at the end of its first line)."""
     noise = parameters.get("noise", {})
     e = parameters.get("evaluation", {})
     bits = [
@@ -267,7 +275,8 @@ def run_title(what: str, parameters: Mapping[str, Any]) -> str:
         f"α = {e.get('alpha'):g}" if e.get("alpha") is not None else None,
         f"bound: {str(e.get('bound')).replace('_', '-')}" if e.get("bound") else None,
     ]
-    return f"{what}  ({', '.join(b for b in bits if b)})"
+    first, *rest = what.split("\n")  # the parameters close the first line, so a long title stays readable
+    return "\n".join([f"{first}  ({', '.join(b for b in bits if b)})", *rest])
 
 
 def sigma_histogram(sigma: Mapping[str, Any], title: str) -> Figure:
