@@ -259,13 +259,15 @@ def certified_accuracy_figure(
     rows = -(-len(entries) // 2)
     fig.set_size_inches(fig.get_figwidth(), 4.2 + 0.2 * rows)
     if entries:
-        fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=2, fontsize=7, frameon=False)
+        fig.legend(
+            list(entries.values()), list(entries), loc="lower center", ncol=2, fontsize=7, frameon=False
+        )
     fig.tight_layout(rect=(0, 0.2 * rows / (4.2 + 0.2 * rows) + 0.02, 1, 1))
     return fig
 
 
 def run_title(what: str, parameters: Mapping[str, Any]) -> str:
-    """``what`` plus σ₀, M, n₀, α and the bound read from the run's parameters (at the end of its first line)."""
+    """``what`` plus σ₀, M, n₀, α and the bound read from the run's parameters (ending its first line)."""
     noise = parameters.get("noise", {})
     e = parameters.get("evaluation", {})
     bits = [
