@@ -22,7 +22,7 @@ from certssb.core.validation import ConfigError  # noqa: E402
 from certssb.execution import ray as ray_backend  # noqa: E402
 from certssb.execution import ray_options  # noqa: E402
 from certssb.execution.checkpoints import chunk_path, ensemble_fingerprint  # noqa: E402
-from certssb.execution.training import train_ensemble  # noqa: E402
+from certssb.execution.training import train_ensemble, train_threads  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -126,7 +126,8 @@ def test_exhausted_retries_then_rerun_resumes(data, reference, tmp_path, fail_sh
     ckpt = tmp_path / "ckpt"
     with pytest.raises(ray_backend.ShardError, match=r"models 0-1 failed .*max_retries=0.*rerun resumes"):
         run(data, chunk_size=2, checkpoint_dir=ckpt, max_retries=0)
-    folder = ckpt / ensemble_fingerprint("test", data[2], data[3], CFG, 3)
+    # the shards train with num_cpus_per_shard threads: part of the fingerprint (certssb.execution.training)
+    folder = ckpt / ensemble_fingerprint("test", data[2], data[3], CFG, 3, train_threads("ray", {}))
     assert sorted(p.name for p in folder.glob("chunk_*.pt")) == ["chunk_00002_00003.pt"]  # shard 1 was saved
     out = run(data, chunk_size=2, checkpoint_dir=ckpt, max_retries=0)  # shard 0 now trains
     assert_same(out, reference)
@@ -135,7 +136,7 @@ def test_exhausted_retries_then_rerun_resumes(data, reference, tmp_path, fail_sh
 def test_stopped_run_resumes(data, reference, tmp_path):
     x, y, sigma, plan = data
     run(data, chunk_size=1, checkpoint_dir=tmp_path, num_shards=2)
-    folder = tmp_path / ensemble_fingerprint("test", sigma, plan, CFG, 3)
+    folder = tmp_path / ensemble_fingerprint("test", sigma, plan, CFG, 3, train_threads("ray", {}))
     files = {k: chunk_path(folder, [k]) for k in range(M)}
     before = {k: p.stat().st_mtime_ns for k, p in files.items()}
     files[2].unlink()
