@@ -346,3 +346,18 @@ def test_sigma_opt_rule_is_checked_and_paper_mnist_embedded_runs_the_released_up
 def test_a_bad_audit_ladder_is_refused_naming_the_parameter(base, path):
     msg = refused(with_value(base, path, [2, 1]), {"audit"})
     assert msg.startswith(f"parameter '{path}' = [2, 1] is invalid: ") and "strictly increasing" in msg, msg
+
+
+@pytest.mark.parametrize(
+    "env", sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name not in ("base", "local"))
+)
+def test_every_shipped_environment_passes_the_validation(env):
+    """Each conf/<env> (merged over conf/base as Kedro does) passes for the pipelines it is documented for."""
+    loader = OmegaConfigLoader(
+        str(ROOT / "conf"), env=env, **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"}
+    )
+    params = loader["parameters"]
+    pipelines = {"audit"} if env.startswith("audit") else {"__default__"}
+    if env in ("certifier_curves", "certifier_epochs", "backdoor_sigma"):  # study grids
+        pipelines = {"study"}
+    config.validate(params, pipelines)
