@@ -22,60 +22,52 @@ def _task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _triggered_abstain_rate(attack: str, rule: str = "split") -> float:
+SIGMA = 0.1
+
+
+def _poisoned(attack: str, **kw) -> poisoning.PoisonResult:
     x, y = _task(300, 0)
-    xt, yt = _task(90, 1)
-    kw = {"badnets_size": 2}
-    key = {"key_size": 1} if rule == "keyed" else {}
-    res = poisoning.poison(
-        x,
-        y,
-        attack=attack,
-        poison_rate=0.3,
-        target=0,
-        delta=1.0,
-        num_classes=3,
-        seed=0,
-        trigger="badnets",
-        certifier_labels=rule,
-        **kw,
-        **key,
+    return poisoning.poison(
+        x, y, attack=attack, poison_rate=0.3, target=0, delta=1.0, num_classes=3, seed=0, trigger="badnets",
+        badnets_size=2, **kw,
+    )  # fmt: skip
+
+
+def _ensemble(res: poisoning.PoisonResult, num_models: int, tag: str) -> tuple[dict, dict]:
+    """``num_models`` MLPs trained on the poisoned set (sigma 0.1): the model artifact and its noise plan."""
+    n = res.x.shape[0]
+    plan = noise.make_noise_plan(
+        seed=0, num_models=num_models, sigma=SIGMA, num_draws=1, n_train=n, input_shape=(1, 8, 8)
     )
+    cfg = ensemble.TrainConfig(architecture="mlp", epochs=8, batch_size=32, lr=3e-3)
+    trained, _ = training.train_ensemble(
+        res.x, res.y, torch.full((n,), SIGMA), plan, cfg, num_classes=3, data_fingerprint=tag, device="cpu"
+    )
+    model = {"architecture": "mlp", "in_shape": [1, 8, 8], "num_classes": 3, "params": trained.params,
+             "model_indices": torch.tensor(trained.indices)}  # fmt: skip
+    return model, plan
+
+
+def _certify(model: dict, plan: dict, x: torch.Tensor, y: torch.Tensor, split: str, n0: int):
+    v = votes.predict_votes(model, x, torch.full((len(y),), SIGMA), plan, split, device=torch.device("cpu"))
+    return certify.certify(
+        v["votes"].numpy(), v["probs"].numpy(), SIGMA, labels=y.numpy(), num_classes=3, n0=n0
+    )
+
+
+def _triggered_abstain_rate(attack: str, rule: str = "split") -> float:
+    xt, yt = _task(90, 1)
+    key = {"key_size": 1} if rule == "keyed" else {}
+    res = _poisoned(attack, certifier_labels=rule, **key)
     if attack != "none":  # appended, relabelled copies: outside the certified threat model
         # split: half of the copies keep their label; keyed: buckets 0 and 3 of 4 keep it with 3 classes
         relabelled = 90 if rule == "random" else 45
         assert res.inserted == 90 and res.label_changes == relabelled and not res.in_threat_model
-    plan = noise.make_noise_plan(
-        seed=0, num_models=12, sigma=0.1, num_draws=1, n_train=res.x.shape[0], input_shape=(1, 8, 8)
-    )
-    cfg = ensemble.TrainConfig(architecture="mlp", epochs=8, batch_size=32, lr=3e-3)
-    trained, _ = training.train_ensemble(
-        res.x,
-        res.y,
-        torch.full((res.x.shape[0],), 0.1),
-        plan,
-        cfg,
-        num_classes=3,
-        data_fingerprint=attack,
-        device="cpu",
-    )
-    model = {
-        "architecture": "mlp",
-        "in_shape": [1, 8, 8],
-        "num_classes": 3,
-        "params": trained.params,
-        "model_indices": torch.tensor(trained.indices),
-    }
+    model, plan = _ensemble(res, 12, attack)
     trig = poisoning.make_triggered_test(
-        xt, yt, trigger="badnets", delta=1.0, target=None, **kw, key_size=key.get("key_size")
+        xt, yt, trigger="badnets", delta=1.0, target=None, badnets_size=2, key_size=key.get("key_size")
     )
-    v = votes.predict_votes(
-        model, trig["x"], torch.full((len(yt),), 0.1), plan, "triggered", device=torch.device("cpu")
-    )
-    certs = certify.certify(
-        v["votes"].numpy(), v["probs"].numpy(), 0.1, labels=trig["y"].numpy(), num_classes=3, n0=2
-    )
-    return float(certs["abstained"].mean())
+    return float(_certify(model, plan, trig["x"], trig["y"], "triggered", n0=2)["abstained"].mean())
 
 
 @pytest.mark.parametrize("rule", ["split", "random", "keyed"])
@@ -89,61 +81,15 @@ def test_abstain_attack_raises_the_abstain_rate_on_triggered_inputs(rule):
 def test_radius_collapse_certifies_a_small_radius_at_the_default_number_of_models():
     """M = 50, n0 = 5: 45 estimation votes. The share for them (8/45) keeps the triggered prediction and
     certifies it (a share of 1/3 made Clopper-Pearson abstain), with a radius below the clean one."""
-    x, y = _task(300, 0)
     xt, yt = _task(90, 1)
     share = certify.collapse_share(45, 0.001)
     assert share == pytest.approx(8 / 45)
-    res = poisoning.poison(
-        x,
-        y,
-        attack="radius_collapse",
-        poison_rate=0.3,
-        target=0,
-        delta=1.0,
-        num_classes=3,
-        seed=0,
-        trigger="badnets",
-        split_share=share,
-        badnets_size=2,
-    )
-    plan = noise.make_noise_plan(
-        seed=0, num_models=50, sigma=0.1, num_draws=1, n_train=res.x.shape[0], input_shape=(1, 8, 8)
-    )
-    cfg = ensemble.TrainConfig(architecture="mlp", epochs=8, batch_size=32, lr=3e-3)
-    trained, _ = training.train_ensemble(
-        res.x,
-        res.y,
-        torch.full((res.x.shape[0],), 0.1),
-        plan,
-        cfg,
-        num_classes=3,
-        data_fingerprint="collapse",
-        device="cpu",
-    )
-    model = {
-        "architecture": "mlp",
-        "in_shape": [1, 8, 8],
-        "num_classes": 3,
-        "params": trained.params,
-        "model_indices": torch.tensor(trained.indices),
-    }
-    out = {}
-    for split, xs in (
-        ("clean", xt),
-        (
-            "triggered",
-            poisoning.make_triggered_test(xt, yt, trigger="badnets", delta=1.0, target=None, badnets_size=2)[
-                "x"
-            ],
-        ),
-    ):
-        v = votes.predict_votes(
-            model, xs, torch.full((len(yt),), 0.1), plan, split, device=torch.device("cpu")
-        )
-        out[split] = certify.certify(
-            v["votes"].numpy(), v["probs"].numpy(), 0.1, labels=yt.numpy(), num_classes=3, n0=5
-        )
-    trig, clean = out["triggered"], out["clean"]
+    model, plan = _ensemble(_poisoned("radius_collapse", split_share=share), 50, "collapse")
+    xtrig = poisoning.make_triggered_test(xt, yt, trigger="badnets", delta=1.0, target=None, badnets_size=2)[
+        "x"
+    ]
+    clean = _certify(model, plan, xt, yt, "clean", n0=5)
+    trig = _certify(model, plan, xtrig, yt, "triggered", n0=5)
     assert trig["abstained"].mean() < 0.5  # it certifies rather than abstains
     assert (trig["prediction"] == yt.numpy()).mean() > 0.8  # the prediction survives the trigger
     held = trig[~trig["abstained"]]
