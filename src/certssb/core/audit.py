@@ -373,41 +373,33 @@ def _craft_training(
     cfg: LadderConfig,
     seed: int,
 ) -> tuple[np.ndarray, torch.Tensor]:
-    """A group's shared training perturbation (indices, deltas) of column norm ``budget`` (group-wise)."""
+    """A group's shared training perturbation (indices, deltas) of column norm ``budget`` (group-wise).
+
+    Per point, the ``cfg.k`` lowest-sigma candidates not used by another point of the group: for
+    ``lowsigma`` points of another label than x's prediction, moved straight towards x; for gradient matching
+    points of x's runner-up class (labels kept)."""
+    lowsigma = strategy == "lowsigma"
+    label = pred if lowsigma else _runner_up(nets, x_pts, pred)
     used: set[int] = set()
-    idx = []
-    if strategy == "lowsigma":
-        dirs = []
-        for j in range(len(x_pts)):
-            ii = poison_candidates(
-                learner.x_train,
-                learner.y_train,
-                learner.sigma_train,
-                x_pts[j],
-                int(pred[j]),
-                cfg.k,
-                used,
-                same_label=False,
-            )
-            used.update(int(i) for i in ii)
-            d = x_pts[j].unsqueeze(0).double() - learner.x_train[ii].double()
-            dirs.append(d / _bshape(d.flatten(1).norm(dim=1).clamp_min(1e-12), d))
-            idx.append(ii)
-        return np.concatenate(idx), torch.cat(dirs).to(learner.x_train.dtype)
-    adv = _runner_up(nets, x_pts, pred)
+    idx, dirs = [], []
     for j in range(len(x_pts)):
         ii = poison_candidates(
             learner.x_train,
             learner.y_train,
             learner.sigma_train,
             x_pts[j],
-            int(adv[j]),
+            int(label[j]),
             cfg.k,
             used,
-            same_label=True,
+            same_label=not lowsigma,
         )
         used.update(int(i) for i in ii)
         idx.append(ii)
+        if lowsigma:
+            d = x_pts[j].unsqueeze(0).double() - learner.x_train[ii].double()
+            dirs.append(d / _bshape(d.flatten(1).norm(dim=1).clamp_min(1e-12), d))
+    if lowsigma:
+        return np.concatenate(idx), torch.cat(dirs).to(learner.x_train.dtype)
     ii = np.concatenate(idx)
     w = train_weights(column, learner.sigma_train[ii], float(np.min(sigma_x)))
     d = gradient_matching(
@@ -415,7 +407,7 @@ def _craft_training(
         learner.x_train[ii],
         learner.y_train[ii],
         x_pts,
-        torch.as_tensor(adv),
+        torch.as_tensor(label),
         w,
         budget,
         steps=cfg.brew_steps,
