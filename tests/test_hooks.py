@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from certssb import console, tracking
 from certssb.hooks import MlflowRunHook, ResultsTableHook, ValidateParametersHook
+from certssb.reporting import console
+from certssb.tracking import runs as tracking
 from tests.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]

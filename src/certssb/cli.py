@@ -26,8 +26,8 @@ from typing import Any, NoReturn
 import click
 from kedro.framework.cli.project import run as _kedro_run
 
-from certssb.console import quiet
 from certssb.core.validation import ConfigError
+from certssb.reporting.console import quiet
 
 quiet()  # Kedro imports this module at start-up, after conf/logging.yml and before its plugins' hooks
 

@@ -19,7 +19,7 @@ for _message in (
 ):
     warnings.filterwarnings("ignore", message=_message)
 
-from certssb.console import quiet
+from certssb.reporting.console import quiet
 
 quiet()  # the root log handlers drop harmless third-party warnings (and their ANSI codes) from here on: this
 #          module is imported before Kedro loads its plugins (kedro-mlflow warns on import)
@@ -38,7 +38,7 @@ from certssb.hooks import (
     ValidateParametersHook,
 )
 from certssb.pipelines.study.grid import StudyCellParameters
-from certssb.tracking_uri import ResolveTrackingUriHook
+from certssb.tracking.uri import ResolveTrackingUriHook
 
 _MLFLOW_RUN = MlflowRunHook()
 HOOKS = (

@@ -36,5 +36,5 @@ def test_notebook_shows_figures(project, monkeypatch):
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # the clean/triggered grid and the poisoned samples
     # no stray database next to the notebook (the fixture's conf/local/mlflow.yml gives an absolute URI;
-    # with conf/base's relative one, certssb.tracking_uri.ResolveTrackingUriHook anchors it at the root)
+    # with conf/base's relative one, certssb.tracking.uri.ResolveTrackingUriHook anchors it at the root)
     assert not (nb_dir / "mlflow.db").exists()

@@ -9,8 +9,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from certssb import tracking
 from certssb.hooks.run import MlflowRunHook
+from certssb.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,9 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from certssb import config, console, tracking
+from certssb import config
+from certssb.reporting import console
+from certssb.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 

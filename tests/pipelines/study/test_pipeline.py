@@ -109,7 +109,7 @@ def test_a_seed_axis_gives_each_cell_its_seed_and_the_rate_figure_a_band():
     import numpy as np
     from matplotlib.collections import PolyCollection
 
-    from certssb.attack_figures import rate_figure
+    from certssb.reporting.attack_figures import rate_figure
 
     grid = study_grid.cells(
         {"attacks": ["abstain"], "sigmas": [0.25], "rates": [0.01, 0.05], "seeds": [0, 1, 2]}

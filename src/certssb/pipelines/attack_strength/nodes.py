@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from certssb.attack_figures import strength_figure
 from certssb.core import strength as core
 from certssb.core.ensemble import resolve_device
 from certssb.core.triggers import trigger_options
-from certssb.progress import progress_bar
+from certssb.reporting.attack_figures import strength_figure
+from certssb.reporting.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from certssb import reporting, tracking
 from certssb.core import certify, metrics, noise, smoothing, storage, summary
 from certssb.core.artifacts import (
     ModelArtifact,
@@ -38,7 +37,9 @@ from certssb.core.artifacts import (
 from certssb.core.ensemble import load_member, resolve_device
 from certssb.core.precision import autocast, model_precision, resolve_precision
 from certssb.core.votes import predict_votes
-from certssb.progress import progress_bar
+from certssb.reporting import figures as reporting
+from certssb.reporting.progress import progress_bar
+from certssb.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 SPLITS = ("clean", "triggered")
@@ -462,7 +463,7 @@ SIGMA_METHODS = ("cert_ssb",)
 
 
 def log_mlflow_runs(*inputs: Any, name_suffix: str = "") -> dict[str, Any]:
-    """One nested MLflow run per method under the kedro-mlflow run (certssb.tracking.log_method_run).
+    """One nested MLflow run per method under the kedro-mlflow run (certssb.tracking.runs.log_method_run).
 
     ``inputs``: the blocks of :data:`CONFIG_BLOCKS`, then each method's own block (``params:<method>``, in
     ``certssb.config.METHODS`` order), then (metrics, certified_accuracy, sigma) for each method in turn.

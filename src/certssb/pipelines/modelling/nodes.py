@@ -25,7 +25,7 @@ from certssb.core.ensemble import TrainConfig, load_member
 from certssb.core.precision import model_precision, resolve_precision
 from certssb.core.sigma import optimise_splits, sigma_config
 from certssb.execution import training
-from certssb.progress import progress_bar
+from certssb.reporting.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from certssb import attack_figures, reporting
+from certssb.reporting import attack_figures
+from certssb.reporting import figures as reporting
 
 from .grid import Cell, cell_poison_rate
 

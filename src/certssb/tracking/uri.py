@@ -42,7 +42,7 @@ class ResolveTrackingUriHook:
         # kedro-mlflow sets its logger to INFO when imported, after conf/logging.yml was applied: its level
         # there (WARNING) is restored here, before its own after_context_created logs anything
         logging.getLogger("kedro_mlflow").setLevel(logging.WARNING)
-        from certssb.console import quiet
+        from certssb.reporting.console import quiet
 
         quiet()  # again, if the session set logging up anew
         loader = context.config_loader

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from certssb.tracking_uri import ResolveTrackingUriHook, resolve
+from certssb.tracking.uri import ResolveTrackingUriHook, resolve
 
 
 @pytest.mark.parametrize(

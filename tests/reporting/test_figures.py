@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from certssb import reporting
 from certssb.core import metrics
 from certssb.core.validation import ConfigError
+from certssb.reporting import figures as reporting
 
 
 def _certs(rng: np.random.Generator, method: str, split: str, n: int = 60) -> pd.DataFrame:
@@ -174,7 +174,7 @@ def test_no_backend_chosen_at_import():
     import subprocess
 
     code = (
-        "import matplotlib; b = matplotlib.get_backend(); import certssb.reporting, "
+        "import matplotlib; b = matplotlib.get_backend(); import certssb.reporting.figures, "
         "certssb.pipelines.evaluation.nodes, certssb.pipelines.study.nodes; "
         "print(b, matplotlib.get_backend())"
     )
@@ -189,7 +189,7 @@ def test_no_backend_chosen_at_import():
 
 
 def test_sigma_increase_panels_draw_one_panel_per_source_on_a_shared_axis():
-    from certssb import reporting
+    from certssb.reporting import figures as reporting
 
     fig = reporting.sigma_increase_panels(
         {
@@ -259,7 +259,7 @@ def test_attack_norm_only_for_in_model_attacks():
 
 
 def test_strength_figure_notes_a_series_hidden_under_another():
-    from certssb.attack_figures import strength_figure
+    from certssb.reporting.attack_figures import strength_figure
 
     rows = [
         {

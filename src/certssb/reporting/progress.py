@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-log = logging.getLogger("certssb.progress")
+log = logging.getLogger("certssb.reporting.progress")
 
 
 class _LogBar:

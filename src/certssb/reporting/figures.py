@@ -10,7 +10,7 @@ notebook keeps its inline backend (``matplotlib.use("Agg")`` at import broke ``%
 
 Length: a little over 350 lines, because the figures of one run share the step curve, the colours and the
 labels (ceiling, published radius) that must read the same in each; the sweeps' figures are in
-:mod:`certssb.attack_figures`.
+:mod:`certssb.reporting.attack_figures`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from certssb.reporting import colour, method_label
+from certssb.reporting.figures import colour, method_label
 
 
 def _rate_ticks(ax, rates: Sequence[float], *, percent: bool) -> None:
