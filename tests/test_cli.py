@@ -1,6 +1,7 @@
 """Every mistake a user makes with ``kedro run`` is one line (issue 21): exit status 2, at most 3 lines on
 stderr naming the fix, no MLflow run and no new folder. Each case runs ``kedro run`` as a subprocess in a
-temporary copy of the project (its own MLflow database and artifact root)."""
+temporary copy of the project (its own MLflow database and artifact root). Also: certssb.cli's RunCommand
+(``--env`` reaches ``KEDRO_ENV``) and a config error through Kedro's own CLI entry."""
 
 from __future__ import annotations
 
@@ -165,3 +166,44 @@ def test_load_versions_naming_a_missing_version(proj):
 def test_verbose_keeps_the_traceback(proj):
     result = _kedro_run(proj, "--pipelines=evaluation", env={"CERTSSB_TRACEBACK": "1"})
     assert result.returncode != 0 and "Traceback" in result.stderr + result.stdout
+
+
+def test_run_puts_env_in_kedro_env_while_it_runs_so_the_study_grid_reads_the_same_environment(monkeypatch):
+    from click.testing import CliRunner
+    from kedro.framework.cli.project import run as kedro_run
+
+    from certssb.cli import RunCommand
+
+    seen = []
+    cmd = RunCommand(
+        name="run",
+        callback=lambda **kw: seen.append((kw["env"], os.environ.get("KEDRO_ENV"))),
+        params=list(kedro_run.params),
+    )
+    monkeypatch.delenv("KEDRO_ENV", raising=False)
+    assert CliRunner().invoke(cmd, ["--env", "certifier_curves"]).exit_code == 0
+    assert seen == [("certifier_curves", "certifier_curves")] and "KEDRO_ENV" not in os.environ
+    monkeypatch.setenv("KEDRO_ENV", "local")
+    CliRunner().invoke(cmd, ["--env", "paper_mnist"])
+    assert seen[-1][1] == "paper_mnist" and os.environ["KEDRO_ENV"] == "local"  # restored afterwards
+
+
+def test_kedro_run_prints_a_config_error_as_one_line_and_exits_2(tmp_path, monkeypatch):
+    """`kedro run --params noise.num_modles=7` through Kedro's own CLI entry (which loads certssb.cli)."""
+    from click.testing import CliRunner
+    from kedro.framework.cli.cli import KedroCLI
+
+    proj = copy_project(tmp_path)
+    monkeypatch.chdir(proj)
+    result = CliRunner().invoke(KedroCLI(proj), ["run", "--params", "noise.num_modles=7"])
+    expected = "Error: parameter 'noise.num_modles' is not known: did you mean 'noise.num_models'?"
+    assert result.exit_code == 2, result.output
+    assert expected in result.output.splitlines()
+    assert "Traceback" not in result.output
+    assert not (proj / "data").exists()  # stopped before any node wrote anything
+    import mlflow
+
+    runs = mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}").search_runs(
+        [e.experiment_id for e in mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}").search_experiments()]
+    )
+    assert runs == []  # validation runs before kedro-mlflow opens a run

@@ -1,27 +1,17 @@
-"""Thread policy, checkpoint fingerprint (threads, training code), damaged checkpoints, the run lock and the
-durable dataset wrappers."""
+"""certssb.execution.checkpoints: the fingerprint (threads, training code), a resume under another thread
+count, damaged checkpoints, no temporary file."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 
-import pandas as pd
-import pytest
 import torch
-from matplotlib.figure import Figure
 
 from certssb.core.ensemble import TrainConfig
 from certssb.core.noise import make_noise_plan
-from certssb.core.validation import ConfigError
-from certssb.execution import checkpoints, threads
+from certssb.execution import checkpoints
 from certssb.execution.checkpoints import chunk_path, ensemble_fingerprint
-from certssb.execution.lock import RunLock
 from certssb.execution.training import train_ensemble
-from certssb.io.atomic import AtomicFile, CSVDataset, JSONDataset, MatplotlibDataset
 
 N, SHAPE, C = 48, (1, 6, 6), 3
 
@@ -43,29 +33,7 @@ def train(x, y, s, plan, **kw):
     )
 
 
-# ------------------------------------------------------------------------------------------------ threads
-def test_threads_default_is_omp_num_threads_then_all_cores(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert threads.resolve_threads(None) == 1
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    assert threads.resolve_threads(None) == threads.available_cores() >= 1
-    assert threads.resolve_threads(3) == 3
-    with pytest.raises(ConfigError, match=r"parameter 'num_threads' = 0 is invalid"):
-        threads.resolve_threads(0)
-
-
-def test_the_rule_for_concurrent_jobs_is_cores_over_jobs():
-    assert threads.policy_threads(1, cores=8) == 8
-    assert threads.policy_threads(2, cores=8) == 4
-    assert threads.policy_threads(3, cores=2) == 1  # never 0
-
-
-def test_apply_threads_sets_torch():
-    before = torch.get_num_threads()
-    try:
-        assert threads.apply_threads(1) == torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+# ----------------------------------------------------------------------------- fingerprint and resume
 
 
 def test_the_fingerprint_records_threads_and_training_code(monkeypatch):
@@ -115,60 +83,3 @@ def test_checkpoints_leave_no_temporary_file(tmp_path):
     _, fp = train(x, y, s, plan, checkpoint_dir=tmp_path)
     names = sorted(p.name for p in (tmp_path / fp).iterdir())
     assert names == ["chunk_00000_00001.pt", "chunk_00002_00003.pt"]
-
-
-# ------------------------------------------------------------------------------------------------ the lock
-def test_a_second_lock_is_refused_in_one_line_naming_the_holder(tmp_path):
-    first = RunLock(tmp_path / "data" / RunLock.NAME, describe="kedro run --pipelines=study")
-    first.acquire()
-    try:
-        with pytest.raises(ConfigError) as err:
-            RunLock(tmp_path / "data" / RunLock.NAME).acquire()
-        msg = str(err.value)
-        assert "\n" not in msg and f"pid {os.getpid()}" in msg and "kedro run --pipelines=study" in msg
-        assert msg.startswith("another kedro run is running in this project folder")
-    finally:
-        first.release()
-    again = RunLock(tmp_path / "data" / RunLock.NAME)
-    again.acquire()  # released: the next run goes
-    again.release()
-
-
-def test_the_lock_of_a_dead_process_is_free(tmp_path):
-    path = tmp_path / RunLock.NAME
-    code = (
-        f"from certssb.execution.lock import RunLock; import os; RunLock({str(path)!r}).acquire(); "
-        "os._exit(0)"
-    )  # dies holding the lock, without releasing it
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
-    lock = RunLock(path)
-    lock.acquire()
-    assert lock.held
-    lock.release()
-
-
-# ----------------------------------------------------------------------------------- durable dataset wrappers
-def test_atomic_datasets_round_trip_and_leave_no_temporary_file(tmp_path):
-    df = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
-    csv = CSVDataset(filepath=str(tmp_path / "t" / "table.csv"), save_args={"index": False})
-    csv.save(df)
-    pd.testing.assert_frame_equal(csv.load(), df)
-    js = JSONDataset(filepath=str(tmp_path / "d.json"))
-    js.save({"k": [1, 2]})
-    assert js.load() == {"k": [1, 2]}
-    fig = Figure()
-    fig.subplots().plot([0, 1], [1, 0])
-    png = MatplotlibDataset(filepath=str(tmp_path / "f.png"))
-    png.save(fig)
-    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
-    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
-
-
-def test_an_interrupted_write_leaves_the_old_file(tmp_path):
-    target = tmp_path / "report.json"
-    target.write_text(json.dumps({"old": True}))
-    with pytest.raises(RuntimeError), AtomicFile(target, "w") as fh:
-        fh.write('{"new": ')
-        raise RuntimeError("killed mid-write")
-    assert json.loads(target.read_text()) == {"old": True}
-    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]

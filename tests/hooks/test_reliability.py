@@ -20,7 +20,7 @@ from certssb.hooks import PinLoadVersionsHook
 from certssb.io.torch_dataset import TorchDataset
 from tests.project_copy import copy_project
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _hold_lock(path: Path, describe: str = "kedro run --pipelines=study") -> subprocess.Popen:

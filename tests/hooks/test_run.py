@@ -1,5 +1,5 @@
-"""Hooks, CLI and MLflow conventions: short config errors, run names, params once, filterable metrics,
-table."""
+"""certssb.hooks.run: the validation hook names the parent run; MLflow params once, filterable metrics;
+the results table after a run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,50 +14,8 @@ import torch
 from certssb.hooks import MlflowRunHook, ResultsTableHook, ValidateParametersHook
 from certssb.reporting import console
 from certssb.tracking import runs as tracking
-from tests.project_copy import copy_project
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_run_puts_env_in_kedro_env_while_it_runs_so_the_study_grid_reads_the_same_environment(monkeypatch):
-    from click.testing import CliRunner
-    from kedro.framework.cli.project import run as kedro_run
-
-    from certssb.cli import RunCommand
-
-    seen = []
-    cmd = RunCommand(
-        name="run",
-        callback=lambda **kw: seen.append((kw["env"], os.environ.get("KEDRO_ENV"))),
-        params=list(kedro_run.params),
-    )
-    monkeypatch.delenv("KEDRO_ENV", raising=False)
-    assert CliRunner().invoke(cmd, ["--env", "certifier_curves"]).exit_code == 0
-    assert seen == [("certifier_curves", "certifier_curves")] and "KEDRO_ENV" not in os.environ
-    monkeypatch.setenv("KEDRO_ENV", "local")
-    CliRunner().invoke(cmd, ["--env", "paper_mnist"])
-    assert seen[-1][1] == "paper_mnist" and os.environ["KEDRO_ENV"] == "local"  # restored afterwards
-
-
-def test_kedro_run_prints_a_config_error_as_one_line_and_exits_2(tmp_path, monkeypatch):
-    """`kedro run --params noise.num_modles=7` through Kedro's own CLI entry (which loads certssb.cli)."""
-    from click.testing import CliRunner
-    from kedro.framework.cli.cli import KedroCLI
-
-    proj = copy_project(tmp_path)
-    monkeypatch.chdir(proj)
-    result = CliRunner().invoke(KedroCLI(proj), ["run", "--params", "noise.num_modles=7"])
-    expected = "Error: parameter 'noise.num_modles' is not known: did you mean 'noise.num_models'?"
-    assert result.exit_code == 2, result.output
-    assert expected in result.output.splitlines()
-    assert "Traceback" not in result.output
-    assert not (proj / "data").exists()  # stopped before any node wrote anything
-    import mlflow
-
-    runs = mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}").search_runs(
-        [e.experiment_id for e in mlflow.MlflowClient(f"sqlite:///{proj / 'mlflow.db'}").search_experiments()]
-    )
-    assert runs == []  # validation runs before kedro-mlflow opens a run
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Catalog:
@@ -110,35 +67,6 @@ def test_the_validation_hook_names_the_parent_run(monkeypatch):
     run.name = "mine"  # a name from mlflow.yml is kept
     hook.before_pipeline_run({"pipeline_names": None}, _Pipeline(), _Catalog({"parameters": _params()}))
     assert run.name == "mine"
-
-
-def test_used_blocks_and_flattening():
-    p = _Pipeline(inputs={"params:noise", "params:uniform.method", "clean_test"})
-    assert tracking.used_blocks(p, {"x"}) == {"noise", "uniform"}
-    assert tracking.used_blocks(_Pipeline(inputs={"parameters"}), {"data", "noise"}) == {"data", "noise"}
-    flat = tracking.flatten_blocks(
-        {
-            "noise": {"sigma": 0.25},
-            "ensemble": {"ray": {"address": None}},
-            "evaluation": {"radii": [0, 0.5]},
-            "data": {"x": 1},
-        },
-        {"noise", "ensemble", "evaluation"},
-    )
-    assert flat == {"noise.sigma": 0.25, "ensemble.ray.address": None, "evaluation.radii": [0, 0.5]}
-
-
-def test_sigma_statistics():
-    sigma = {
-        "train": torch.tensor([0.2, 0.3, 0.4]),
-        "clean": torch.tensor([0.25, 0.5]),
-        "triggered": torch.tensor([0.1]),
-    }
-    s = tracking.sigma_stats(sigma)
-    assert s["sigma_train_mean"] == pytest.approx(0.3)
-    assert (s["sigma_train_min"], s["sigma_train_max"]) == pytest.approx((0.2, 0.4))
-    assert (s["sigma_test_min"], s["sigma_test_max"]) == pytest.approx((0.1, 0.5))
-    assert s["sigma_test_mean"] == pytest.approx(np.mean([0.25, 0.5, 0.1]))
 
 
 def test_mlflow_runs_params_once_filterable_metrics_and_runs_table(tmp_path, monkeypatch):
@@ -253,30 +181,3 @@ def test_results_table_after_an_evaluation_run(capsys, tmp_path, monkeypatch):
     # nothing when the evaluation did not run
     hook.after_pipeline_run({}, _Pipeline(outputs={"poisoned_train"}), catalog)
     assert capsys.readouterr().out == ""
-
-
-def test_the_console_names_each_certifiers_ceiling_and_shows_the_radii_below_the_largest():
-    metrics = {
-        "uniform": {"radius_ceiling_sigma_units": 1.0701, "sigma_train_min": 0.25},
-        "cohen": {
-            "radius_ceiling_sigma_units": 2.4627,
-            "sigma_train_min": 0.25,
-            "attack_in_threat_model": False,
-        },
-        "cert_ssb": {
-            "radius_ceiling_sigma_units": 1.0701,
-            "sigma_train_min": 0.25,
-            "attack_in_threat_model": False,
-        },
-    }
-    assert console.ceilings(metrics) == pytest.approx(
-        {"uniform": 0.2675, "cohen": 0.6157, "cert_ssb": 0.2675}, abs=1e-4
-    )
-    assert console.reach_radii([0.0, 0.25, 0.5, 0.75, 1.0], console.ceiling_radius(metrics)) == [
-        0.0,
-        0.25,
-        0.5,
-    ]
-    lines = console.notes(metrics, [0.0, 0.25, 0.5])
-    assert "uniform σ r = 0.268" in lines[0] and "Cohen et al. (evasion) r = 0.616" in lines[0]
-    assert lines[1].startswith("attack: outside the certified threat model")

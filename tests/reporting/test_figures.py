@@ -256,25 +256,3 @@ def test_attack_norm_only_for_in_model_attacks():
 
     assert _attack_norm({"attack_joint_norm": 2.0, "attack_in_threat_model": False}) is None
     assert _attack_norm({"attack_joint_norm": 2.0, "attack_in_threat_model": True}) == 2.0
-
-
-def test_strength_figure_notes_a_series_hidden_under_another():
-    from certssb.reporting.attack_figures import strength_figure
-
-    rows = [
-        {
-            "trigger": "onepixel",
-            "label_mode": "dirty",
-            "epochs": e,
-            "delta": 1.0,
-            "poison_rate": r,
-            "attack_success_rate": 0.02,
-            "clean_drop": 0.0,
-            "trigger_norm": 1.0,
-        }
-        for e in (4, 8)
-        for r in (0.01, 0.02)
-    ]
-    fig = strength_figure(pd.DataFrame(rows))
-    labels = [ln.get_label() for ln in fig.get_axes()[0].get_lines()]
-    assert "8 ep (same as 4 ep, overlaps)" in labels and "4 ep" in labels
