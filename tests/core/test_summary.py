@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 
 def test_the_run_summary_gives_the_reach_only_when_points_were_poisoned():
@@ -44,3 +46,51 @@ def test_the_certifier_attack_view_counts_wrong_certificates_over_all_inputs():
     assert got["median_radius_certified"] == pytest.approx(0.4)  # over the three held inputs
     none = certifier_attack_view(certs.assign(abstained=True))
     assert none == {"median_radius_certified": 0.0, "certified_wrong_rate": 0.0}
+
+
+def test_triggered_asr_is_the_share_predicted_as_the_target_and_none_without_a_target():
+    from certssb.core.summary import triggered_asr
+
+    pred = np.array([0, 0, 1, 0])
+    assert triggered_asr(pred, {"target_y": torch.zeros(4, dtype=torch.long)}) == pytest.approx(0.75)
+    assert triggered_asr(pred, {"target_y": torch.tensor([0, 1, 1, 1])}) == pytest.approx(0.5)  # per sample
+    assert triggered_asr(pred, {"target_y": torch.full((4,), -1)}) is None  # a certifier attack: no target
+    assert (
+        triggered_asr(pred[:0], {"target_y": torch.zeros(0, dtype=torch.long)}) is None
+    )  # nothing triggered
+
+
+def test_member_accuracy_is_each_models_mean_share_of_draws_on_the_true_label():
+    from certssb.core.summary import member_accuracy
+
+    # 2 models x 3 samples x 2 classes, vote fractions over the draws; labels 0, 1, 1
+    fractions = torch.tensor(
+        [
+            [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]],  # model 0: 1, 0.5, 1 on the true label
+            [[0.25, 0.75], [1.0, 0.0], [0.5, 0.5]],  # model 1: 0.25, 0, 0.5
+        ]
+    )
+    data = {"y": torch.tensor([0, 1, 1]), "num_classes": 2}
+    got = member_accuracy({"votes": fractions}, data)
+    np.testing.assert_allclose(got, [(1 + 0.5 + 1) / 3, (0.25 + 0 + 0.5) / 3])
+    # one vote per model (class indices) is the same as one-hot fractions
+    hard = member_accuracy({"votes": torch.tensor([[0, 1, 0], [0, 0, 0]])}, data)
+    np.testing.assert_allclose(hard, [2 / 3, 1 / 3])
+
+
+def test_evasion_metrics_report_the_attack_outside_the_threat_model():
+    from certssb.core.summary import OUTSIDE, REACH_KEYS, evasion_attack_metrics
+
+    got = evasion_attack_metrics(
+        {"joint_norm": 3, "feature_norm": 2.5, "label_changes": 7.0, "inserted": 0}, "evasion certificate"
+    )
+    assert got == {
+        "attack_joint_norm": 3.0,
+        "attack_feature_norm": 2.5,
+        "attack_label_changes": 7,
+        "attack_inserted": 0,
+        "attack_in_threat_model": False,
+        "attack_threat_model": f"{OUTSIDE} (evasion certificate)",
+    }
+    assert type(got["attack_joint_norm"]) is float and type(got["attack_label_changes"]) is int
+    assert not set(got) & set(REACH_KEYS)  # no reach metric outside the threat model

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import torch
 
-from certssb.core.ensemble import TrainConfig
+from certssb.core.ensemble import ChunkResult, TrainConfig
 from certssb.core.noise import make_noise_plan
 from certssb.execution import checkpoints
 from certssb.execution.checkpoints import chunk_path, ensemble_fingerprint
@@ -83,3 +84,36 @@ def test_checkpoints_leave_no_temporary_file(tmp_path):
     _, fp = train(x, y, s, plan, checkpoint_dir=tmp_path)
     names = sorted(p.name for p in (tmp_path / fp).iterdir())
     assert names == ["chunk_00000_00001.pt", "chunk_00002_00003.pt"]
+
+
+# ----------------------------------------------------------------------------- chunks on disk
+def test_chunks_cover_the_models_in_order_and_are_named_by_their_first_and_last_model(tmp_path):
+    assert checkpoints.chunks_of(5, 2) == [[0, 1], [2, 3], [4]]
+    assert checkpoints.chunks_of(4, 4) == [[0, 1, 2, 3]] and checkpoints.chunks_of(3, 10) == [[0, 1, 2]]
+    assert checkpoints.chunks_of(0, 2) == []
+    assert chunk_path(tmp_path, [12, 13, 14]) == tmp_path / "chunk_00012_00014.pt"
+
+
+def test_a_chunk_round_trips_and_a_failed_save_leaves_nothing(tmp_path, monkeypatch):
+    res = ChunkResult([2, 3], {"w": torch.arange(6.0).reshape(2, 3)}, [{"model": 2, "epoch": 0, "loss": 0.5}])
+    path = chunk_path(tmp_path, res.indices)
+    checkpoints.save_chunk(res, path)
+    back = checkpoints.load_chunk(path)
+    assert back.indices == [2, 3] and back.log == res.log and torch.equal(back.params["w"], res.params["w"])
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        checkpoints.save_chunk(res, tmp_path / "other.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary, no partial file
+
+
+def test_a_damaged_chunk_is_moved_aside_under_a_new_name(tmp_path):
+    path = tmp_path / "chunk_00000_00001.pt"
+    path.write_bytes(b"trunc")
+    moved = checkpoints.move_aside(path)
+    assert not path.exists() and moved.read_bytes() == b"trunc"
+    assert moved.parent == tmp_path and moved.name.startswith("chunk_00000_00001.pt.corrupt-")
+    assert moved.name.rsplit("-", 1)[1].isdigit()

@@ -39,3 +39,32 @@ def test_the_lock_of_a_dead_process_is_free(tmp_path):
     lock.acquire()
     assert lock.held
     lock.release()
+
+
+def test_the_lock_file_says_who_holds_it_and_release_is_idempotent(tmp_path):
+    path = tmp_path / "nested" / "data" / RunLock.NAME  # the folder is created
+    lock = RunLock(path, describe="kedro run --pipelines=audit")
+    assert not lock.held
+    lock.acquire()
+    text = path.read_text()
+    assert (
+        lock.held
+        and text.startswith(f"pid {os.getpid()}, started 20")
+        and text.endswith("Z: kedro run --pipelines=audit")
+    )
+    lock.release()
+    assert not lock.held and path.read_text() == ""  # emptied: no stale holder in a later message
+    lock.release()  # a second release is a no-op
+
+
+def test_a_holder_that_wrote_nothing_is_called_another_process(tmp_path):
+    import fcntl
+
+    path = tmp_path / RunLock.NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, content still empty
+    try:
+        with pytest.raises(ConfigError, match=r"is running in this project folder \(another process; lock "):
+            RunLock(path).acquire()
+    finally:
+        os.close(fd)

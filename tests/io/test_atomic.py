@@ -36,3 +36,21 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path):
         raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_the_target_appears_only_on_close_and_its_folder_is_synced(tmp_path, monkeypatch):
+    from certssb.io import atomic
+
+    synced = []
+    monkeypatch.setattr(atomic, "fsync_dir", synced.append)
+    target = tmp_path / "new" / "table.csv"  # the folder is created
+    fh = AtomicFile(target, "w")
+    fh.write("a,b\n")
+    tmp = list(target.parent.iterdir())
+    assert not target.exists() and len(tmp) == 1 and tmp[0].name.startswith(".table.csv.")
+    fh.close()
+    fh.close()  # a second close is a no-op
+    assert target.read_text() == "a,b\n" and list(target.parent.iterdir()) == [target]
+    assert synced == [target.parent]
+    fh.discard()  # after close: nothing to discard, the file stays
+    assert target.exists()
