@@ -101,3 +101,11 @@ def test_sorted_radii_are_a_strictly_increasing_list_of_non_negative_floats():
             sorted_radii("evaluation.radii", bad)
     with pytest.raises(ConfigError, match=r"'evaluation.radii\[\]' = -0.1 .*\[0, inf\)"):
         sorted_radii("evaluation.radii", [-0.1, 0.5])
+
+
+def test_infinity_is_refused_even_where_the_interval_is_unbounded():
+    """A learning rate or a sigma of inf is a typo, not a value: the interval's open end is not a number."""
+    with pytest.raises(ConfigError, match=r"'lr' = inf .*must be a number in \(0, inf\)"):
+        positive("lr", math.inf)
+    with pytest.raises(ConfigError, match="'x' = -inf"):
+        number("x", -math.inf)

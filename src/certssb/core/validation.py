@@ -8,6 +8,7 @@ bad parameter stop a run before any artifact is written.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -51,7 +52,7 @@ def number(
         f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
     )
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or value != value:  # bool is an int; NaN != NaN
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):  # bool is an int; NaN, inf
         fail(name, value, f"must be {kind} in {interval}")
     if low is not None and (value < low or (low_open and value == low)):
         fail(name, value, f"must be {kind} in {interval}")
