@@ -92,6 +92,10 @@ def test_a_session_catalogues_every_cell_parameter_the_study_reads(project):
         quick = catalog.load("parameters")["study"]["quick_overrides"]
         assert catalog.load("params:study_cell.abstain_s050.noise.num_models") == quick["noise"]["num_models"]
         assert catalog.load("params:study_cell.abstain_s050.noise.sigma") == 0.5
+    # the grid of the run is the grid the pipelines were registered with (from conf/, not runtime params)
+    with pytest.raises(Exception, match=r"registered study pipeline has cells \['abstain_s025'"):
+        project.run(["study"], params={"study": {"sigmas": [0.3, 0.5]}})
+    assert project.versions("data/02_intermediate/raw_dataset.pt") == []
 
 
 @pytest.mark.slow
