@@ -24,7 +24,6 @@ from certssb.reporting.console import quiet
 quiet()  # the root log handlers drop harmless third-party warnings (and their ANSI codes) from here on: this
 #          module is imported before Kedro loads its plugins (kedro-mlflow warns on import)
 
-from certssb.config import validate
 from certssb.hooks import (
     InputsExistHook,
     MlflowArtifactsHook,
@@ -37,17 +36,17 @@ from certssb.hooks import (
     UserErrorRunHook,
     ValidateParametersHook,
 )
-from certssb.pipelines.study.grid import StudyCellParameters
+from certssb.pipelines.study.grid import StudyCellsValid, StudyConfigLoader
 from certssb.tracking.uri import ResolveTrackingUriHook
 
 _MLFLOW_RUN = MlflowRunHook()
 HOOKS = (
     ResolveTrackingUriHook(),  # a relative sqlite MLflow URI means <project root>/mlflow.db
-    # tryfirst hooks run in the reverse order of registration: parameters, then inputs, then the lock
+    # tryfirst hooks run in the reverse order of registration: parameters, study cells, inputs, then the lock
     RunLockHook(),  # one run per folder (a bad parameter or a missing input takes no lock)
     InputsExistHook(),  # a missing upstream artifact stops the run before anything is written (after params)
+    StudyCellsValid(),  # each study cell's blocks (study_cell.<cell>, from the config loader) checked
     ValidateParametersHook(),  # bad parameters stop the run before anything is written
-    StudyCellParameters(validate),  # the study's cells get (and validate) their own parameter blocks
     _MLFLOW_RUN,
     MlflowArtifactsHook(),
     UserErrorRunHook(_MLFLOW_RUN),  # a run failed on a user error leaves no MLflow run; tags the parent run
@@ -57,6 +56,9 @@ HOOKS = (
     StaleMlflowRunsHook(),  # MLflow runs left RUNNING by runs that died -> KILLED
 )
 
+# Kedro's OmegaConfigLoader, whose parameters also hold the study cells' own parameters, generated from the
+# merged parameters (study_cell.<cell>.<block>; certssb.pipelines.study.grid)
+CONFIG_LOADER_CLASS = StudyConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

@@ -59,7 +59,8 @@ class ValidateParametersHook:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        params = catalog.load("parameters")
+        # the study cells' generated blocks (study_cell) are checked cell by cell (study.grid.StudyCellsValid)
+        params = {k: v for k, v in catalog.load("parameters").items() if k != "study_cell"}
         names = _pipeline_names(run_params)
         self.config = config.validate(params, names)
         _check_registered_methods(params, getattr(self._context, "project_path", None))
