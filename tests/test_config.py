@@ -245,12 +245,14 @@ def test_models_needed_hoeffding_and_selection_same(base):
 
 
 def test_core_configs_built_from_the_blocks(base):
-    sc = config.sigma_config(base)
+    cfg = config.validate(base, {"__default__"})
+    sc = config.sigma_config(cfg.sigma_opt, cfg.noise.sigma)
     s0, so = base["noise"]["sigma"], base["sigma_opt"]
     assert (sc.sigma_min, sc.sigma_max) == (s0 - so["max_decrease"], s0 + so["max_increase"])
-    assert config.train_config(base, epochs=1).epochs == 1
+    tc = config.train_config(cfg.model, epochs=1)
+    assert (tc.epochs, tc.architecture, tc.lr) == (1, base["model"]["architecture"], base["model"]["lr"])
     with pytest.raises(ConfigError, match=r"^parameter 'model.epochs' = 0 is invalid"):
-        config.train_config(with_value(base, "model.epochs", 0))
+        config.block("model", {**base["model"], "epochs": 0})
 
 
 def test_a_bad_quick_strength_grid_is_refused_before_the_run():
@@ -330,15 +332,15 @@ def test_cohen_block_is_checked(base):
 
 def test_sigma_opt_rule_is_checked_and_paper_mnist_embedded_runs_the_released_update(base):
     assert "'sigma_opt.rule'" in refused(with_value(base, "sigma_opt.rule", "paper"))
-    assert config.sigma_config(base).rule == "anchored"  # the default run keeps today's rule
+    assert config.block("sigma_opt", base["sigma_opt"]).rule == "anchored"  # the default run: today's rule
     loader = OmegaConfigLoader(
         str(ROOT / "conf"),
         env="paper_mnist_embedded",
         **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"},
     )
     paper = loader["parameters"]
-    config.validate(paper, {"__default__"})
-    s = config.sigma_config(paper)
+    cfg = config.validate(paper, {"__default__"})
+    s = config.sigma_config(cfg.sigma_opt, cfg.noise.sigma)
     assert (s.rule, s.lr, s.steps) == ("released", 1e-4, 850)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from certssb import config
 from certssb.hooks import MlflowRunHook, ResultsTableHook, ValidateParametersHook
 from certssb.reporting import console
 from certssb.tracking import runs as tracking
@@ -98,14 +99,13 @@ def _params() -> dict:
 def test_the_validation_hook_names_the_parent_run(monkeypatch):
     import certssb.hooks.run as hooks
 
-    monkeypatch.setattr(hooks.config, "validate", lambda params, names: "checked")
+    monkeypatch.setattr(hooks, "_check_registered_methods", lambda params, path: None)
     run = SimpleNamespace(name=None)
     hook = ValidateParametersHook()
     hook.after_context_created(SimpleNamespace(mlflow=SimpleNamespace(tracking=SimpleNamespace(run=run))))
-    hook.before_pipeline_run(
-        {"pipeline_names": ["evaluation"]}, _Pipeline(), _Catalog({"parameters": _params()})
-    )
-    assert hook.config == "checked"
+    noise = config.block("noise", {**_params()["noise"], "num_draws": 1, "materialise": 0})
+    typed = {**_params(), "noise": noise}  # a block Kedro's validation typed for the nodes
+    hook.before_pipeline_run({"pipeline_names": ["evaluation"]}, _Pipeline(), _Catalog({"parameters": typed}))
     assert run.name == "evaluation · onepixel · σ₀=0.25"
     run.name = "mine"  # a name from mlflow.yml is kept
     hook.before_pipeline_run({"pipeline_names": None}, _Pipeline(), _Catalog({"parameters": _params()}))
@@ -280,3 +280,29 @@ def test_the_console_names_each_certifiers_ceiling_and_shows_the_radii_below_the
     lines = console.notes(metrics, [0.0, 0.25, 0.5])
     assert "uniform σ r = 0.268" in lines[0] and "Cohen et al. (evasion) r = 0.616" in lines[0]
     assert lines[1].startswith("attack: outside the certified threat model")
+
+
+@pytest.mark.parametrize(
+    "artifact,pipeline",
+    [
+        ("clean_test", "data_engineering"),
+        ("noise_plan", "data_engineering"),
+        ("cert_ssb.sigma", "modelling"),
+        ("cert_ssb.ensemble", "modelling"),
+        ("cert_ssb.votes", "evaluation"),
+        ("uniform.certificates", "evaluation"),
+    ],
+)
+def test_a_lineage_error_is_told_how_to_rebuild_its_artifact(artifact, pipeline):
+    """core names the artifact (``LineageError.artifact``); the hooks add the command that rebuilds it."""
+    from certssb.config import METHODS
+    from certssb.hooks.errors import rebuild_hint
+    from certssb.pipelines import data_engineering, evaluation, modelling
+
+    registry = {
+        "data_engineering": data_engineering.create_pipeline(),
+        "modelling": modelling.create_pipeline(METHODS),
+        "evaluation": evaluation.create_pipeline(METHODS),
+    }
+    hint = rebuild_hint(artifact, registry)
+    assert hint == f"rerun `kedro run --pipelines={pipeline}` (or pass matching --load-versions)"

@@ -37,6 +37,8 @@ from certssb.hooks import (
     UserErrorRunHook,
     ValidateParametersHook,
 )
+from certssb.hooks.context import ProjectContext
+from certssb.hooks.mlflow_hook import TypedMlflowHook
 from certssb.pipelines.study.grid import StudyCellParameters
 from certssb.tracking.uri import ResolveTrackingUriHook
 
@@ -55,7 +57,13 @@ HOOKS = (
     ThreadPolicyHook(),  # torch.set_num_threads(num_threads) at the start of the run
     PinLoadVersionsHook(),  # nodes load the versions this run saved
     StaleMlflowRunsHook(),  # MLflow runs left RUNNING by runs that died -> KILLED
+    TypedMlflowHook(),  # kedro-mlflow's hook (last: called first, as the plugin's was), given plain params
 )
+# kedro-mlflow's own hook instance is replaced by TypedMlflowHook (the nodes' parameter blocks are typed)
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
+
+# the project's parameter check (certssb.config) runs before Kedro types the blocks for the nodes
+CONTEXT_CLASS = ProjectContext
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -31,7 +31,7 @@ from .nodes import (
 SHARED_INPUTS = {"clean_test", "triggered_test", "noise_plan", "poison_summary", "undefended_metrics"}
 SHARED_PARAMS = {
     "params:evaluation",
-    "params:ensemble.ray",
+    "params:ensemble",
     "params:device",
     "params:noise",
     "params:precision",
@@ -82,7 +82,7 @@ def method_pipeline(method: str = "uniform") -> Pipeline:
                     "sigma",
                     "noise_plan",
                     "params:evaluation",
-                    "params:ensemble.ray",
+                    "params:ensemble",
                     "params:device",
                     "params:noise",
                     "params:precision",

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from pydantic import BaseModel
 
-from certssb.config import deep_update
+from certssb.config import BLOCKS, block, deep_update, plain
 from certssb.core import poisoning
 from certssb.core.validation import ConfigError
 
@@ -138,13 +139,20 @@ def flat_params(prefix: str, tree: dict[str, Any]) -> dict[str, Any]:
 
     def walk(path: str, value: Any) -> None:
         out[f"params:{path}"] = value
-        if isinstance(value, dict):
-            for k, v in value.items():
+        fields = dict(value) if isinstance(value, BaseModel) else value  # a typed block: its fields
+        if isinstance(fields, dict):
+            for k, v in fields.items():
                 walk(f"{path}.{k}", v)
 
     for key, value in tree.items():
         walk(f"{prefix}.{key}", value)
     return out
+
+
+def typed_blocks(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` with each parameter block as its typed block (``certssb.config``), as Kedro's parameter
+    validation gives the blocks to the nodes of a default run."""
+    return {k: block(k, v) if k in BLOCKS and isinstance(v, dict) else v for k, v in tree.items()}
 
 
 def configured_study(project_path: str | Path | None = None) -> dict[str, Any]:
@@ -157,7 +165,7 @@ def configured_study(project_path: str | Path | None = None) -> dict[str, Any]:
 class StudyCellParameters:
     """Kedro hook: before a run that contains study cells, feed each cell's parameters into the catalog as
     ``params:study_cell.<cell>.<path>`` (computed from the run's parameters, so ``--params study.quick=true``
-    applies), and validate every cell before the first node runs."""
+    applies; each block typed, :func:`typed_blocks`), and validate every cell before the first node runs."""
 
     def __init__(self, validate: Any = None) -> None:
         self._validate = validate  # callable(params, pipelines) raising ConfigError; None: no check
@@ -168,7 +176,7 @@ class StudyCellParameters:
         wanted = {i[len(prefix) :].split(".", 1)[0] for i in pipeline.inputs() if i.startswith(prefix)}
         if not wanted:
             return
-        parameters = catalog.load("parameters")
+        parameters = plain(catalog.load("parameters"))  # Kedro's validation may have typed some blocks
         grid = {c.name: c for c in cells(parameters["study"])}
         missing = sorted(wanted - set(grid))
         if missing:
@@ -184,5 +192,5 @@ class StudyCellParameters:
                 self._validate is not None
             ):  # the cell's own blocks; the grid (and its warnings) is checked once
                 self._validate({k: v for k, v in p.items() if k != "study"}, {"study_cell"})
-            for key, value in flat_params(f"{CELL_PARAMS}.{name}", p).items():
+            for key, value in flat_params(f"{CELL_PARAMS}.{name}", typed_blocks(p)).items():
                 catalog[key] = value
