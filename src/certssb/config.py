@@ -235,7 +235,7 @@ def _ray_keys(name: str, value: Any) -> Any:
 class EnsembleBlock(Block):
     backend: Annotated[str, _one_of(_ensemble.BACKENDS)]
     chunk_size: IntPos
-    checkpoint_dir: Text
+    checkpoint_dir: Annotated[str | None, _check(_text, optional=True)]  # null: no checkpoints
     ray: Annotated[dict[str, Any] | None, _check(_ray_keys)] = None  # values: ray_backend.check_options
 
 
