@@ -363,3 +363,63 @@ def test_every_shipped_environment_passes_the_validation(env):
     if env in ("certifier_curves", "certifier_epochs", "backdoor_sigma"):  # study grids
         pipelines = {"study"}
     config.validate(params, pipelines)
+
+
+@pytest.fixture
+def noise_with_foo() -> type[config.NoiseBlock]:
+    """``NoiseBlock`` with one more field, as a contributor would add it (docs/CONVENTIONS.md)."""
+
+    class NoiseWithFoo(config.NoiseBlock):
+        foo: config.Pos = 0.5
+
+    return NoiseWithFoo
+
+
+def test_a_field_added_to_a_block_reaches_the_node_typed(base, noise_with_foo):
+    """One field in one block plus its use: Kedro's own parameter validation (what a KedroSession runs
+    when it builds the catalog) hands the node the typed block, the new field included."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import node, pipeline
+    from kedro.runner import SequentialRunner
+    from kedro.validation import ParameterValidationError, ParameterValidator
+
+    def use(noise: config.NoiseBlock) -> float:  # the use: the node reads the field as an attribute
+        assert isinstance(noise, noise_with_foo)
+        return noise.foo * noise.sigma
+
+    use.__annotations__["noise"] = noise_with_foo  # the class object (this module's annotations are strings)
+
+    pipe = pipeline([node(use, "params:noise", "out")])
+    validator = ParameterValidator({"p": pipe})
+
+    def run(noise: dict) -> float:
+        params = validator.validate_raw_params({**base, "noise": noise})
+        catalog = DataCatalog({"params:noise": MemoryDataset(params["noise"])})
+        SequentialRunner().run(pipe, catalog)
+        return catalog.load("out")
+
+    sigma = base["noise"]["sigma"]
+    assert run({**base["noise"], "foo": 3}) == pytest.approx(3.0 * sigma)  # the configured value, a float
+    assert run(base["noise"]) == pytest.approx(0.5 * sigma)  # the default where the key is absent
+    with pytest.raises(ParameterValidationError, match=r"(?s)noise.*foo.*-1 is invalid"):  # checked
+        validator.validate_raw_params({**base, "noise": {**base["noise"], "foo": -1}})
+
+
+def test_every_parameter_block_of_every_pipeline_is_typed_by_kedro(base):
+    """Every node argument fed a ``params:<block>`` is annotated with that block's class, in every registered
+    pipeline, so Kedro builds them all (no "No typed parameter requirements found")."""
+    from kedro.validation import TypeExtractor
+
+    from certssb.pipeline_registry import register_pipelines
+
+    registered = register_pipelines()
+    needs = TypeExtractor(registered).extract_types_from_pipelines()
+    inputs = {i.removeprefix("params:") for p in registered.values() for i in p.inputs()}
+    # the certifiers' own blocks (``uniform: {method: uniform}``) reach only the MLflow logging node, which
+    # logs every block as configured (``config.plain``); the nodes read ``params:<method>.method``, a str
+    blocks = {
+        n for n in inputs if n in set(config.BLOCKS) - set(config.METHODS) and isinstance(base.get(n), dict)
+    }
+    assert blocks >= {"data", "attack", "noise", "model", "pilot", "sigma_opt", "ensemble", "evaluation"}
+    for name in sorted(blocks):
+        assert needs.get(name) is type(config.block(name, base[name])), name

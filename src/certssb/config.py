@@ -1,8 +1,11 @@
 """Typed parameter blocks: the one place that checks ``conf/base/parameters*.yml`` (and ``--params``).
 
-:func:`validate` is called once, by ``certssb.hooks.ValidateParametersHook`` before the first node runs, so
-a bad parameter stops ``kedro run`` with one :class:`~certssb.core.validation.ConfigError` and nothing of
-that run is written. Every message has the project's one form, built by ``certssb.core.validation``::
+Each block is a pydantic model; the nodes' arguments are annotated with them, so Kedro's own parameter
+validation (``kedro.validation.ParameterValidator``, when it builds the catalog) hands every node its typed
+block. Just before that, :func:`validate` runs once on the raw parameters
+(``certssb.hooks.context.ProjectContext``): unknown keys with a suggestion, the rules that span blocks, and
+ONE :class:`~certssb.core.validation.ConfigError` in the project's form, so a bad parameter stops ``kedro
+run`` before anything of that run is written. Every message is built by ``certssb.core.validation``::
 
     parameter 'noise.sigma' = -1 is invalid: must be a number in (0, inf)
     parameter 'noise.num_modles' is not known: did you mean 'noise.num_models'?
@@ -14,7 +17,8 @@ and a string never silently becomes a number. Checks that span blocks (``n0 < M`
 hard votes and one draw per model, ``sigma_0 - max_decrease > 0``, the attack target against the number
 of classes, the bound's radius ceiling against the radius grid) run after the blocks, in :func:`validate`.
 
-Only the blocks the selected pipelines use are validated (:data:`PIPELINE_BLOCKS`); unknown keys are
+Only the blocks the selected pipelines use are validated here (:data:`PIPELINE_BLOCKS`; Kedro then builds
+the blocks of every pipeline it validates for, all of them for the default run); unknown keys are
 refused in every block, whatever the pipeline, because a typo silently ignored is the costlier error.
 
 Length: longer than ~350 lines on purpose: it is one schema (fourteen small block classes, their checks and
