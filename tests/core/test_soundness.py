@@ -17,7 +17,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from certssb.config import DataBlock, block
+from certssb.config import DataBlock, EvaluationBlock, NoiseBlock, block
 from certssb.core import summary as run_summary
 from certssb.core.certify import certify
 from certssb.core.validation import ConfigError
@@ -139,6 +139,10 @@ def _raw_dataset(n_train: int = 200, n_test: int = 40, seed: int = 0) -> dict:
     }
 
 
+#: poison's noise and evaluation blocks: read only by the radius-collapse attack, which these tests skip
+UNUSED = (NoiseBlock.model_construct(), EvaluationBlock.model_construct())
+
+
 def _attack(**kw) -> dict:
     return {
         "name": "onepixel",
@@ -171,7 +175,7 @@ def _certs_and_sigma(n: int, n_train: int) -> tuple[pd.DataFrame, dict]:
 def test_dirty_label_with_zero_feature_norm_is_outside_the_threat_model():
     raw = _raw_dataset()
     data = DataBlock.model_construct(certify_size=None)  # the one data field poison reads
-    _, clean, trig, report, summary = de.poison(raw, data, block("attack", _attack()), seed=0)
+    _, clean, trig, report, summary = de.poison(raw, data, block("attack", _attack()), 0, *UNUSED)
     # feature norm 0, yet 20 labels changed: a relabelling the l2 certificate does not cover
     assert summary["feature_norm"] == 0.0 and summary["joint_norm"] == 0.0
     assert summary["label_changes"] == 20 > 0 and summary["inserted"] == 0
@@ -183,7 +187,7 @@ def test_dirty_label_with_zero_feature_norm_is_outside_the_threat_model():
     assert "fraction_certified_against_attack" not in out  # no fraction outside the model
     # contrast: the same attack with clean labels (target-class points, labels kept) is inside the model
     clean_label = block("attack", _attack(label_mode="clean", delta=0.05))
-    _, clean2, trig2, _, summary2 = de.poison(raw, data, clean_label, seed=0)
+    _, clean2, trig2, _, summary2 = de.poison(raw, data, clean_label, 0, *UNUSED)
     assert summary2["in_threat_model"] is True and summary2["label_changes"] == 0
     out2 = run_summary.attack_metrics(certs, trig2, sigma, summary2, [0.0, 0.5])
     w = np.sqrt(
@@ -206,7 +210,7 @@ def test_reach_metrics_are_emitted_only_for_attacks_inside_the_threat_model(atta
     """A dirty-label backdoor and a certifier attack (inserted copies) get no coverage metric: nothing that
     reads as "certified against" an attack the certificate does not cover; a clean-label attack does."""
     data = DataBlock.model_construct(certify_size=None)
-    _, clean, trig, _, summary = de.poison(_raw_dataset(), data, block("attack", attack), seed=0)
+    _, clean, trig, _, summary = de.poison(_raw_dataset(), data, block("attack", attack), 0, *UNUSED)
     certs, sigma = _certs_and_sigma(len(clean["y"]), 200)
     out = run_summary.attack_metrics(certs, trig, sigma, summary, [0.0, 0.5])
     assert out["attack_in_threat_model"] is inside

@@ -39,7 +39,10 @@ def _poison(raw: dict[str, Any], base_params: dict[str, Any], **attack: Any) -> 
     base_params["attack"].update(attack)
     base_params["data"].update(certify_size=CERTIFY)
     return poison(
-        raw, block("data", base_params["data"]), block("attack", base_params["attack"]), base_params["seed"]
+        raw,
+        *(block(b, base_params[b]) for b in ("data", "attack")),
+        base_params["seed"],
+        *(block(b, base_params[b]) for b in ("noise", "evaluation")),
     )
 
 

@@ -61,8 +61,8 @@ def poison(
     data: DataBlock,
     attack: AttackBlock,
     seed: int,
-    noise_params: NoiseBlock | None = None,
-    evaluation: EvaluationBlock | None = None,
+    noise_params: NoiseBlock,
+    evaluation: EvaluationBlock,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Poison the training split and build the clean and triggered test sets that are certified.
 
@@ -86,12 +86,7 @@ def poison(
     scores = poisoning.class_mean_scores(x, y, c) if runner_up else None
     label_mode = attack.label_mode
     share = None
-    if (
-        name == "radius_collapse"
-        and certifier_labels == "split"
-        and noise_params is not None
-        and evaluation is not None
-    ):
+    if name == "radius_collapse" and certifier_labels == "split":
         share = collapse_share(attack, noise_params, evaluation)
     res = poisoning.poison(
         x,

@@ -100,9 +100,9 @@ def compute_votes(
     sigma: dict[str, Any],
     noise_plan: dict[str, Any],
     evaluation: EvaluationBlock,
-    ensemble_params: EnsembleBlock | None,
+    ensemble_params: EnsembleBlock,
     device: str,
-    noise: NoiseBlock | None = None,
+    noise: NoiseBlock,
     precision: str | None = None,
 ) -> dict[str, Any]:
     """Per-model vote fractions and mean probabilities on the clean and triggered test sets (each sample's
@@ -184,7 +184,7 @@ def compute_cohen_votes(
     n0: int,
     num_draws: int,
     device: str,
-    noise_params: NoiseBlock | None = None,
+    noise_params: NoiseBlock,
     precision: str | None = None,
 ) -> dict[str, Any]:
     """``cohen``: class counts of its one base classifier over ``n0`` selection and ``num_draws`` estimation
