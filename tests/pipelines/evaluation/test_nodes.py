@@ -51,3 +51,31 @@ def test_the_sound_radius_floors_sigma_at_the_smallest_training_sigma(base_param
     at_mean = np.minimum(test.double().numpy(), float(train.double().mean())) * r1
     assert not np.allclose(clean["radius"].to_numpy(), at_mean)
     assert (clean["radius"].to_numpy() <= clean["radius_published"].to_numpy()).all()
+
+
+def test_each_methods_mlflow_run_gets_its_own_block_when_only_some_methods_run(monkeypatch):
+    """``methods: [uniform, cert_ssb]``: the own blocks and the per-method artifacts stay paired (the node
+    reads as many own blocks as the pipeline passes, not one per known certifier)."""
+    from certssb.config import block as make
+    from certssb.pipelines.evaluation import nodes
+
+    logged = {}
+
+    def log_method_run(method, metrics_, table, sigma, **kw):
+        logged[method] = (metrics_, table, sigma, kw["config"])
+        return method + "-run"
+
+    monkeypatch.setattr(nodes.tracking, "log_method_run", log_method_run)
+    shared = {b: {} for b in nodes.CONFIG_BLOCKS} | {"seed": 0, "attack": {"name": "badnets"}}
+    shared["noise"] = make("noise", {"sigma": 0.25, "num_models": 50, "num_draws": 1, "materialise": 0})
+    own = [make("uniform", {"method": "uniform"}), make("cert_ssb", {"method": "cert_ssb"})]
+    artifacts = [{"method": "uniform"}, "uniform-table", "uniform-sigma"]
+    artifacts += [{"method": "cert_ssb"}, "cert_ssb-table", "cert_ssb-sigma"]
+    out = nodes.log_mlflow_runs(*shared.values(), *own, *artifacts, methods=("uniform", "cert_ssb"))
+    assert out["runs"] == {"uniform": "uniform-run", "cert_ssb": "cert_ssb-run"}
+    for method in ("uniform", "cert_ssb"):
+        metrics_, table, sigma, config = logged[method]
+        assert (metrics_["method"], table, sigma) == (method, f"{method}-table", f"{method}-sigma")
+        assert config[method] == {"method": method}  # its own block, as configured
+        assert config["noise"]["sigma"] == 0.25  # the typed blocks logged as the mappings they came from
+    assert "pilot" in logged["cert_ssb"][3] and "pilot" not in logged["uniform"][3]

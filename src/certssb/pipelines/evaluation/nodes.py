@@ -463,11 +463,13 @@ METHOD_ONLY_BLOCKS = {
 }  # Cert-SSB's sigma optimisation: not part of the other methods' runs
 
 
-def log_mlflow_runs(*inputs: Any, name_suffix: str = "") -> dict[str, Any]:
+def log_mlflow_runs(
+    *inputs: Any, methods: tuple[str, ...] = METHODS, name_suffix: str = ""
+) -> dict[str, Any]:
     """One nested MLflow run per method under the kedro-mlflow run (certssb.tracking.runs.log_method_run).
 
-    ``inputs``: the blocks of :data:`CONFIG_BLOCKS`, then each method's own block (``params:<method>``, in
-    ``certssb.config.METHODS`` order), then (metrics, certified_accuracy, sigma) for each method in turn.
+    ``inputs``: the blocks of :data:`CONFIG_BLOCKS`, then each of ``methods``' own block (``params:<method>``,
+    in that order), then (metrics, certified_accuracy, sigma) for each method in turn.
     Each nested run logs the configuration that made it (the shared blocks, its own block, and ``pilot`` /
     ``sigma_opt`` for Cert-SSB only), the metrics with dot-free names and its sigma statistics.
     """
@@ -475,8 +477,8 @@ def log_mlflow_runs(*inputs: Any, name_suffix: str = "") -> dict[str, Any]:
 
     n = len(CONFIG_BLOCKS)
     shared = plain(dict(zip(CONFIG_BLOCKS, inputs[:n])))  # the blocks as logged: their configured keys
-    own = plain(dict(zip(METHODS, inputs[n : n + len(METHODS)])))
-    per_method = inputs[n + len(METHODS) :]
+    own = plain(dict(zip(methods, inputs[n : n + len(methods)])))
+    per_method = inputs[n + len(methods) :]
     noise, attack = shared["noise"], shared["attack"]
     runs = {}
     parent = mlflow.active_run()

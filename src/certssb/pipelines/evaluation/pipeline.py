@@ -8,6 +8,8 @@ Clopper-Pearson over the draws; its storage update is not applicable (the certif
 
 from __future__ import annotations
 
+import functools
+
 from kedro.pipeline import Pipeline, node, pipeline
 
 from certssb.config import EVASION_METHODS
@@ -155,6 +157,7 @@ def create_pipeline(methods: tuple[str, ...] | None = None, **kwargs) -> Pipelin
         ]
     )
     per_method = [namespaced(method_pipeline(m), m, SHARED_INPUTS, SHARED_PARAMS) for m in methods]
+    log_runs = functools.update_wrapper(functools.partial(log_mlflow_runs, methods=methods), log_mlflow_runs)
     compare = pipeline(
         [
             node(
@@ -165,7 +168,7 @@ def create_pipeline(methods: tuple[str, ...] | None = None, **kwargs) -> Pipelin
                 name="compare_methods",
             ),
             node(
-                log_mlflow_runs,
+                log_runs,
                 [f"params:{b}" for b in CONFIG_BLOCKS]
                 + [f"params:{m}" for m in methods]
                 + [x for m in methods for x in (f"{m}.metrics", f"{m}.certified_accuracy", f"{m}.sigma")],
