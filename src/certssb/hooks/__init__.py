@@ -8,12 +8,7 @@
 
 from certssb.hooks.errors import InputsExistHook, UserErrorRunHook, producer
 from certssb.hooks.reliability import PinLoadVersionsHook, RunLockHook, StaleMlflowRunsHook, ThreadPolicyHook
-from certssb.hooks.run import (
-    MlflowArtifactsHook,
-    MlflowRunHook,
-    ResultsTableHook,
-    ValidateParametersHook,
-)
+from certssb.hooks.run import MlflowArtifactsHook, MlflowRunHook, ResultsTableHook, ValidateParametersHook
 
 __all__ = [
     "InputsExistHook",
