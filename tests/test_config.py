@@ -245,12 +245,14 @@ def test_models_needed_hoeffding_and_selection_same(base):
 
 
 def test_core_configs_built_from_the_blocks(base):
-    sc = config.sigma_config(base)
+    cfg = config.validate(base, {"__default__"})
+    sc = config.sigma_config(cfg.sigma_opt, cfg.noise.sigma)
     s0, so = base["noise"]["sigma"], base["sigma_opt"]
     assert (sc.sigma_min, sc.sigma_max) == (s0 - so["max_decrease"], s0 + so["max_increase"])
-    assert config.train_config(base, epochs=1).epochs == 1
+    tc = config.train_config(cfg.model, epochs=1)
+    assert (tc.epochs, tc.architecture, tc.lr) == (1, base["model"]["architecture"], base["model"]["lr"])
     with pytest.raises(ConfigError, match=r"^parameter 'model.epochs' = 0 is invalid"):
-        config.train_config(with_value(base, "model.epochs", 0))
+        config.block("model", {**base["model"], "epochs": 0})
 
 
 def test_a_bad_quick_strength_grid_is_refused_before_the_run():
@@ -330,15 +332,15 @@ def test_cohen_block_is_checked(base):
 
 def test_sigma_opt_rule_is_checked_and_paper_mnist_embedded_runs_the_released_update(base):
     assert "'sigma_opt.rule'" in refused(with_value(base, "sigma_opt.rule", "paper"))
-    assert config.sigma_config(base).rule == "anchored"  # the default run keeps today's rule
+    assert config.block("sigma_opt", base["sigma_opt"]).rule == "anchored"  # the default run: today's rule
     loader = OmegaConfigLoader(
         str(ROOT / "conf"),
         env="paper_mnist_embedded",
         **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"},
     )
     paper = loader["parameters"]
-    config.validate(paper, {"__default__"})
-    s = config.sigma_config(paper)
+    cfg = config.validate(paper, {"__default__"})
+    s = config.sigma_config(cfg.sigma_opt, cfg.noise.sigma)
     assert (s.rule, s.lr, s.steps) == ("released", 1e-4, 850)
 
 
@@ -361,3 +363,63 @@ def test_every_shipped_environment_passes_the_validation(env):
     if env in ("certifier_curves", "certifier_epochs", "backdoor_sigma"):  # study grids
         pipelines = {"study"}
     config.validate(params, pipelines)
+
+
+@pytest.fixture
+def noise_with_foo() -> type[config.NoiseBlock]:
+    """``NoiseBlock`` with one more field, as a contributor would add it (docs/CONVENTIONS.md)."""
+
+    class NoiseWithFoo(config.NoiseBlock):
+        foo: config.Pos = 0.5
+
+    return NoiseWithFoo
+
+
+def test_a_field_added_to_a_block_reaches_the_node_typed(base, noise_with_foo):
+    """One field in one block plus its use: Kedro's own parameter validation (what a KedroSession runs
+    when it builds the catalog) hands the node the typed block, the new field included."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import node, pipeline
+    from kedro.runner import SequentialRunner
+    from kedro.validation import ParameterValidationError, ParameterValidator
+
+    def use(noise: config.NoiseBlock) -> float:  # the use: the node reads the field as an attribute
+        assert isinstance(noise, noise_with_foo)
+        return noise.foo * noise.sigma
+
+    use.__annotations__["noise"] = noise_with_foo  # the class object (this module's annotations are strings)
+
+    pipe = pipeline([node(use, "params:noise", "out")])
+    validator = ParameterValidator({"p": pipe})
+
+    def run(noise: dict) -> float:
+        params = validator.validate_raw_params({**base, "noise": noise})
+        catalog = DataCatalog({"params:noise": MemoryDataset(params["noise"])})
+        SequentialRunner().run(pipe, catalog)
+        return catalog.load("out")
+
+    sigma = base["noise"]["sigma"]
+    assert run({**base["noise"], "foo": 3}) == pytest.approx(3.0 * sigma)  # the configured value, a float
+    assert run(base["noise"]) == pytest.approx(0.5 * sigma)  # the default where the key is absent
+    with pytest.raises(ParameterValidationError, match=r"(?s)noise.*foo.*-1 is invalid"):  # checked
+        validator.validate_raw_params({**base, "noise": {**base["noise"], "foo": -1}})
+
+
+def test_every_parameter_block_of_every_pipeline_is_typed_by_kedro(base):
+    """Every node argument fed a ``params:<block>`` is annotated with that block's class, in every registered
+    pipeline, so Kedro builds them all (no "No typed parameter requirements found")."""
+    from kedro.validation import TypeExtractor
+
+    from certssb.pipeline_registry import register_pipelines
+
+    registered = register_pipelines()
+    needs = TypeExtractor(registered).extract_types_from_pipelines()
+    inputs = {i.removeprefix("params:") for p in registered.values() for i in p.inputs()}
+    # the certifiers' own blocks (``uniform: {method: uniform}``) reach only the MLflow logging node, which
+    # logs every block as configured (``config.plain``); the nodes read ``params:<method>.method``, a str
+    blocks = {
+        n for n in inputs if n in set(config.BLOCKS) - set(config.METHODS) and isinstance(base.get(n), dict)
+    }
+    assert blocks >= {"data", "attack", "noise", "model", "pilot", "sigma_opt", "ensemble", "evaluation"}
+    for name in sorted(blocks):
+        assert needs.get(name) is type(config.block(name, base[name])), name

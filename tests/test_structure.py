@@ -141,7 +141,6 @@ MIRROR_EXEMPT = {
     # science that evaluation's nodes still hold moves into certssb.core, issue 20 item 1)
     "certssb.pipelines.attack_strength.nodes": "tests/pipelines/attack_strength/test_pipeline.py",
     "certssb.pipelines.audit.nodes": "tests/pipelines/audit/test_pipeline.py",
-    "certssb.pipelines.evaluation.nodes": "tests/pipelines/evaluation/test_pipeline.py",
     "certssb.pipelines.modelling.nodes": "tests/pipelines/modelling/test_pipeline.py",
     "certssb.pipelines.study.nodes": "tests/pipelines/study/test_pipeline.py",
     # the study grid is tested with the study pipeline it builds (its cells, names and parameters)

@@ -1,8 +1,11 @@
 """Typed parameter blocks: the one place that checks ``conf/base/parameters*.yml`` (and ``--params``).
 
-:func:`validate` is called once, by ``certssb.hooks.ValidateParametersHook`` before the first node runs, so
-a bad parameter stops ``kedro run`` with one :class:`~certssb.core.validation.ConfigError` and nothing of
-that run is written. Every message has the project's one form, built by ``certssb.core.validation``::
+Each block is a pydantic model; the nodes' arguments are annotated with them, so Kedro's own parameter
+validation (``kedro.validation.ParameterValidator``, when it builds the catalog) hands every node its typed
+block. Just before that, :func:`validate` runs once on the raw parameters
+(``certssb.hooks.context.ProjectContext``): unknown keys with a suggestion, the rules that span blocks, and
+ONE :class:`~certssb.core.validation.ConfigError` in the project's form, so a bad parameter stops ``kedro
+run`` before anything of that run is written. Every message is built by ``certssb.core.validation``::
 
     parameter 'noise.sigma' = -1 is invalid: must be a number in (0, inf)
     parameter 'noise.num_modles' is not known: did you mean 'noise.num_models'?
@@ -14,7 +17,8 @@ and a string never silently becomes a number. Checks that span blocks (``n0 < M`
 hard votes and one draw per model, ``sigma_0 - max_decrease > 0``, the attack target against the number
 of classes, the bound's radius ceiling against the radius grid) run after the blocks, in :func:`validate`.
 
-Only the blocks the selected pipelines use are validated (:data:`PIPELINE_BLOCKS`); unknown keys are
+Only the blocks the selected pipelines use are validated here (:data:`PIPELINE_BLOCKS`; Kedro then builds
+the blocks of every pipeline it validates for, all of them for the default run); unknown keys are
 refused in every block, whatever the pipeline, because a typo silently ignored is the costlier error.
 
 Length: longer than ~350 lines on purpose: it is one schema (fourteen small block classes, their checks and
@@ -23,10 +27,11 @@ the cross-block rules), read in one place; split it, and the allowed values and 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -48,6 +53,8 @@ METHODS: tuple[str, ...] = ("uniform", "cert_ssb", "cohen")
 #: Certifiers of a fixed model against test-time input perturbations (not poisoning): no audit, no storage
 #: update.
 EVASION_METHODS: tuple[str, ...] = ("cohen",)
+#: Certifiers whose sigma is optimised per sample on a pilot model (runs carry ``pilot``, ``sigma_opt``).
+SIGMA_METHODS: tuple[str, ...] = ("cert_ssb",)
 EVALUATION_BACKENDS: tuple[str, ...] = ("local", "ray")
 
 
@@ -170,8 +177,10 @@ class AttackBlock(Block):
     collapse_share: Annotated[
         float | None, _check(number, low=0, high=0.5, low_open=True, high_open=True, optional=True)
     ] = None
-    key_size: IntPos = 4
-    key_amplitude: Annotated[float, _check(number, low=0, high=0.5, low_open=True)] = 0.5
+    key_size: IntPos = poisoning.KEY_DEFAULTS["key_size"]
+    key_amplitude: Annotated[float, _check(number, low=0, high=0.5, low_open=True)] = poisoning.KEY_DEFAULTS[
+        "key_amplitude"
+    ]
 
 
 class NoiseBlock(Block):
@@ -230,7 +239,7 @@ def _ray_keys(name: str, value: Any) -> Any:
 class EnsembleBlock(Block):
     backend: Annotated[str, _one_of(_ensemble.BACKENDS)]
     chunk_size: IntPos
-    checkpoint_dir: Text
+    checkpoint_dir: Annotated[str | None, _check(_text, optional=True)]  # null: no checkpoints
     ray: Annotated[dict[str, Any] | None, _check(_ray_keys)] = None  # values: ray_backend.check_options
 
 
@@ -534,6 +543,30 @@ def check_cohen_certifiable(noise: NoiseBlock, evaluation: EvaluationBlock, cohe
         )
 
 
+#: core's argument names -> the parameter keys they come from (for core's errors on the run's parameters)
+EVALUATION_KEYS: dict[str, str] = {
+    "bound": "evaluation.bound",
+    "aggregation": "evaluation.aggregation",
+    "selection": "evaluation.selection",
+    "n0": "evaluation.n0",
+    "alpha": "evaluation.alpha",
+    "alpha_split": "evaluation.alpha_split",
+    "num_draws": "noise.num_draws",
+}
+
+
+@contextlib.contextmanager
+def core_names(keys: dict[str, str]) -> Iterator[None]:
+    """Re-raise a core :class:`ConfigError` about argument ``a`` as one about the parameter ``keys[a]``."""
+    try:
+        yield
+    except ConfigError as exc:
+        msg = str(exc)
+        for arg, key in keys.items():
+            msg = msg.replace(f"parameter '{arg}'", f"parameter '{key}'")
+        raise ConfigError(msg) from None
+
+
 def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> None:
     d, a, n, e, s = cfg.data, cfg.attack, cfg.noise, cfg.evaluation, cfg.sigma_opt
     if cfg.strength is not None and cfg.strength.quick and cfg.strength.quick_grid:
@@ -569,30 +602,13 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
             f"sigma_0 - max_decrease = {n.sigma - s.max_decrease:.4g} must stay > 0 "
             f"(noise.sigma = {n.sigma:g})",
         )
-    if e is not None:
-        if e.selection == "split" and e.n0 < 1:
-            fail("evaluation.n0", e.n0, "selection 'split' needs n0 >= 1 selection models")
-        if n is not None and e.selection == "split" and e.n0 >= n.num_models:
-            fail(
-                "evaluation.n0",
-                e.n0,
-                f"must leave at least one of the noise.num_models = {n.num_models} "
-                "models for estimation (n0 < M)",
-            )
-        if e.bound == "clopper_pearson" and e.aggregation != "hard":
-            fail(
-                "evaluation.aggregation",
-                e.aggregation,
-                "the Clopper-Pearson bound needs hard votes; use aggregation 'hard' or bound 'hoeffding'",
-            )
-        if n is not None and e.bound == "clopper_pearson" and n.num_draws > 1:
-            fail(
-                "noise.num_draws",
-                n.num_draws,
-                "evaluation.bound 'clopper_pearson' needs one vote per model: "
-                "K > 1 input draws give vote fractions; use noise.num_draws = 1 "
-                "or evaluation.bound 'hoeffding'",
-            )
+    if e is not None:  # the certifier's own rules, stated once in core.certify, named here by their keys
+        with core_names(EVALUATION_KEYS):
+            if n is not None:
+                _certify.check_selection(e.selection, e.n0, n.num_models)
+            elif e.selection == "split" and e.n0 < 1:
+                _certify.check_selection(e.selection, e.n0, e.n0 + 1)
+            _certify.check_bound(e.bound, e.aggregation, n.num_draws if n is not None else 1)
     ray_used = (cfg.ensemble is not None and cfg.ensemble.backend == "ray") or (
         e is not None and e.backend == "ray"
     )
@@ -626,6 +642,16 @@ def deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every block instance (what Kedro's parameter validation put in ``parameters``) turned
+    back into the mapping it was made from (the keys the configuration set, ``exclude_unset``)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_unset=True)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
 
 
 def _key_check(params: Any, prefix: str, cls: type[BaseModel]) -> None:
@@ -665,6 +691,7 @@ def validate(params: dict[str, Any], pipelines: set[str] | None = None) -> Confi
     """
     if not isinstance(params, dict):
         raise ConfigError(f"parameters must be a mapping of blocks, got {type(params).__name__}")
+    params = plain(params)
     pipelines = set(pipelines or {"__default__"})
     _key_check(params, "", Config)
     want = blocks_for(pipelines)
@@ -691,38 +718,36 @@ def block(name: str, value: Any) -> Any:
         raise _to_config_error(err) from None
 
 
-def sigma_config(p: dict[str, Any]) -> _sigma.SigmaConfig:
-    """``sigma_opt`` + ``noise.sigma`` -> :class:`certssb.core.sigma.SigmaConfig`
-    (sigma in [s0 - dec, s0 + inc])."""
-    s, s0 = block("sigma_opt", p["sigma_opt"]), block("noise", p["noise"]).sigma
-    if s0 - s.max_decrease <= 0:
-        fail(
-            "sigma_opt.max_decrease",
-            s.max_decrease,
-            f"sigma_0 - max_decrease = {s0 - s.max_decrease:.4g} must stay > 0 (noise.sigma = {s0:g})",
-        )
+def sigma_config(sigma_opt: SigmaOptBlock, sigma0: float) -> _sigma.SigmaConfig:
+    """``sigma_opt`` and sigma_0 (``noise.sigma``, or a plan's) -> :class:`certssb.core.sigma.SigmaConfig`:
+    sigma in ``[sigma0 - max_decrease, sigma0 + max_increase]`` (``sigma0 - max_decrease > 0`` is checked
+    once, with the other cross-block rules, by :func:`validate`)."""
+    s = sigma_opt
     return _sigma.SigmaConfig(
         steps=s.steps,
         draws=s.draws,
         lr=s.lr,
         gradient=s.gradient,
-        sigma_min=s0 - s.max_decrease,
-        sigma_max=s0 + s.max_increase,
+        sigma_min=sigma0 - s.max_decrease,
+        sigma_max=sigma0 + s.max_increase,
         psi_clamp=tuple(s.psi_clamp),
         batch_size=s.batch_size,
         rule=s.rule,
     )
 
 
-def train_config(p: dict[str, Any], epochs: int | None = None) -> _ensemble.TrainConfig:
-    """``model`` -> :class:`certssb.core.ensemble.TrainConfig` (``epochs`` overrides, e.g. the pilot's)."""
-    m = block("model", p["model"])
+def train_config(
+    model: ModelBlock, epochs: int | None = None, precision: str = "float32"
+) -> _ensemble.TrainConfig:
+    """``model`` -> :class:`certssb.core.ensemble.TrainConfig` (``epochs`` overrides, e.g. the pilot's;
+    ``precision``: the resolved one, ``certssb.core.precision.resolve_precision``)."""
     return _ensemble.TrainConfig(
-        architecture=m.architecture,
-        epochs=m.epochs if epochs is None else epochs,
-        batch_size=m.batch_size,
-        lr=m.lr,
-        weight_decay=m.weight_decay,
+        architecture=model.architecture,
+        epochs=model.epochs if epochs is None else epochs,
+        batch_size=model.batch_size,
+        lr=model.lr,
+        weight_decay=model.weight_decay,
+        precision=precision,
     )
 
 
@@ -731,6 +756,7 @@ __all__ = [
     "EVASION_METHODS",
     "METHODS",
     "PIPELINE_BLOCKS",
+    "SIGMA_METHODS",
     "Config",
     "block",
     "blocks_for",
@@ -739,6 +765,7 @@ __all__ = [
     "estimation_models",
     "methods_from",
     "models_needed",
+    "plain",
     "sigma_config",
     "train_config",
     "unknown_key_message",

@@ -36,16 +36,18 @@ from certssb.hooks import (
     UserErrorRunHook,
     ValidateParametersHook,
 )
-from certssb.pipelines.study.grid import StudyCellsValid, StudyConfigLoader
+from certssb.hooks.context import ProjectContext
+from certssb.hooks.mlflow_hook import TypedMlflowHook
+from certssb.pipelines.study.grid import StudyConfigLoader
 from certssb.tracking.uri import ResolveTrackingUriHook
 
 _MLFLOW_RUN = MlflowRunHook()
 HOOKS = (
     ResolveTrackingUriHook(),  # a relative sqlite MLflow URI means <project root>/mlflow.db
-    # tryfirst hooks run in the reverse order of registration: parameters, study cells, inputs, then the lock
+    # tryfirst hooks run in the reverse order of registration: parameters, inputs, then the lock
+    # (the parameters and the study cells' are checked earlier, by CONTEXT_CLASS, before Kedro types them)
     RunLockHook(),  # one run per folder (a bad parameter or a missing input takes no lock)
     InputsExistHook(),  # a missing upstream artifact stops the run before anything is written (after params)
-    StudyCellsValid(),  # each study cell's blocks (study_cell.<cell>, from the config loader) checked
     ValidateParametersHook(),  # bad parameters stop the run before anything is written
     _MLFLOW_RUN,
     MlflowArtifactsHook(),
@@ -54,7 +56,13 @@ HOOKS = (
     ThreadPolicyHook(),  # torch.set_num_threads(num_threads) at the start of the run
     PinLoadVersionsHook(),  # nodes load the versions this run saved
     StaleMlflowRunsHook(),  # MLflow runs left RUNNING by runs that died -> KILLED
+    TypedMlflowHook(),  # kedro-mlflow's hook (last: called first, as the plugin's was), given plain params
 )
+# kedro-mlflow's own hook instance is replaced by TypedMlflowHook (the nodes' parameter blocks are typed)
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
+
+# the project's parameter check (certssb.config) runs before Kedro types the blocks for the nodes
+CONTEXT_CLASS = ProjectContext
 
 # Kedro's OmegaConfigLoader, whose parameters also hold the study cells' own parameters, generated from the
 # merged parameters (study_cell.<cell>.<block>; certssb.pipelines.study.grid)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from certssb.core.artifacts import (
+    LineageError,
     ModelArtifact,
     NoisePlan,
     SigmaArtifact,
@@ -191,15 +192,14 @@ def test_fields_are_readable_and_frozen():
     ],
 )
 def test_a_missing_key_is_refused_naming_it(name, key, pipeline):
+    """The artifact to rebuild is named (``LineageError.artifact``); how (``kedro run --pipelines=...``) is
+    the hooks' to say (tests/test_hooks.py), core names no command."""
     cls, make = CASES[name]
     d = make()
     del d[key]
-    with pytest.raises(
-        ConfigError,
-        match=rf"{re.escape(name)} has no key '{key}'.*"
-        rf"rerun `kedro run --pipelines={pipeline}`",
-    ):
+    with pytest.raises(LineageError, match=rf"^{re.escape(name)} has no key '{key}'") as err:
         cls.from_dict(d, name)
+    assert err.value.artifact == name and "kedro" not in str(err.value)
 
 
 def test_a_non_dict_is_refused():
@@ -229,22 +229,17 @@ def test_require_same_has_one_wording():
     require_same("noise_plan", "poisoned_train", "a" * 16, "a" * 16)  # equal: nothing happens
     with pytest.raises(
         ConfigError,
-        match=re.escape(
-            "cert_ssb.ensemble was made from another noise_plan (fingerprints aaaa vs bbbb): rerun "
-            "`kedro run --pipelines=modelling` (or pass matching --load-versions)"
-        ),
+        match=re.escape("cert_ssb.ensemble was made from another noise_plan (fingerprints aaaa vs bbbb)"),
     ):
         require_same("cert_ssb.ensemble", "noise_plan", "aaaa", "bbbb")
     with pytest.raises(
         ConfigError,
-        match=r"^noise_plan was made from another poisoned_train \(fingerprints .*"
-        r"--pipelines=data_engineering",
+        match=r"^noise_plan was made from another poisoned_train \(fingerprints x vs y\)$",
     ):
         check_lineage(("noise_plan", "noise_plan", "x", "x"), ("noise_plan", "poisoned_train", "x", "y"))
     with pytest.raises(
         ConfigError,
-        match=r"^uniform\.votes was made from another uniform\.sigma .*"
-        r"--pipelines=evaluation",
+        match=r"^uniform\.votes was made from another uniform\.sigma \(fingerprints None vs s\)$",
     ):
         require_same("uniform.votes", "uniform.sigma", None, "s")
     with pytest.raises(

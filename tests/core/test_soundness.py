@@ -17,6 +17,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
+from certssb.config import DataBlock, EvaluationBlock, NoiseBlock, block
 from certssb.core import summary as run_summary
 from certssb.core.certify import certify
 from certssb.core.validation import ConfigError
@@ -111,7 +112,7 @@ def test_k_draw_mode_vote_overshoots_and_hoeffding_on_fractions_does_not():
     overshoot = old["radius"].to_numpy() > flip  # certified beyond the exact flip distance |w.x| / ||w||
     assert overshoot[old_ok].mean() > 0.5
     # the new path refuses Clopper-Pearson on K > 1 fractions ...
-    with pytest.raises(ConfigError, match=r"noise\.num_draws"):
+    with pytest.raises(ConfigError, match=r"^parameter 'num_draws'"):
         certify(fractions, probs, sigma, labels=labels, num_classes=2, n0=10)
     # ... and Hoeffding on the fractions never certifies beyond the flip distance (failure rate <= alpha)
     new = certify(fractions, probs, sigma, labels=labels, num_classes=2, n0=10, bound="hoeffding")
@@ -136,6 +137,10 @@ def _raw_dataset(n_train: int = 200, n_test: int = 40, seed: int = 0) -> dict:
         "class_names": ["a", "b", "c", "d"],
         "fingerprint": "probe",
     }
+
+
+#: poison's noise and evaluation blocks: read only by the radius-collapse attack, which these tests skip
+UNUSED = (NoiseBlock.model_construct(), EvaluationBlock.model_construct())
 
 
 def _attack(**kw) -> dict:
@@ -169,8 +174,8 @@ def _certs_and_sigma(n: int, n_train: int) -> tuple[pd.DataFrame, dict]:
 
 def test_dirty_label_with_zero_feature_norm_is_outside_the_threat_model():
     raw = _raw_dataset()
-    data = {"certify_size": None}
-    _, clean, trig, report, summary = de.poison(raw, data, _attack(), seed=0)
+    data = DataBlock.model_construct(certify_size=None)  # the one data field poison reads
+    _, clean, trig, report, summary = de.poison(raw, data, block("attack", _attack()), 0, *UNUSED)
     # feature norm 0, yet 20 labels changed: a relabelling the l2 certificate does not cover
     assert summary["feature_norm"] == 0.0 and summary["joint_norm"] == 0.0
     assert summary["label_changes"] == 20 > 0 and summary["inserted"] == 0
@@ -181,7 +186,8 @@ def test_dirty_label_with_zero_feature_norm_is_outside_the_threat_model():
     assert out["attack_label_changes"] == 20 and out["attack_feature_norm"] == 0.0
     assert "fraction_certified_against_attack" not in out  # no fraction outside the model
     # contrast: the same attack with clean labels (target-class points, labels kept) is inside the model
-    _, clean2, trig2, _, summary2 = de.poison(raw, data, _attack(label_mode="clean", delta=0.05), seed=0)
+    clean_label = block("attack", _attack(label_mode="clean", delta=0.05))
+    _, clean2, trig2, _, summary2 = de.poison(raw, data, clean_label, 0, *UNUSED)
     assert summary2["in_threat_model"] is True and summary2["label_changes"] == 0
     out2 = run_summary.attack_metrics(certs, trig2, sigma, summary2, [0.0, 0.5])
     w = np.sqrt(
@@ -203,7 +209,8 @@ def test_dirty_label_with_zero_feature_norm_is_outside_the_threat_model():
 def test_reach_metrics_are_emitted_only_for_attacks_inside_the_threat_model(attack, inside):
     """A dirty-label backdoor and a certifier attack (inserted copies) get no coverage metric: nothing that
     reads as "certified against" an attack the certificate does not cover; a clean-label attack does."""
-    _, clean, trig, _, summary = de.poison(_raw_dataset(), {"certify_size": None}, attack, seed=0)
+    data = DataBlock.model_construct(certify_size=None)
+    _, clean, trig, _, summary = de.poison(_raw_dataset(), data, block("attack", attack), 0, *UNUSED)
     certs, sigma = _certs_and_sigma(len(clean["y"]), 200)
     out = run_summary.attack_metrics(certs, trig, sigma, summary, [0.0, 0.5])
     assert out["attack_in_threat_model"] is inside

@@ -13,7 +13,7 @@ from certssb.core.ensemble import TrainConfig
 from certssb.core.triggers import apply_trigger
 from certssb.core.validation import ConfigError
 
-MODEL = {"architecture": "mlp", "epochs": 3, "batch_size": 32, "lr": 0.01, "weight_decay": 0.0}
+MODEL = TrainConfig(architecture="mlp", epochs=3, batch_size=32, lr=0.01, weight_decay=0.0)
 
 
 def _data(n_train: int = 240, n_test: int = 120, seed: int = 0) -> dict:
@@ -101,7 +101,7 @@ def test_a_measured_setting_matches_a_direct_computation_and_is_deterministic():
         seed=3,
         **kw,
     )
-    net = strength._train(res.x, res.y, TrainConfig(**MODEL), 3, 3, torch.device("cpu"))
+    net = strength._train(res.x, res.y, MODEL, 3, 3, torch.device("cpu"))
     keep = d["y_test"] != 0
     xt, _ = apply_trigger(d["x_test"][keep], "badnets", 1.0, **kw)
     with torch.no_grad():

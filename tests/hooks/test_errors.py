@@ -120,3 +120,29 @@ def test_a_corrupt_artifact_is_named_with_the_pipeline_that_rebuilds_it(register
     assert "artifact 'raw' cannot be read" in errors._corrupt_artifact(by_path, catalog)
     assert errors._corrupt_artifact(RuntimeError("a bug"), catalog) is None  # not an artifact: no message
     assert errors._corrupt_artifact(DatasetError("model: failed while saving"), catalog) is None
+
+
+@pytest.mark.parametrize(
+    "artifact,pipeline",
+    [
+        ("clean_test", "data_engineering"),
+        ("noise_plan", "data_engineering"),
+        ("cert_ssb.sigma", "modelling"),
+        ("cert_ssb.ensemble", "modelling"),
+        ("cert_ssb.votes", "evaluation"),
+        ("uniform.certificates", "evaluation"),
+    ],
+)
+def test_a_lineage_error_is_told_how_to_rebuild_its_artifact(artifact, pipeline):
+    """core names the artifact (``LineageError.artifact``); the hooks add the command that rebuilds it."""
+    from certssb.config import METHODS
+    from certssb.hooks.errors import rebuild_hint
+    from certssb.pipelines import data_engineering, evaluation, modelling
+
+    registry = {
+        "data_engineering": data_engineering.create_pipeline(),
+        "modelling": modelling.create_pipeline(METHODS),
+        "evaluation": evaluation.create_pipeline(METHODS),
+    }
+    hint = rebuild_hint(artifact, registry)
+    assert hint == f"rerun `kedro run --pipelines={pipeline}` (or pass matching --load-versions)"

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from certssb import config
 from certssb.hooks import MlflowRunHook, ResultsTableHook, ValidateParametersHook
 from certssb.reporting import console
 from certssb.tracking import runs as tracking
@@ -55,14 +56,13 @@ def _params() -> dict:
 def test_the_validation_hook_names_the_parent_run(monkeypatch):
     import certssb.hooks.run as hooks
 
-    monkeypatch.setattr(hooks.config, "validate", lambda params, names: "checked")
+    monkeypatch.setattr(hooks, "_check_registered_methods", lambda params, path: None)
     run = SimpleNamespace(name=None)
     hook = ValidateParametersHook()
     hook.after_context_created(SimpleNamespace(mlflow=SimpleNamespace(tracking=SimpleNamespace(run=run))))
-    hook.before_pipeline_run(
-        {"pipeline_names": ["evaluation"]}, _Pipeline(), _Catalog({"parameters": _params()})
-    )
-    assert hook.config == "checked"
+    noise = config.block("noise", {**_params()["noise"], "num_draws": 1, "materialise": 0})
+    typed = {**_params(), "noise": noise}  # a block Kedro's validation typed for the nodes
+    hook.before_pipeline_run({"pipeline_names": ["evaluation"]}, _Pipeline(), _Catalog({"parameters": typed}))
     assert run.name == "evaluation · onepixel · σ₀=0.25"
     run.name = "mine"  # a name from mlflow.yml is kept
     hook.before_pipeline_run({"pipeline_names": None}, _Pipeline(), _Catalog({"parameters": _params()}))

@@ -10,10 +10,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from certssb.config import METHODS
 from certssb.core.validation import ConfigError
 
 pytestmark = pytest.mark.slow
-METHODS = ("uniform", "cert_ssb", "cohen")
 
 
 def test_a_bf16_run_end_to_end_records_its_precision_and_fp32_parameters_are_refused(project):

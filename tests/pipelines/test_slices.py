@@ -17,7 +17,9 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
+from kedro.validation import ParameterValidator
 
+from certssb.config import block
 from certssb.pipelines.data_engineering import pipeline as data_engineering
 from certssb.pipelines.data_engineering.nodes import download
 from certssb.pipelines.evaluation import pipeline as evaluation
@@ -47,7 +49,7 @@ def tiny(conf_parameters: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def raw(tiny: dict[str, Any]) -> dict[str, Any]:
-    return download(tiny["data"], tiny["seed"])
+    return download(block("data", tiny["data"]), tiny["seed"])
 
 
 def _param(params: dict[str, Any], name: str) -> Any:
@@ -59,11 +61,13 @@ def _param(params: dict[str, Any], name: str) -> Any:
 
 
 def catalog_for(pipe: Pipeline, params: dict[str, Any], **data: Any) -> DataCatalog:
-    """A catalog of MemoryDatasets for every free input of ``pipe``: ``data`` and the ``params:`` ones."""
+    """A catalog of MemoryDatasets for every free input of ``pipe``: ``data`` and the ``params:`` ones,
+    typed by Kedro's own parameter validation as a KedroSession types them (the blocks of certssb.config)."""
     free = pipe.inputs()
     missing = free - set(data) - {n for n in free if n.startswith("params:")}
     assert not missing, f"free inputs of the slice with no data: {sorted(missing)}"
-    datasets = {name: MemoryDataset(_param(params, name)) for name in free if name.startswith("params:")}
+    typed = ParameterValidator({"slice": pipe}).validate_raw_params(params)
+    datasets = {name: MemoryDataset(_param(typed, name)) for name in free if name.startswith("params:")}
     datasets.update({name: MemoryDataset(value) for name, value in data.items()})
     return DataCatalog(datasets)
 
@@ -132,7 +136,6 @@ def test_the_uniform_slice_holds_only_what_uniform_needs():
         "params:data",
         "params:device",
         "params:ensemble",
-        "params:ensemble.ray",
         "params:evaluation",
         "params:model",
         "params:noise",

@@ -16,10 +16,12 @@ lineage check they all use, which must read the same for every artifact; split, 
 Lineage: every artifact records the fingerprints of what it was made from (``SigmaArtifact.inputs``,
 ``ModelArtifact.poisoned_train`` / ``noise_plan`` / ``sigma``, ``NoisePlan.poisoned_train``, ...). A node
 that combines artifacts compares them with :func:`require_same` / :func:`check_lineage`, which raise ONE
-:class:`ConfigError` wording::
+:class:`LineageError` wording::
 
-    <artifact> was made from another <source> (fingerprints <recorded> vs <given>): rerun
-    `kedro run --pipelines=<the pipeline that makes artifact>` (or pass matching --load-versions)
+    <artifact> was made from another <source> (fingerprints <recorded> vs <given>)
+
+naming the artifact to rebuild (``LineageError.artifact``); how to rebuild it (which command) is the
+caller's to say (``certssb.hooks.errors`` adds it for ``kedro run``).
 """
 
 from __future__ import annotations
@@ -33,30 +35,17 @@ import torch
 from .splits import tensor_fingerprint
 from .validation import ConfigError
 
-#: The pipeline that writes each artifact (namespaces such as ``cert_ssb.`` or ``study.<cell>.`` dropped).
-PRODUCED_BY: dict[str, str] = {
-    "raw_dataset": "data_engineering",
-    "poisoned_train": "data_engineering",
-    "clean_test": "data_engineering",
-    "triggered_test": "data_engineering",
-    "noise_plan": "data_engineering",
-    "pilot_model": "modelling",
-    "undefended_model": "modelling",
-    "sigma": "modelling",
-    "ensemble": "modelling",
-    "votes": "evaluation",
-    "certificates": "evaluation",
-}
-
 A = TypeVar("A", bound="Artifact")
 _BOOKKEEPING = ("extra", "_order")  # fields that are no key of the saved dict
 
 
-def rerun_hint(artifact: str) -> str:
-    """``rerun `kedro run --pipelines=<p>``` for the pipeline that writes ``artifact``
-    (namespaces ignored)."""
-    pipe = PRODUCED_BY.get(artifact.rsplit(".", 1)[-1])
-    return f"rerun `kedro run --pipelines={pipe}`" if pipe else "rerun the upstream pipelines"
+class LineageError(ConfigError):
+    """An artifact that does not fit the others (another run, a damaged file): ``artifact`` names the one
+    to rebuild."""
+
+    def __init__(self, message: str, artifact: str) -> None:
+        super().__init__(message)
+        self.artifact = artifact
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -69,10 +58,7 @@ def require_same(artifact: str, source: str, recorded: Any, given: Any, than: st
     the artifact ``than``)."""
     if recorded != given:
         other = f"another {source}" + (f" than {than}" if than else "")
-        raise ConfigError(
-            f"{artifact} was made from {other} (fingerprints {recorded} vs {given}): "
-            f"{rerun_hint(artifact)} (or pass matching --load-versions)"
-        )
+        raise LineageError(f"{artifact} was made from {other} (fingerprints {recorded} vs {given})", artifact)
 
 
 def check_lineage(*checks: tuple[Any, ...]) -> None:
@@ -102,18 +88,17 @@ class Artifact:
     def from_dict(cls: type[A], d: Mapping[str, Any], name: str | None = None) -> A:
         """The view of the saved dict ``d``; ``name`` (default ``NAME``) is the artifact named in errors.
 
-        Raises :class:`ConfigError` naming the artifact and the key when a required key is missing."""
+        Raises :class:`LineageError` naming the artifact and the key when a required key is missing."""
         name = name or cls.NAME
         if not isinstance(d, Mapping):
-            raise ConfigError(
-                f"{name} is a {type(d).__name__}, not a {cls.__name__} dict: {rerun_hint(name)}"
-            )
+            raise LineageError(f"{name} is a {type(d).__name__}, not a {cls.__name__} dict", name)
         required, optional = cls._keys()
         for key in required:
             if key not in d:
-                raise ConfigError(
+                raise LineageError(
                     f"{name} has no key {key!r} (it was saved by another version of certssb or is "
-                    f"not a {cls.__name__}): {rerun_hint(name)}"
+                    f"not a {cls.__name__})",
+                    name,
                 )
         kw = {k: d[k] for k in required}
         kw.update({k: d[k] for k in optional if d.get(k) is not None})
@@ -294,18 +279,20 @@ def check_ensemble_lineage(
     check_lineage(*checks)
 
 
-def check_plan_parameters(plan: NoisePlan, noise: Mapping[str, Any]) -> None:
-    """The noise plan was made with the ``noise`` parameters of this run (``sigma``, ``num_models``,
-    ``num_draws``): the run's labels (MLflow run names, plot titles) and its artifacts then say the same."""
+def check_plan_parameters(
+    plan: NoisePlan, sigma: float, num_models: int, num_draws: int, prefix: str = ""
+) -> None:
+    """The noise plan was made with this run's ``sigma``, ``num_models`` and ``num_draws``: the run's labels
+    (MLflow run names, plot titles) and its artifacts then say the same. ``prefix`` goes before each name in
+    the message (the caller's name for where they come from)."""
     check_lineage(
         *[
-            ("noise_plan", f"parameter noise.{key}", recorded, noise[key])
-            for key, recorded in (
-                ("sigma", plan.sigma0),
-                ("num_models", plan.num_models),
-                ("num_draws", plan.num_draws),
+            ("noise_plan", f"parameter {prefix}{key}", recorded, given)
+            for key, recorded, given in (
+                ("sigma", plan.sigma0, sigma),
+                ("num_models", plan.num_models, num_models),
+                ("num_draws", plan.num_draws, num_draws),
             )
-            if key in noise
         ]
     )
 
@@ -361,26 +348,28 @@ def check_certificates(
     kind, one lineage value per column, and ``len(sigma.clean)`` clean + ``len(sigma.triggered)`` triggered
     rows. One :class:`ConfigError` naming ``name`` and what is wrong."""
     columns = CERTIFICATE_COLUMNS if columns is None else columns
-    hint = f"{rerun_hint(name)} (or pass matching --load-versions)"
     missing = [c for c in columns if c not in getattr(certificates, "columns", [])]
     if missing:
-        raise ConfigError(
-            f"{name} lacks the column(s) {', '.join(missing)} (written by another version of "
-            f"certssb, or edited): {hint}"
+        raise LineageError(
+            f"{name} lacks the column(s) {', '.join(missing)} "
+            "(written by another version of certssb, or edited)",
+            name,
         )
     kinds = {"i": "integers", "f": "numbers", "b": "booleans (True/False)", "s": "text"}
     for col, kind in columns.items():
         if not _kind_ok(certificates[col], kind):
             bad = certificates[col].iloc[0] if len(certificates) else None
-            raise ConfigError(
+            raise LineageError(
                 f"{name} column {col!r} must hold {kinds[kind]}, not {certificates[col].dtype} "
-                f"(e.g. {bad!r}): the file is damaged; {hint}"
+                f"(e.g. {bad!r}): the file is damaged",
+                name,
             )
     for col in ("ensemble_fingerprint", "sigma_fingerprint"):
         if col in columns and certificates[col].nunique() > 1:
-            raise ConfigError(
-                f"{name} mixes rows of several runs (column {col!r} has "
-                f"{certificates[col].nunique()} values): {hint}"
+            raise LineageError(
+                f"{name} mixes rows of several runs "
+                f"(column {col!r} has {certificates[col].nunique()} values)",
+                name,
             )
     if len(certificates) and sigma is not None and "sigma_fingerprint" in columns:
         recorded = str(certificates["sigma_fingerprint"].iloc[0])
@@ -392,8 +381,9 @@ def check_certificates(
         want = {"clean": len(sigma.clean), "triggered": len(sigma.triggered)}
         got = {s: int(counts.get(s, 0)) for s in want}
         if got != want or sum(got.values()) != len(certificates):
-            raise ConfigError(
+            raise LineageError(
                 f"{name} has {len(certificates)} rows ({got['clean']} clean + "
                 f"{got['triggered']} triggered), but its test sets have {want['clean']} + "
-                f"{want['triggered']}: the table is cut or extended; {hint}"
+                f"{want['triggered']}: the table is cut or extended",
+                name,
             )

@@ -45,7 +45,7 @@ Bounds (``bound``):
 * ``clopper_pearson`` (hard votes, **K = 1 only**): ``p_lower_a`` is the exact one-sided Clopper-Pearson
   lower bound at level ``alpha`` on the top class's vote count, ``p_upper_b = 1 - p_lower_a``, so
   ``R1 = Phi^-1(p_lower_a)``; abstain when ``p_lower_a <= 1/2``. Needs one vote per model; fractional
-  votes (K > 1) are refused with a ConfigError naming ``noise.num_draws``.
+  votes (K > 1) are refused with a ConfigError naming ``num_draws``.
 * ``hoeffding`` (RAB / Cert-SSB): per-model values in [0, 1] -- the vote fractions (hard aggregation) or
   the softmax averaged over the K draws (soft) -- with ``p_lower_a = mean_A - h``,
   ``p_upper_b = max_{c != A} mean_c + h``, ``h = sqrt(ln(1/alpha') / (2 n))`` and ``n`` the **actual**
@@ -114,7 +114,7 @@ CERT_COLUMNS = (
 
 
 def _alpha(alpha: float) -> float:
-    return float(number("evaluation.alpha", alpha, low=0, high=1, low_open=True, high_open=True))
+    return float(number("alpha", alpha, low=0, high=1, low_open=True, high_open=True))
 
 
 def clopper_pearson_lower(k, n, alpha: float) -> np.ndarray:
@@ -161,7 +161,7 @@ def radius(sigma, p_lower_a, p_upper_b) -> np.ndarray:
 
 
 def _split_alpha(alpha: float, alpha_split: str) -> float:
-    choice("evaluation.alpha_split", alpha_split, ALPHA_SPLITS)
+    choice("alpha_split", alpha_split, ALPHA_SPLITS)
     return alpha / 2.0 if alpha_split == "bonferroni" else alpha
 
 
@@ -176,7 +176,7 @@ def radius_ceiling(n: int, alpha: float, bound: str, alpha_split: str = "bonferr
 
     0 when even unanimous votes cannot certify (e.g. ``h >= 1/2``).
     """
-    choice("evaluation.bound", bound, BOUNDS)
+    choice("bound", bound, BOUNDS)
     alpha = _alpha(alpha)
     number("n", n, low=1, integer=True)
     if bound == "clopper_pearson":
@@ -311,6 +311,66 @@ def _per_sample(name: str, value, n: int, votes_shape) -> np.ndarray:
     return arr
 
 
+def check_bound(bound: str, aggregation: str = "hard", num_draws: int = 1) -> None:
+    """The bound's own requirements (the one place they are stated; ``certssb.config`` maps the names).
+
+    ``clopper_pearson`` bounds a binomial count, so it needs hard votes (a binomial bound on averaged soft
+    votes is no confidence bound) and ONE vote per model: the ``num_draws`` > 1 input draws of one model
+    share its training noise, so neither their mode nor their count is a binomial sample. ``hoeffding``
+    bounds the per-model values in [0, 1] and takes either.
+    """
+    choice("bound", bound, BOUNDS)
+    choice("aggregation", aggregation, AGGREGATIONS)
+    if bound != "clopper_pearson":
+        return
+    if aggregation != "hard":
+        fail(
+            "aggregation",
+            aggregation,
+            "the Clopper-Pearson bound needs hard votes (a binomial bound on averaged soft votes is not a "
+            "valid confidence bound); use aggregation 'hard' or bound 'hoeffding'",
+        )
+    if num_draws > 1:
+        fail(
+            "num_draws",
+            num_draws,
+            "bound 'clopper_pearson' needs one vote per model: the K > 1 input draws of one model share its "
+            "training noise, so their votes are fractions, not a binomial count; use num_draws = 1 or "
+            "bound 'hoeffding' (it bounds the per-model fractions)",
+        )
+
+
+def check_selection(selection: str, n0: int, num_models: int) -> None:
+    """Top-class selection ``split`` needs ``1 <= n0 < M``: at least one model to select the top class and
+    one to estimate it (n0 < M); ``same`` ignores ``n0``."""
+    choice("selection", selection, SELECTIONS)
+    number("n0", n0, low=0, integer=True)
+    if selection == "split" and n0 < 1:
+        fail("n0", n0, "selection 'split' needs n0 >= 1 selection models")
+    if selection == "split" and n0 >= num_models:
+        fail(
+            "n0",
+            n0,
+            f"must leave at least one of the M = {num_models} models for estimation (n0 < M); "
+            "use selection 'same' to use all models",
+        )
+    if num_models < 1:
+        raise ConfigError("mismatched shapes: votes has no models (M = 0)")
+
+
+def sound_sigma_min(sigma, sigma_train) -> np.ndarray:
+    """The sound per-sample floor ``sigma_min(x) = min(sigma_x, min_i sigma_i)`` over ALL training points.
+
+    An attacker may perturb any training point, and a base learner may read the one with the smallest
+    sigma_i, so the certified l2 radius of ``x`` is ``sigma_min(x) * R1`` (docs/methods.md#sound-radius);
+    the mean (or sigma_x alone) would overstate it whenever some sigma_i < sigma_x.
+    """
+    train = np.asarray(sigma_train, dtype=np.float64).reshape(-1)
+    if train.size == 0 or not np.all(np.isfinite(train)) or np.any(train <= 0):
+        fail("sigma_train", "empty or non-positive array", "a non-empty array of finite sigma_i > 0")
+    return np.minimum(np.asarray(sigma, dtype=np.float64), float(train.min()))
+
+
 def certify(
     votes,
     probs,
@@ -325,6 +385,7 @@ def certify(
     n0: int = 5,
     alpha_split: str = "bonferroni",
     sigma_min=None,
+    sigma_train=None,
 ) -> pd.DataFrame:
     """Certify every test sample from the ensemble's votes.
 
@@ -342,6 +403,8 @@ def certify(
         sigma_min: None, scalar or (N,) -- the smallest sigma involved per sample,
             ``min(sigma_x, min_i sigma_i)`` over the test input and every training point; None means
             ``sigma`` (uniform sigma). Must not exceed ``sigma``.
+        sigma_train: None or (n_train,) -- the training points' sigma_i; when given, ``sigma_min`` is
+            :func:`sound_sigma_min` of ``sigma`` and these (give one of ``sigma_min`` and ``sigma_train``).
 
     Returns:
         One row per sample with the columns ``CERT_COLUMNS``: sample_id, label, prediction (-1 =
@@ -351,21 +414,12 @@ def certify(
 
     Raises:
         ConfigError for a bad parameter or shape, and for ``bound="clopper_pearson"`` with fractional
-        votes (K > 1 input draws: ``noise.num_draws`` must be 1, or use bound ``hoeffding``).
+        votes (K > 1 input draws: ``num_draws`` must be 1, or use bound ``hoeffding``).
     """
-    choice("evaluation.bound", bound, BOUNDS)
-    choice("evaluation.aggregation", aggregation, AGGREGATIONS)
+    check_bound(bound, aggregation)
     alpha = _alpha(alpha)
-    choice("evaluation.selection", selection, SELECTIONS)
-    choice("evaluation.alpha_split", alpha_split, ALPHA_SPLITS)
+    choice("alpha_split", alpha_split, ALPHA_SPLITS)
     number("num_classes", num_classes, low=2, integer=True)
-    if bound == "clopper_pearson" and aggregation != "hard":
-        fail(
-            "evaluation.aggregation",
-            aggregation,
-            "bound 'clopper_pearson' needs aggregation 'hard': a binomial (Clopper-Pearson) bound on "
-            "averaged soft votes is not a valid confidence bound; use bound 'hoeffding' for soft votes",
-        )
 
     raw = np.asarray(votes)
     if raw.ndim not in (2, 3):
@@ -384,14 +438,12 @@ def certify(
             f"mismatched shapes: votes {raw.shape} and labels {labels.shape}; labels must be (N,)"
         )
     if bound == "clopper_pearson" and not one_vote_per_model(fractions):
-        fail(
-            "noise.num_draws",
-            "> 1 (the votes are fractions of K input draws per model)",
-            "bound 'clopper_pearson' needs one vote per model (noise.num_draws = 1): the K draws of one "
-            "model share its training noise, so neither their mode nor their count is a binomial sample; "
-            "use evaluation.bound 'hoeffding' (it bounds the per-model fractions) or noise.num_draws 1",
-        )
+        check_bound(bound, aggregation, num_draws=2)  # fractional votes: K > 1 draws per model
     sigma_arr = _per_sample("sigma", sigma, n, raw.shape)
+    if sigma_train is not None:
+        if sigma_min is not None:
+            raise ConfigError("give sigma_min or sigma_train, not both")
+        sigma_min = sound_sigma_min(sigma_arr, sigma_train)
     if sigma_min is None:
         min_arr = sigma_arr
     else:
@@ -403,21 +455,11 @@ def certify(
                 "sigma_min is the smallest sigma involved (test input included): <= sigma",
             )
 
+    check_selection(selection, n0, m)
     if selection == "split":
-        number("evaluation.n0", n0, low=0, integer=True)
-        if not 1 <= n0 <= m - 1:
-            fail(
-                "evaluation.n0",
-                n0,
-                f"selection 'split' needs 1 <= n0 <= M - 1 = {m - 1} with M = {m} models (at least one model "
-                "to select the top class and one to estimate it); use selection 'same' to use all models",
-            )
         sel_f, sel_probs = fractions[:n0], probs[:n0]
         est_f, est_probs = fractions[n0:], probs[n0:]
     else:
-        number("evaluation.n0", n0, low=0, integer=True)  # unused with 'same'
-        if m < 1:
-            raise ConfigError("mismatched shapes: votes has no models (M = 0)")
         sel_f, sel_probs = fractions, probs
         est_f, est_probs = fractions, probs
     n_est = est_f.shape[0]

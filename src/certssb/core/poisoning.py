@@ -215,9 +215,10 @@ def apply_key(x: torch.Tensor, values: torch.Tensor | float, *, key_size: int) -
     return out
 
 
-def key_options(block: dict[str, Any]) -> dict[str, Any]:
-    """The ``keyed`` rule's options (keys of :data:`KEY_DEFAULTS`) present in a block such as ``attack``."""
-    return {k: block[k] for k in KEY_DEFAULTS if k in block}
+def key_options(block: Any) -> dict[str, Any]:
+    """The ``keyed`` rule's options (names of :data:`KEY_DEFAULTS`) an attack's settings carry, read as
+    attributes (e.g. ``certssb.config.AttackBlock``)."""
+    return {k: getattr(block, k) for k in KEY_DEFAULTS if getattr(block, k, None) is not None}
 
 
 def _key_levels(key_amplitude: float) -> torch.Tensor:

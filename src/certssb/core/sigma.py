@@ -203,27 +203,6 @@ def optimise_sigma(
     }
 
 
-def sigma_config(block: dict, sigma0: float) -> SigmaConfig:
-    """The ``sigma_opt`` parameter block as a :class:`SigmaConfig`: sigma in
-    ``[sigma0 - max_decrease, sigma0 + max_increase]`` (the lower end must stay > 0)."""
-    positive("noise.sigma", sigma0)
-    number("sigma_opt.max_decrease", block["max_decrease"], low=0)
-    number("sigma_opt.max_increase", block["max_increase"], low=0)
-    lo = sigma0 - block["max_decrease"]
-    if lo <= 0:
-        raise ConfigError(
-            f"parameter 'sigma_opt.max_decrease' = {block['max_decrease']} is invalid: "
-            f"sigma_0 - max_decrease = {lo:.4g} must stay > 0"
-        )
-    keys = ("steps", "draws", "lr", "gradient", "batch_size", *(("rule",) if "rule" in block else ()))
-    return SigmaConfig(
-        **{k: block[k] for k in keys},
-        sigma_min=lo,
-        sigma_max=sigma0 + block["max_increase"],
-        psi_clamp=tuple(block["psi_clamp"]),
-    )
-
-
 def optimise_splits(
     model: torch.nn.Module,
     sets: dict[str, tuple[torch.Tensor, torch.Tensor | None]],

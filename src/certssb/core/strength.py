@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -139,7 +139,7 @@ def _measure(
     res: PoisonResult,
     trig: dict[str, Any],
     data: dict[str, Any],
-    model: dict[str, Any],
+    model: TrainConfig,
     seed: int,
     device: torch.device,
     reference: Callable[[int], float] | None,
@@ -147,7 +147,7 @@ def _measure(
     net = _train(
         res.x,
         res.y,
-        TrainConfig(**{**model, "epochs": setting.epochs}),
+        replace(model, epochs=setting.epochs),
         int(data["num_classes"]),
         seed,
         device,
@@ -172,7 +172,7 @@ def measure_setting(
     data: dict[str, Any],
     *,
     target: int,
-    model: dict[str, Any],
+    model: TrainConfig,
     seed: int,
     device: torch.device,
     trigger_kwargs: dict[str, Any] | None = None,
@@ -181,7 +181,7 @@ def measure_setting(
     """Poison ``data["x_train"]`` with ``setting``, train the undefended model, and measure it.
 
     ``data`` is a split dict (``x_train``, ``y_train``, ``x_test``, ``y_test``, ``num_classes``);
-    ``model`` the ``model`` parameter block (its ``epochs`` is replaced by the setting's); ``reference``
+    ``model`` how the undefended model trains (its ``epochs`` is replaced by the setting's); ``reference``
     maps epochs to the clean reference accuracy. Returns one row: the setting, ``n_poisoned``,
     ``trigger_norm`` (mean realised l2 norm of the test trigger), ``clean_accuracy``,
     ``attack_success_rate``, ``clean_reference`` and ``clean_drop``.
@@ -195,7 +195,7 @@ def sweep(
     data: dict[str, Any],
     *,
     target: int,
-    model: dict[str, Any],
+    model: TrainConfig,
     seed: int,
     device: torch.device,
     trigger_kwargs: dict[str, Any] | None = None,
@@ -212,9 +212,7 @@ def sweep(
 
     def reference(epochs: int) -> float:
         if epochs not in refs:
-            net = _train(
-                data["x_train"], data["y_train"], TrainConfig(**{**model, "epochs": epochs}), c, seed, device
-            )
+            net = _train(data["x_train"], data["y_train"], replace(model, epochs=epochs), c, seed, device)
             refs[epochs] = metrics.clean_accuracy(
                 _predict(net, data["x_test"], device), data["y_test"].numpy()
             )

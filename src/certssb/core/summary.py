@@ -16,7 +16,8 @@ an MLflow filter such as ``metrics.cert_acc_r050 > 0.5`` works without backticks
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -157,6 +158,16 @@ def evasion_attack_metrics(poison_summary: dict[str, Any], threat_model: str) ->
     }
 
 
+class EvaluationSettings(Protocol):
+    """What the summary reads of the evaluation settings (``certssb.config.EvaluationBlock`` has it)."""
+
+    radii: Sequence[float]
+    alpha: float
+    bound: str
+    alpha_split: str
+    degenerate_margin: float
+
+
 def run_summary(
     certificates: pd.DataFrame,
     certificates_updated: pd.DataFrame,
@@ -166,12 +177,12 @@ def run_summary(
     sigma: dict[str, Any],
     poison_summary: dict[str, Any],
     undefended_metrics: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluation: EvaluationSettings,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Certified accuracy table (split x region x radius, on the sound ``radius``) and the run's summary
     metrics; the published-radius metrics (``*_published*``) sit beside them, labelled as such."""
     e = evaluation
-    radii = e["radii"]
+    radii = e.radii
     method = votes["method"]
     rows = []
     for region, certs in (("certified", certificates), ("storage_updated", certificates_updated)):
@@ -208,7 +219,7 @@ def run_summary(
         m[f"{pre}member_accuracy_mean"] = float(acc.mean())
         if split == "clean":
             prior = np.bincount(data["y"].numpy(), minlength=c) / len(data["y"])
-            flags = metrics.degenerate_members(acc, prior, e["degenerate_margin"])
+            flags = metrics.degenerate_members(acc, prior, e.degenerate_margin)
             m["degenerate_members"] = [int(k) for k in np.flatnonzero(flags)]
             if flags.any():
                 log.warning(
@@ -229,8 +240,8 @@ def run_summary(
         else attack_metrics(certificates, triggered_test, sigma, poison_summary, radii)
     )
     n_est = int(certificates["n_estimation"].iloc[0])
-    bound = votes.get("bound", e["bound"])  # cohen: Clopper-Pearson over its draws, whatever evaluation.bound
-    m["radius_ceiling_sigma_units"] = certify.radius_ceiling(n_est, e["alpha"], bound, e["alpha_split"])
+    bound = votes.get("bound", e.bound)  # cohen: Clopper-Pearson over its draws, whatever e.bound
+    m["radius_ceiling_sigma_units"] = certify.radius_ceiling(n_est, e.alpha, bound, e.alpha_split)
     m["sigma_train_mean"] = float(sigma["train"].mean())
     m["sigma_train_min"] = float(sigma["train"].min())
     m["sigma_clean_mean"] = float(sigma["clean"].mean())

@@ -55,10 +55,10 @@ TRIGGER_DEFAULTS: dict[str, Any] = {"pattern_seed": 1234, "badnets_size": 3, "bl
 """The keyword arguments a trigger accepts (``**trigger_kwargs``) and their defaults."""
 
 
-def trigger_options(block: dict[str, Any]) -> dict[str, Any]:
-    """The trigger options (keys of :data:`TRIGGER_DEFAULTS`) present in a parameter block such as
-    ``attack``."""
-    return {k: block[k] for k in TRIGGER_DEFAULTS if k in block}
+def trigger_options(block: Any) -> dict[str, Any]:
+    """The trigger options (names of :data:`TRIGGER_DEFAULTS`) an attack's settings carry, read as
+    attributes (e.g. ``certssb.config.AttackBlock``)."""
+    return {k: getattr(block, k) for k in TRIGGER_DEFAULTS if getattr(block, k, None) is not None}
 
 
 def check_trigger_kwargs(trigger_kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -14,12 +14,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from certssb.config import (
+    SIGMA_METHODS,
+    AuditBlock,
+    EnsembleBlock,
+    EvaluationBlock,
+    ModelBlock,
+    SigmaOptBlock,
+    sigma_config,
+    train_config,
+)
 from certssb.core import audit
 from certssb.core.certify import certify
-from certssb.core.ensemble import TrainConfig, load_member, resolve_device
+from certssb.core.ensemble import load_member, resolve_device
 from certssb.core.noise import test_unit_noise
 from certssb.core.precision import autocast, model_precision
-from certssb.core.sigma import optimise_sigma, sigma_config
+from certssb.core.sigma import optimise_sigma
 from certssb.core.splits import tensor_fingerprint
 from certssb.execution.training import train_ensemble
 
@@ -143,13 +153,13 @@ class EnsembleLearner:
             sx,
             labels=self.test["y"].numpy()[ids],
             num_classes=self.test["num_classes"],
-            bound=e["bound"],
+            bound=e.bound,
             aggregation="hard",
-            alpha=e["alpha"],
-            selection=e["selection"],
-            n0=e["n0"],
-            alpha_split=e["alpha_split"],
-            sigma_min=np.minimum(sx, self.sigma_train.min()),
+            alpha=e.alpha,
+            selection=e.selection,
+            n0=e.n0,
+            alpha_split=e.alpha_split,
+            sigma_train=self.sigma_train,
         )
 
     def predict(self, ids: np.ndarray, x_points: torch.Tensor, sigma_x: np.ndarray) -> np.ndarray:
@@ -172,23 +182,23 @@ class EnsembleLearner:
         return s_train, s_x.double().numpy()
 
 
-def ladder_config(params: dict[str, Any], method: str) -> audit.LadderConfig:
+def ladder_config(params: AuditBlock, method: str) -> audit.LadderConfig:
     """The ``audit`` block as a :class:`certssb.core.audit.LadderConfig` (quick mode: its quick_* fields;
     uniform sigma: one column, its two radii being equal, and no resigma)."""
-    quick = bool(params.get("quick"))
-    cols = tuple(c for c in params["columns"] if method == "cert_ssb" or c == "radius")
+    quick, sigma_method = params.quick, method in SIGMA_METHODS
+    cols = tuple(c for c in params.columns if sigma_method or c == "radius")
     return audit.LadderConfig(
-        factors=tuple(params["quick_factors"] if quick else params["factors"]),
-        strategies=tuple(params["quick_strategies"] if quick else params["strategies"]),
+        factors=tuple(params.quick_factors if quick else params.factors),
+        strategies=tuple(params.quick_strategies if quick else params.strategies),
         columns=cols,
-        resigma=bool(params["resigma"]) and method == "cert_ssb",
-        stop_rate=params["stop_rate"],
-        min_share=params["min_share"],
-        k=params["k"],
-        pgd_steps=params["pgd_steps"],
-        pgd_draws=params["pgd_draws"],
-        brew_steps=params["brew_steps"],
-        seed=params["seed"],
+        resigma=params.resigma and sigma_method,
+        stop_rate=params.stop_rate,
+        min_share=params.min_share,
+        k=params.k,
+        pgd_steps=params.pgd_steps,
+        pgd_draws=params.pgd_draws,
+        brew_steps=params.brew_steps,
+        seed=params.seed,
     )
 
 
@@ -200,35 +210,35 @@ def audit_method(
     train: dict[str, Any],
     test: dict[str, Any],
     pilot: dict[str, Any],
-    params: dict[str, Any],
+    params: AuditBlock,
     *,
-    model: dict[str, Any],
-    ensemble_params: dict[str, Any],
-    evaluation: dict[str, Any],
-    sigma_opt: dict[str, Any],
+    model: ModelBlock,
+    ensemble_params: EnsembleBlock,
+    evaluation: EvaluationBlock,
+    sigma_opt: SigmaOptBlock,
     device: str,
 ) -> pd.DataFrame:
     """One row per audited point x strategy x column x rung of the ladder (see ``certssb.core.audit``)."""
-    quick = bool(params.get("quick"))
+    quick = params.quick
     method = ensemble["method"]
     cfg = ladder_config(params, method)
     clean = certificates[certificates["split"] == "clean"].reset_index(drop=True)
     m_all = len(ensemble["model_indices"])
-    m = min(m_all, int(params["quick_num_models"])) if quick else m_all
+    m = min(m_all, params.quick_num_models) if quick else m_all
     dev = resolve_device(device)
     ctx = {
         "device": device,
-        "surrogate_members": params["surrogate_members"],
+        "surrogate_members": params.surrogate_members,
         # retrained and re-voted at the ensemble's own precision (core.precision), as its votes were
         "precision": model_precision(ensemble.get("train_config")),
-        "backend": ensemble_params["backend"],
-        "chunk_size": ensemble_params["chunk_size"],
-        "checkpoint_dir": params.get("checkpoint_dir"),
+        "backend": ensemble_params.backend,
+        "chunk_size": ensemble_params.chunk_size,
+        "checkpoint_dir": params.checkpoint_dir,
         "evaluation": evaluation,
-        "seed": params["seed"],
+        "seed": params.seed,
         "sigma0": float(plan["sigma0"]),
     }
-    ctx["train_cfg"] = TrainConfig(**model, precision=ctx["precision"])
+    ctx["train_cfg"] = train_config(model, precision=ctx["precision"])
     if cfg.resigma:
         ctx["pilot_net"] = load_member(
             pilot["architecture"], pilot["in_shape"], pilot["num_classes"], pilot["params"], 0, dev
@@ -238,14 +248,14 @@ def audit_method(
     learner = EnsembleLearner(
         ensemble, params_m, plan=plan, train=train, test=test, sigma_train=sigma["train"].numpy(), ctx=ctx
     )
-    pool = select_points(clean, None, params["seed"])
+    pool = select_points(clean, None, params.seed)
     s_pool = sigma["clean"].numpy().astype(np.float64)[pool]
     before = learner.certify_points(pool, test["x"][pool], s_pool)  # = the persisted certificates when m = M
     keep = audited_points(
         before,
-        params["quick_points"] if quick else params["points"],
-        params["selection"],
-        params["min_share"],
+        params.quick_points if quick else params.points,
+        params.selection,
+        params.min_share,
     )
     if not len(keep):
         raise ValueError(

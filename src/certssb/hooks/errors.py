@@ -30,6 +30,14 @@ def producer(name: str, pipelines: Any) -> str | None:
     return next((k for k in ordered if name in registered[k].all_outputs()), None)
 
 
+def rebuild_hint(artifact: str, pipelines: Any) -> str:
+    """How to rebuild ``artifact`` with ``kedro run`` (the registered pipeline that writes it)."""
+    by = producer(artifact, pipelines)
+    return (
+        f"rerun `kedro run --pipelines={by}`" if by else "rerun the upstream pipelines"
+    ) + " (or pass matching --load-versions)"
+
+
 def _versions(ds: Any) -> list[str]:
     """The saved versions of a versioned file dataset (its folder's sub-folders), newest last."""
     path = Path(str(getattr(ds, "_filepath", "")))
@@ -144,15 +152,20 @@ class UserErrorRunHook:
     def on_pipeline_error(
         self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
     ) -> None:
+        from kedro.framework.project import pipelines
+
         from certssb.cli import UserError, note_user_error, user_error
+        from certssb.core.artifacts import LineageError
 
         err = user_error(error)
         message = str(err) if err is not None else _corrupt_artifact(error, catalog)
         if message is None:
             return
+        if isinstance(err, LineageError):  # core names the artifact; how to rebuild it is Kedro's to say
+            message = f"{message}: {rebuild_hint(err.artifact, pipelines)}"
         note_user_error(message)
         self._delete_runs()
-        if err is None:
+        if err is None or isinstance(err, LineageError):
             raise UserError(message) from error
 
     def _delete_runs(self) -> None:

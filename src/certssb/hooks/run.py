@@ -1,12 +1,16 @@
 """Project hooks: parameters checked once before anything runs, MLflow runs named and parameterised once,
 artifacts logged, and a results table at the end of the run.
 
-Order matters around kedro-mlflow's ``MlflowHook`` (an entry-point plugin, so pluggy calls it before the
-project's hooks unless told otherwise):
+The parameters themselves are checked when Kedro builds the catalog, before any of these hooks
+(``certssb.hooks.context.ProjectContext``): a bad parameter stops the run before kedro-mlflow opens an MLflow
+run, before any node and before anything is written.
 
-* ``ValidateParametersHook.before_pipeline_run`` is ``tryfirst``: a bad parameter stops the run before
-  kedro-mlflow opens an MLflow run, before any node and before anything is written; it also names the
-  parent run (kedro-mlflow reads ``tracking.run.name`` when it starts the run);
+Order matters around kedro-mlflow's ``MlflowHook`` (``certssb.hooks.mlflow_hook.TypedMlflowHook``, registered
+last in ``settings.HOOKS`` so that pluggy calls it before the project's other hooks, as it did the plugin's):
+
+* ``ValidateParametersHook.before_pipeline_run`` is ``tryfirst``: ``methods`` must be the certifiers the
+  pipelines were registered with; it names the parent run (kedro-mlflow reads ``tracking.run.name`` when it
+  starts the run);
 * ``MlflowRunHook.before_pipeline_run`` is ``trylast``: the run is open, it tags the experiment for the
   runs table and logs the blocks the pipelines read, flattened once (``noise.sigma``);
 * ``ResultsTableHook.after_pipeline_run`` prints the table from the catalog.
@@ -47,11 +51,11 @@ def _check_registered_methods(params: dict[str, Any], project_path: Any) -> None
 
 
 class ValidateParametersHook:
-    """``certssb.config.validate`` once, before the first node; the parent MLflow run's name."""
+    """What only the run can check (``methods`` against the registered pipelines; the parameters themselves
+    were checked by ``certssb.hooks.context.ProjectContext``), and the parent MLflow run's name."""
 
     def __init__(self) -> None:
         self._context: Any = None
-        self.config: config.Config | None = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -59,10 +63,8 @@ class ValidateParametersHook:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        # the study cells' generated blocks (study_cell) are checked cell by cell (study.grid.StudyCellsValid)
-        params = {k: v for k, v in catalog.load("parameters").items() if k != "study_cell"}
+        params = config.plain(catalog.load("parameters"))  # the nodes' blocks are typed: as configured
         names = _pipeline_names(run_params)
-        self.config = config.validate(params, names)
         _check_registered_methods(params, getattr(self._context, "project_path", None))
         log.info("parameters valid for pipeline(s) %s", ", ".join(sorted(names)))
         mlflow_config = getattr(self._context, "mlflow", None)
@@ -89,7 +91,7 @@ class MlflowRunHook:
         self.run_id, self.run_name = run.info.run_id, run.info.run_name
         try:
             tracking.ensure_runs_table(run.info.experiment_id)
-            params = catalog.load("parameters")
+            params = config.plain(catalog.load("parameters"))
             blocks = tracking.used_blocks(pipeline, config.blocks_for(_pipeline_names(run_params)))
             tracking.log_params_once(tracking.flatten_blocks(params, blocks & set(config.BLOCKS)))
         except Exception as exc:  # noqa: BLE001 - tracking must never break a run
@@ -111,7 +113,7 @@ class ResultsTableHook:
         try:
             per_method = {m: catalog.load(f"{m}.metrics") for m in methods}
             undefended = catalog.load("undefended_metrics") if catalog.exists("undefended_metrics") else None
-            radii = (catalog.load("parameters").get("evaluation") or {}).get("radii") or []
+            radii = (config.plain(catalog.load("parameters")).get("evaluation") or {}).get("radii") or []
             footer = [f"artifacts: {_where(catalog, f'{methods[0]}.metrics')}"]
             if self._mlflow is not None and self._mlflow.run_id:
                 footer.append(

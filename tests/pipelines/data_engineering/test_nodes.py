@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from certssb.config import block
 from certssb.core.validation import ConfigError
 from certssb.pipelines.data_engineering.nodes import OUTSIDE, download, make_noise_plan, poison
 
@@ -31,13 +32,18 @@ def data_params(conf_parameters: dict[str, Any], tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="module")
 def raw(data_params: dict[str, Any]) -> dict[str, Any]:
-    return download(data_params, 0)
+    return download(block("data", data_params), 0)
 
 
 def _poison(raw: dict[str, Any], base_params: dict[str, Any], **attack: Any) -> tuple:
     base_params["attack"].update(attack)
     base_params["data"].update(certify_size=CERTIFY)
-    return poison(raw, base_params["data"], base_params["attack"], base_params["seed"])
+    return poison(
+        raw,
+        *(block(b, base_params[b]) for b in ("data", "attack")),
+        base_params["seed"],
+        *(block(b, base_params[b]) for b in ("noise", "evaluation")),
+    )
 
 
 # --- download -------------------------------------------------------------------------------------------
@@ -54,10 +60,10 @@ def test_download_gives_a_stratified_tiny_subset(raw):
 
 
 def test_download_is_deterministic_for_a_seed(raw, data_params):
-    again = download(data_params, 0)
+    again = download(block("data", data_params), 0)
     assert again["fingerprint"] == raw["fingerprint"]
     assert torch.equal(again["x_train"], raw["x_train"]) and torch.equal(again["y_test"], raw["y_test"])
-    other = download(data_params, 1)
+    other = download(block("data", data_params), 1)
     assert other["fingerprint"] != raw["fingerprint"]
 
 
@@ -148,7 +154,7 @@ def poisoned_train(raw, base_params):
 
 def test_noise_plan_is_seeds_for_the_poisoned_set(poisoned_train, base_params):
     base_params["noise"].update(num_models=6)
-    plan, preview = make_noise_plan(poisoned_train, base_params["noise"], base_params["seed"])
+    plan, preview = make_noise_plan(poisoned_train, block("noise", base_params["noise"]), base_params["seed"])
     assert plan["num_models"] == 6 and plan["sigma0"] == base_params["noise"]["sigma"]
     assert plan["n_train"] == N_TRAIN and plan["input_shape"] == [1, 28, 28]
     assert plan["poisoned_train"] == poisoned_train["fingerprint"]
@@ -163,22 +169,22 @@ def test_noise_plan_is_seeds_for_the_poisoned_set(poisoned_train, base_params):
 
 
 def test_noise_plan_seeds_are_deterministic_and_differ_across_seeds(poisoned_train, base_params):
-    p0, _ = make_noise_plan(poisoned_train, base_params["noise"], 0)
-    again, _ = make_noise_plan(poisoned_train, base_params["noise"], 0)
-    p1, _ = make_noise_plan(poisoned_train, base_params["noise"], 1)
+    p0, _ = make_noise_plan(poisoned_train, block("noise", base_params["noise"]), 0)
+    again, _ = make_noise_plan(poisoned_train, block("noise", base_params["noise"]), 0)
+    p1, _ = make_noise_plan(poisoned_train, block("noise", base_params["noise"]), 1)
     for key in ("train_seeds", "test_seeds", "model_seeds"):
         assert torch.equal(p0[key], again[key])
         assert not set(p0[key].tolist()) & set(p1[key].tolist())
     assert p0["fingerprint"] == again["fingerprint"] != p1["fingerprint"]
     # a larger plan extends the smaller one: model k's seeds do not depend on M
     base_params["noise"].update(num_models=base_params["noise"]["num_models"] + 3)
-    bigger, _ = make_noise_plan(poisoned_train, base_params["noise"], 0)
+    bigger, _ = make_noise_plan(poisoned_train, block("noise", base_params["noise"]), 0)
     assert torch.equal(bigger["train_seeds"][: p0["num_models"]], p0["train_seeds"])
 
 
 def test_noise_preview_holds_noisy_copies_when_asked(poisoned_train, base_params):
     base_params["noise"].update(num_models=4, materialise=2)
-    plan, preview = make_noise_plan(poisoned_train, base_params["noise"], base_params["seed"])
+    plan, preview = make_noise_plan(poisoned_train, block("noise", base_params["noise"]), base_params["seed"])
     assert preview["noisy"].shape == (2, 16, 1, 28, 28)
     assert torch.equal(preview["clean"], poisoned_train["x"][:16])
     noise = preview["noisy"] - preview["clean"]
@@ -207,9 +213,10 @@ def test_radius_collapse_relabels_the_share_for_the_runs_estimation_votes(
         trigger="badnets",
         poison_rate=0.2,
     )
-    noise = {**base_params["noise"], "num_models": num_models}
-    evaluation = {**base_params["evaluation"], "n0": n0, "selection": selection}
-    _, _, _, report, summary = poison(raw, base_params["data"], base_params["attack"], 0, noise, evaluation)
+    noise = block("noise", {**base_params["noise"], "num_models": num_models})
+    evaluation = block("evaluation", {**base_params["evaluation"], "n0": n0, "selection": selection})
+    data, attack = block("data", base_params["data"]), block("attack", base_params["attack"])
+    _, _, _, report, summary = poison(raw, data, attack, 0, noise, evaluation)
     assert summary["collapse_share"] == pytest.approx(expected)
     n = len(report)
     relabelled = int((report["new_label"] != report["original_label"]).sum())

@@ -89,9 +89,9 @@ def test_a_session_catalogues_every_cell_parameter_the_study_reads(project):
         wanted = {i for i in pipelines["study"].inputs() if i.startswith("params:")}
         assert {i for i in wanted if i.startswith("params:study_cell.")}
         assert not {i for i in wanted if i not in catalog}  # kedro-viz: "Cannot find parameter" otherwise
-        quick = catalog.load("parameters")["study"]["quick_overrides"]
-        assert catalog.load("params:study_cell.abstain_s050.noise.num_models") == quick["noise"]["num_models"]
-        assert catalog.load("params:study_cell.abstain_s050.noise.sigma") == 0.5
+        quick = catalog.load("params:study").quick_overrides  # the blocks are typed by Kedro's validation
+        noise = catalog.load("params:study_cell.abstain_s050.noise")
+        assert noise.num_models == quick["noise"]["num_models"] and noise.sigma == 0.5
     # the grid of the run is the grid the pipelines were registered with (from conf/, not runtime params)
     with pytest.raises(Exception, match=r"registered study pipeline has cells \['abstain_s025'"):
         project.run(["study"], params={"study": {"sigmas": [0.3, 0.5]}})

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from certssb.config import AttackBlock, ModelBlock, StrengthBlock, train_config
 from certssb.core import strength as core
 from certssb.core.ensemble import resolve_device
 from certssb.core.triggers import trigger_options
@@ -18,24 +19,26 @@ from certssb.reporting.progress import progress_bar
 log = logging.getLogger(__name__)
 
 
-def _grid(strength: dict[str, Any]) -> dict[str, Any]:
-    return {**strength, **(strength.get("quick_grid") or {})} if strength.get("quick") else strength
+def _grid(strength: StrengthBlock) -> StrengthBlock:
+    """The grid the sweep runs: ``strength``, or with ``strength.quick`` its ``quick_grid`` keys replaced
+    (checked as a block when the run starts, ``certssb.config.validate``)."""
+    if not strength.quick:
+        return strength
+    return StrengthBlock.model_validate({**strength.model_dump(), **strength.quick_grid})
 
 
 def sweep_attack_strength(
     raw_dataset: dict[str, Any],
-    strength: dict[str, Any],
-    attack: dict[str, Any],
-    model: dict[str, Any],
+    strength: StrengthBlock,
+    attack: AttackBlock,
+    model: ModelBlock,
     seed: int,
     device: str,
 ) -> pd.DataFrame:
     """Undefended ASR and clean accuracy for every setting of the grid (``strength.quick``: the quick
     grid)."""
     g = _grid(strength)
-    settings = core.settings_grid(
-        g["triggers"], g["label_modes"], g["poison_rates"], g["deltas"], g["epochs"]
-    )
+    settings = core.settings_grid(g.triggers, g.label_modes, g.poison_rates, g.deltas, g.epochs)
     with progress_bar(len(settings), "attack-strength settings") as bar:
 
         def progress(it):
@@ -46,8 +49,8 @@ def sweep_attack_strength(
         return core.sweep(
             settings,
             raw_dataset,
-            target=attack["target"],
-            model=model,
+            target=attack.target,
+            model=train_config(model),
             seed=seed,
             device=resolve_device(device),
             trigger_kwargs=trigger_options(attack),
@@ -55,9 +58,9 @@ def sweep_attack_strength(
         )
 
 
-def summarise_attack_strength(table: pd.DataFrame, strength: dict[str, Any]) -> tuple[pd.DataFrame, Figure]:
+def summarise_attack_strength(table: pd.DataFrame, strength: StrengthBlock) -> tuple[pd.DataFrame, Figure]:
     """The weakest setting per trigger, label mode and ASR threshold, and the ASR-vs-poison-rate figure."""
-    weakest = core.weakest_settings(table, strength["thresholds"], strength["max_clean_drop"])
+    weakest = core.weakest_settings(table, strength.thresholds, strength.max_clean_drop)
     for r in weakest.itertuples():
         log.info(
             "ASR >= %.2f, %s/%s: %s",
@@ -69,4 +72,4 @@ def summarise_attack_strength(table: pd.DataFrame, strength: dict[str, Any]) -> 
             if r.reached
             else f"not reached (best ASR {r.attack_success_rate:.3f})",
         )
-    return weakest, strength_figure(table, strength["thresholds"], strength["max_clean_drop"])
+    return weakest, strength_figure(table, strength.thresholds, strength.max_clean_drop)

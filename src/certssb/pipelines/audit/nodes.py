@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from certssb.config import AuditBlock, EnsembleBlock, EvaluationBlock, ModelBlock, SigmaOptBlock
 from certssb.core.artifacts import (
     ModelArtifact,
     NoisePlan,
@@ -55,11 +56,11 @@ def run_audit(
     poisoned_train: dict[str, Any],
     clean_test: dict[str, Any],
     pilot_model: dict[str, Any],
-    audit: dict[str, Any],
-    model: dict[str, Any],
-    ensemble_params: dict[str, Any],
-    evaluation: dict[str, Any],
-    sigma_opt: dict[str, Any],
+    audit: AuditBlock,
+    model: ModelBlock,
+    ensemble_params: EnsembleBlock,
+    evaluation: EvaluationBlock,
+    sigma_opt: SigmaOptBlock,
     device: str,
 ) -> pd.DataFrame:
     """One row per audited point x strategy x column x rung of the ladder."""
@@ -82,11 +83,11 @@ def run_audit(
 
 
 def summarise_audit(
-    report: pd.DataFrame, evaluation: dict[str, Any], audit: dict[str, Any]
+    report: pd.DataFrame, evaluation: EvaluationBlock, audit: AuditBlock
 ) -> tuple[dict[str, Any], dict[str, Any], Figure]:
     """The ladder per column and strategy, the break factors, MLflow metrics and the figure."""
-    factors = audit["quick_factors"] if audit.get("quick") else audit["factors"]
-    summary = summarise(report, evaluation["alpha"], factors, audit["stop_rate"])
+    factors = audit.quick_factors if audit.quick else audit.factors
+    summary = summarise(report, evaluation.alpha, factors, audit.stop_rate)
     top = max(factors)
     metrics = {}
     for column, bf in summary["break_factor"].items():

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from certssb.config import AttackBlock, DataBlock, EvaluationBlock, NoiseBlock, estimation_models
 from certssb.core import certify, noise, poisoning
 from certssb.core.splits import stratified_subsample, tensor_fingerprint
 from certssb.core.triggers import trigger_options
@@ -18,18 +19,18 @@ from certssb.io import prepare_dataset
 log = logging.getLogger(__name__)
 
 
-def download(data: dict[str, Any], seed: int) -> dict[str, Any]:
+def download(data: DataBlock, seed: int) -> dict[str, Any]:
     """Load ``data.dataset`` (offline default: the embedded MNIST subset) and split it (seeded)."""
     out = prepare_dataset(
-        data["dataset"],
-        root=data["root"],
-        local_path=data.get("local_path"),
-        classes=data.get("classes"),
-        test_fraction=data["test_fraction"],
-        max_train=data.get("max_train"),
-        max_test=data.get("max_test"),
+        data.dataset,
+        root=data.root,
+        local_path=data.local_path,
+        classes=data.classes,
+        test_fraction=data.test_fraction,
+        max_train=data.max_train,
+        max_test=data.max_test,
         seed=seed,
-        download=data.get("download", True),
+        download=data.download,
     )
     log.info(
         "%s: %d train / %d test images of shape %s, %d classes",
@@ -45,24 +46,23 @@ def download(data: dict[str, Any], seed: int) -> dict[str, Any]:
 OUTSIDE = "outside the certified threat model"
 
 
-def collapse_share(attack: dict[str, Any], noise_params: dict[str, Any], evaluation: dict[str, Any]) -> float:
+def collapse_share(attack: AttackBlock, noise_params: NoiseBlock, evaluation: EvaluationBlock) -> float:
     """``attack.collapse_share``, or (null) the share for the poisoning certifiers' estimation votes
     (``M - n0`` with selection split, else ``M``) at ``evaluation.alpha`` (certssb.core.certify). One poisoned
     set serves every certifier of a run; for ``cohen`` (N estimation draws) set the share, e.g. 0.434 for
     N = 1,000, or run it alone."""
-    if attack.get("collapse_share") is not None:
-        return float(attack["collapse_share"])
-    n_est = noise_params["num_models"] - (evaluation["n0"] if evaluation["selection"] == "split" else 0)
-    return certify.collapse_share(n_est, evaluation["alpha"])
+    if attack.collapse_share is not None:
+        return float(attack.collapse_share)
+    return certify.collapse_share(estimation_models(noise_params, evaluation), evaluation.alpha)
 
 
 def poison(
     raw_dataset: dict[str, Any],
-    data: dict[str, Any],
-    attack: dict[str, Any],
+    data: DataBlock,
+    attack: AttackBlock,
     seed: int,
-    noise_params: dict[str, Any] | None = None,
-    evaluation: dict[str, Any] | None = None,
+    noise_params: NoiseBlock,
+    evaluation: EvaluationBlock,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Poison the training split and build the clean and triggered test sets that are certified.
 
@@ -75,29 +75,29 @@ def poison(
     (``train_poisoned_index``, ``train_poisoned_norms``) for the Sigma-weighted norm in evaluation.
     """
     c = raw_dataset["num_classes"]
-    name = attack["name"]
-    if name in poisoning.TRIGGERS and not 0 <= attack["target"] < c:
+    name = attack.name
+    if name in poisoning.TRIGGERS and not 0 <= attack.target < c:
         raise ConfigError(
-            f"parameter 'attack.target' = {attack['target']!r} is invalid: must be a class in [0, {c - 1}]"
+            f"parameter 'attack.target' = {attack.target!r} is invalid: must be a class in [0, {c - 1}]"
         )
     x, y = raw_dataset["x_train"], raw_dataset["y_train"]
-    certifier_labels = attack.get("certifier_labels", "split")
+    certifier_labels = attack.certifier_labels
     runner_up = name == "radius_collapse" and certifier_labels == "runner_up"
     scores = poisoning.class_mean_scores(x, y, c) if runner_up else None
-    label_mode = attack.get("label_mode", "dirty")
+    label_mode = attack.label_mode
     share = None
-    if name == "radius_collapse" and certifier_labels == "split" and noise_params and evaluation:
+    if name == "radius_collapse" and certifier_labels == "split":
         share = collapse_share(attack, noise_params, evaluation)
     res = poisoning.poison(
         x,
         y,
         attack=name,
-        poison_rate=attack["poison_rate"],
-        target=attack["target"],
-        delta=attack["delta"],
+        poison_rate=attack.poison_rate,
+        target=attack.target,
+        delta=attack.delta,
         num_classes=c,
         seed=seed,
-        trigger=attack["trigger"],
+        trigger=attack.trigger,
         scores=scores,
         label_mode=label_mode,
         certifier_labels=certifier_labels,
@@ -105,24 +105,28 @@ def poison(
         **poisoning.key_options(attack),
         **trigger_options(attack),
     )
-    keep = stratified_subsample(raw_dataset["y_test"], data.get("certify_size"), seed)
+    keep = stratified_subsample(raw_dataset["y_test"], data.certify_size, seed)
     xt, yt = raw_dataset["x_test"][keep], raw_dataset["y_test"][keep]
-    trig = poisoning.attack_trigger(name, attack["trigger"])
-    target = attack["target"] if name in poisoning.TRIGGERS else None
+    trig = poisoning.attack_trigger(name, attack.trigger)
+    target = attack.target if name in poisoning.TRIGGERS else None
     if trig is None:  # attack "none": the triggered test set uses the configured trigger (no poison)
-        trig = attack["trigger"]
-        target = attack["target"]
+        trig = attack.trigger
+        target = attack.target
     keyed = name in poisoning.CERTIFIER_ATTACKS and certifier_labels == "keyed"
     triggered = poisoning.make_triggered_test(
         xt,
         yt,
         trigger=trig,
-        delta=attack["delta"],
+        delta=attack.delta,
         target=target,
-        key_size=attack.get("key_size", poisoning.KEY_DEFAULTS["key_size"]) if keyed else None,
+        key_size=attack.key_size if keyed else None,
         **trigger_options(attack),
     )
-    lineage = {"raw_dataset": raw_dataset["fingerprint"], "attack": dict(attack), "seed": seed}
+    lineage = {
+        "raw_dataset": raw_dataset["fingerprint"],
+        "attack": attack.model_dump(exclude_unset=True),  # the block as configured
+        "seed": seed,
+    }
     poisoned_train = {
         "x": res.x,
         "y": res.y,
@@ -153,9 +157,9 @@ def poison(
     summary = {
         "attack": name,
         "trigger": trig,
-        "poison_rate": attack["poison_rate"],
+        "poison_rate": attack.poison_rate,
         "target": target,
-        "delta": attack["delta"],
+        "delta": attack.delta,
         "n_train": int(res.y.shape[0]),
         "n_poisoned": int(res.indices.numel()),
         "train_trigger_norm_mean": float(res.norms.mean()) if res.norms.numel() else 0.0,
@@ -208,17 +212,17 @@ def poison_metrics(poison_summary: dict[str, Any]) -> dict[str, float]:
 
 
 def make_noise_plan(
-    poisoned_train: dict[str, Any], noise_params: dict[str, Any], seed: int
+    poisoned_train: dict[str, Any], noise_params: NoiseBlock, seed: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The noise plan (seeds per model copy and test stream, sigma_0) and an optional small preview."""
     x = poisoned_train["x"]
     plan = noise.make_noise_plan(
         seed=seed,
-        num_models=noise_params["num_models"],
-        sigma=noise_params["sigma"],
-        num_draws=noise_params["num_draws"],
+        num_models=noise_params.num_models,
+        sigma=noise_params.sigma,
+        num_draws=noise_params.num_draws,
         n_train=x.shape[0],
         input_shape=tuple(x.shape[1:]),
         poisoned_train=poisoned_train["fingerprint"],
     )
-    return plan, noise.materialise(x, plan, noise_params.get("materialise", 0))
+    return plan, noise.materialise(x, plan, noise_params.materialise)

@@ -17,11 +17,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from certssb.config import METHODS, SIGMA_METHODS, EnsembleBlock, EvaluationBlock, NoiseBlock, plain
 from certssb.core import certify, metrics, noise, smoothing, storage, summary
 from certssb.core.artifacts import (
     ModelArtifact,
@@ -46,13 +46,15 @@ SPLITS = ("clean", "triggered")
 
 
 def _voter(
-    evaluation: dict[str, Any], ray: dict[str, Any] | None, device: str
+    evaluation: EvaluationBlock, ensemble_params: EnsembleBlock | None, device: str
 ) -> Callable[..., dict[str, Any]]:
     """``predict_votes`` on this machine, or its Ray version with ``evaluation.backend: ray``."""
-    if evaluation.get("backend", "local") == "ray":
+    if evaluation.backend == "ray":
         from certssb.execution.ray import predict_votes_ray
 
-        return functools.partial(predict_votes_ray, options=ray)
+        return functools.partial(
+            predict_votes_ray, options=ensemble_params.ray if ensemble_params is not None else None
+        )
     return functools.partial(predict_votes, device=resolve_device(device))
 
 
@@ -62,7 +64,7 @@ def _checked_inputs(
     triggered_test: dict[str, Any],
     sigma: dict[str, Any],
     noise_plan: dict[str, Any],
-    noise_params: dict[str, Any] | None,
+    noise_params: NoiseBlock | None,
 ) -> tuple[ModelArtifact, SigmaArtifact, NoisePlan, dict[str, SplitData]]:
     """The views of a certifier's inputs once their lineage is checked: the ensemble, its sigma, the noise
     plan (made with this run's ``noise`` parameters) and the test sets come from one run."""
@@ -75,7 +77,8 @@ def _checked_inputs(
     }
     check_ensemble_lineage(ens, sig, plan, clean_test=tests["clean"], triggered_test=tests["triggered"])
     if noise_params is not None:
-        check_plan_parameters(plan, noise_params)
+        n = noise_params
+        check_plan_parameters(plan, n.sigma, n.num_models, n.num_draws, prefix="noise.")
     return ens, sig, plan, tests
 
 
@@ -96,10 +99,10 @@ def compute_votes(
     triggered_test: dict[str, Any],
     sigma: dict[str, Any],
     noise_plan: dict[str, Any],
-    evaluation: dict[str, Any],
-    ray: dict[str, Any] | None,
+    evaluation: EvaluationBlock,
+    ensemble_params: EnsembleBlock,
     device: str,
-    noise: dict[str, Any] | None = None,
+    noise: NoiseBlock,
     precision: str | None = None,
 ) -> dict[str, Any]:
     """Per-model vote fractions and mean probabilities on the clean and triggered test sets (each sample's
@@ -107,7 +110,7 @@ def compute_votes(
     First the lineage (:func:`_checked_inputs`) and the precision (:func:`_precision`)."""
     ens, sig, plan, tests = _checked_inputs(ensemble, clean_test, triggered_test, sigma, noise_plan, noise)
     at = _precision(ens, precision, device)
-    vote, out = _voter(evaluation, ray, device), {}
+    vote, out = _voter(evaluation, ensemble_params, device), {}
     with progress_bar(2 * ens.num_models, f"{ens.method}: votes (models x test sets)") as bar:
         for split, data in tests.items():
             out[split] = vote(
@@ -116,7 +119,7 @@ def compute_votes(
                 getattr(sig, split),
                 noise_plan,
                 split,
-                model_chunk=evaluation["model_chunk"],
+                model_chunk=evaluation.model_chunk,
                 progress=bar.update,
             )
     return VotesArtifact(
@@ -135,35 +138,33 @@ def certify_samples(
     clean_test: dict[str, Any],
     triggered_test: dict[str, Any],
     sigma: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluation: EvaluationBlock,
 ) -> pd.DataFrame:
     """The certificate table of both test sets (one row per sample and split).
 
     ``sigma_min`` per sample is ``min(sigma_x, min over ALL training sigma_i)`` (the attacker may touch any
-    training point), so ``radius = sigma_min * r1`` is the sound l2 radius and ``radius_published =
-    sigma_x * r1`` is Cert-SSB as published (certssb.core.certify). The columns ``ensemble_fingerprint`` and
-    ``sigma_fingerprint`` carry the table's lineage (checked on read:
+    training point; ``certssb.core.certify.sound_sigma_min``), so ``radius = sigma_min * r1`` is the sound l2
+    radius and ``radius_published = sigma_x * r1`` is Cert-SSB as published (certssb.core.certify). The
+    columns ``ensemble_fingerprint`` and ``sigma_fingerprint`` carry the table's lineage (checked on read:
     ``certssb.core.artifacts.check_certificates``).
     """
     method = votes["method"]
     require_same(f"{method}.votes", f"{method}.sigma", votes["sigma"], sigma["fingerprint"])
-    e, min_train = evaluation, float(sigma["train"].min())
-    frames = []
+    e, frames = evaluation, []
     for split, data in (("clean", clean_test), ("triggered", triggered_test)):
-        s = sigma[split].numpy()
         df = certify.certify(
             votes[split]["votes"].numpy(),
             votes[split]["probs"].numpy(),
-            s,
+            sigma[split].numpy(),
             labels=data["y"].numpy(),
             num_classes=data["num_classes"],
-            bound=e["bound"],
-            aggregation=e["aggregation"],
-            alpha=e["alpha"],
-            selection=e["selection"],
-            n0=e["n0"],
-            alpha_split=e["alpha_split"],
-            sigma_min=np.minimum(s, min_train),
+            bound=e.bound,
+            aggregation=e.aggregation,
+            alpha=e.alpha,
+            selection=e.selection,
+            n0=e.n0,
+            alpha_split=e.alpha_split,
+            sigma_train=sigma["train"].numpy(),
         )
         frames.append(df.assign(split=split)[["split", *df.columns]])
     table = pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
@@ -183,7 +184,7 @@ def compute_cohen_votes(
     n0: int,
     num_draws: int,
     device: str,
-    noise_params: dict[str, Any] | None = None,
+    noise_params: NoiseBlock,
     precision: str | None = None,
 ) -> dict[str, Any]:
     """``cohen``: class counts of its one base classifier over ``n0`` selection and ``num_draws`` estimation
@@ -228,7 +229,7 @@ def certify_cohen(
     clean_test: dict[str, Any],
     triggered_test: dict[str, Any],
     sigma: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluation: EvaluationBlock,
 ) -> pd.DataFrame:
     """``cohen``'s certificate table (the poisoning certifiers' columns): Clopper-Pearson at
     ``evaluation.alpha`` over the i.i.d. estimation draws, ``radius = radius_published = sigma * R1``."""
@@ -241,7 +242,7 @@ def certify_cohen(
             votes[split]["estimation"].numpy(),
             sigma[split].numpy(),
             labels=data["y"].numpy(),
-            alpha=evaluation["alpha"],
+            alpha=evaluation.alpha,
         )
         frames.append(df.assign(split=split)[["split", *df.columns]])
     table = pd.concat(frames, ignore_index=True).assign(method=method)[["method", "split", *df.columns]]
@@ -269,7 +270,7 @@ def storage_update(
     certificates: pd.DataFrame,
     clean_test: dict[str, Any],
     triggered_test: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluation: EvaluationBlock,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Cert-SSB's storage update over ONE memory for the clean and triggered inputs, on the sound ``radius``
     (:func:`certssb.core.storage.update_certificates`)."""
@@ -277,9 +278,9 @@ def storage_update(
         certificates,
         clean_test["x"],
         triggered_test["x"],
-        rule=evaluation.get("storage_rule", "trim"),
-        seed=evaluation["storage_order_seed"],
-        radii=evaluation["radii"],
+        rule=evaluation.storage_rule,
+        seed=evaluation.storage_order_seed,
+        radii=evaluation.radii,
     )
     log.info("%s: %s", certificates["method"].iloc[0] if len(certificates) else "?", storage_line(report))
     return updated, report
@@ -352,7 +353,7 @@ def compute_metrics(
     sigma: dict[str, Any],
     poison_summary: dict[str, Any],
     undefended_metrics: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluation: EvaluationBlock,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Certified accuracy table and summary metrics on the sound radius
     (:func:`certssb.core.summary.run_summary`), after the lineage: the certificates are those of these votes
@@ -396,15 +397,15 @@ def make_plots(
     certificates_updated: pd.DataFrame,
     sigma: dict[str, Any],
     metrics_: dict[str, Any],
-    noise: dict[str, Any],
-    evaluation: dict[str, Any],
+    noise: NoiseBlock,
+    evaluation: EvaluationBlock,
 ) -> tuple[Figure, Figure, Figure]:
     """Certified accuracy vs radius (exact step curves, clean | triggered), σ histogram, radius before/after
     the storage update (clean and triggered inputs share one memory)."""
     method, sigma0, parameters = (
         metrics_["method"],
-        noise["sigma"],
-        {"noise": noise, "evaluation": evaluation},
+        noise.sigma,
+        {"noise": noise.model_dump(), "evaluation": evaluation.model_dump()},
     )
     name = reporting.method_label(method, sigma0)
     what, updated, norm = f"{name}: certified accuracy", certificates_updated, _attack_norm(metrics_)
@@ -414,7 +415,7 @@ def make_plots(
         what += f"\n{smoothing.THREAT_MODEL}"  # no storage update, and the attack's norm is no radius of it
         parameters = {
             "noise": {"sigma": sigma0},
-            "evaluation": {"alpha": evaluation["alpha"], "bound": "clopper_pearson", "selection": "same"},
+            "evaluation": {"alpha": evaluation.alpha, "bound": "clopper_pearson", "selection": "same"},
         }
         updated, norm = None, None
     ca = reporting.certified_accuracy_figure(
@@ -433,7 +434,7 @@ def make_plots(
 
 
 def compare_methods(
-    noise: dict[str, Any], evaluation: dict[str, Any], *per_method: Any
+    noise: NoiseBlock, evaluation: EvaluationBlock, *per_method: Any
 ) -> tuple[pd.DataFrame, Figure]:
     """The methods side by side: one table and one figure of the exact certified-accuracy curves; the title
     names what each certifies (``cohen``: test-time input perturbations only, nothing about poisoning).
@@ -442,7 +443,8 @@ def compare_methods(
     """
     tables, certs, metrics_ = per_method[0::3], per_method[1::3], per_method[2::3]
     table = pd.concat(tables, ignore_index=True)
-    sigma0, parameters = noise["sigma"], {"noise": noise, "evaluation": evaluation}
+    sigma0 = noise.sigma
+    parameters = {"noise": noise.model_dump(), "evaluation": evaluation.model_dump()}
     fig = reporting.certified_accuracy_figure(
         pd.concat(certs, ignore_index=True),
         sigma0=sigma0,
@@ -459,25 +461,24 @@ METHOD_ONLY_BLOCKS = {
     "pilot",
     "sigma_opt",
 }  # Cert-SSB's sigma optimisation: not part of the other methods' runs
-SIGMA_METHODS = ("cert_ssb",)
 
 
-def log_mlflow_runs(*inputs: Any, name_suffix: str = "") -> dict[str, Any]:
+def log_mlflow_runs(
+    *inputs: Any, methods: tuple[str, ...] = METHODS, name_suffix: str = ""
+) -> dict[str, Any]:
     """One nested MLflow run per method under the kedro-mlflow run (certssb.tracking.runs.log_method_run).
 
-    ``inputs``: the blocks of :data:`CONFIG_BLOCKS`, then each method's own block (``params:<method>``, in
-    ``certssb.config.METHODS`` order), then (metrics, certified_accuracy, sigma) for each method in turn.
+    ``inputs``: the blocks of :data:`CONFIG_BLOCKS`, then each of ``methods``' own block (``params:<method>``,
+    in that order), then (metrics, certified_accuracy, sigma) for each method in turn.
     Each nested run logs the configuration that made it (the shared blocks, its own block, and ``pilot`` /
     ``sigma_opt`` for Cert-SSB only), the metrics with dot-free names and its sigma statistics.
     """
     import mlflow
 
-    from certssb.config import METHODS
-
     n = len(CONFIG_BLOCKS)
-    shared = dict(zip(CONFIG_BLOCKS, inputs[:n]))
-    own = dict(zip(METHODS, inputs[n : n + len(METHODS)]))
-    per_method = inputs[n + len(METHODS) :]
+    shared = plain(dict(zip(CONFIG_BLOCKS, inputs[:n])))  # the blocks as logged: their configured keys
+    own = plain(dict(zip(methods, inputs[n : n + len(methods)])))
+    per_method = inputs[n + len(methods) :]
     noise, attack = shared["noise"], shared["attack"]
     runs = {}
     parent = mlflow.active_run()

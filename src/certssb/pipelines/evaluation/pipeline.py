@@ -8,6 +8,8 @@ Clopper-Pearson over the draws; its storage update is not applicable (the certif
 
 from __future__ import annotations
 
+import functools
+
 from kedro.pipeline import Pipeline, node, pipeline
 
 from certssb.config import EVASION_METHODS
@@ -31,7 +33,7 @@ from .nodes import (
 SHARED_INPUTS = {"clean_test", "triggered_test", "noise_plan", "poison_summary", "undefended_metrics"}
 SHARED_PARAMS = {
     "params:evaluation",
-    "params:ensemble.ray",
+    "params:ensemble",
     "params:device",
     "params:noise",
     "params:precision",
@@ -82,7 +84,7 @@ def method_pipeline(method: str = "uniform") -> Pipeline:
                     "sigma",
                     "noise_plan",
                     "params:evaluation",
-                    "params:ensemble.ray",
+                    "params:ensemble",
                     "params:device",
                     "params:noise",
                     "params:precision",
@@ -155,6 +157,7 @@ def create_pipeline(methods: tuple[str, ...] | None = None, **kwargs) -> Pipelin
         ]
     )
     per_method = [namespaced(method_pipeline(m), m, SHARED_INPUTS, SHARED_PARAMS) for m in methods]
+    log_runs = functools.update_wrapper(functools.partial(log_mlflow_runs, methods=methods), log_mlflow_runs)
     compare = pipeline(
         [
             node(
@@ -165,7 +168,7 @@ def create_pipeline(methods: tuple[str, ...] | None = None, **kwargs) -> Pipelin
                 name="compare_methods",
             ),
             node(
-                log_mlflow_runs,
+                log_runs,
                 [f"params:{b}" for b in CONFIG_BLOCKS]
                 + [f"params:{m}" for m in methods]
                 + [x for m in methods for x in (f"{m}.metrics", f"{m}.certified_accuracy", f"{m}.sigma")],

@@ -19,11 +19,12 @@ from typing import Any
 import pandas as pd
 import torch
 
+from certssb.config import EnsembleBlock, ModelBlock, PilotBlock, SigmaOptBlock, sigma_config, train_config
 from certssb.core import ensemble, noise
 from certssb.core.artifacts import ModelArtifact, NoisePlan, SigmaArtifact, SplitData, require_same
 from certssb.core.ensemble import TrainConfig, load_member
 from certssb.core.precision import model_precision, resolve_precision
-from certssb.core.sigma import optimise_splits, sigma_config
+from certssb.core.sigma import optimise_splits
 from certssb.execution import training
 from certssb.reporting.progress import progress_bar
 
@@ -63,7 +64,7 @@ def _model_artifact(
 def _train_single(
     poisoned_train: dict[str, Any],
     noise_plan: dict[str, Any],
-    model: dict[str, Any],
+    model: ModelBlock,
     device: str,
     name: str,
     noisy: bool,
@@ -71,9 +72,7 @@ def _train_single(
     precision: str | None = None,
 ) -> dict[str, Any]:
     data, plan = _train_and_plan(poisoned_train, noise_plan)
-    cfg = TrainConfig(
-        **{**model, **({"epochs": epochs} if epochs else {})}, precision=resolve_precision(precision, device)
-    )
+    cfg = train_config(model, epochs, resolve_precision(precision, device))
     res = ensemble.train_one(
         data.x,
         data.y,
@@ -99,19 +98,19 @@ def _train_single(
 def train_pilot(
     poisoned_train: dict[str, Any],
     noise_plan: dict[str, Any],
-    model: dict[str, Any],
-    pilot: dict[str, Any],
+    model: ModelBlock,
+    pilot: PilotBlock,
     device: str,
     precision: str | None = None,
 ) -> dict[str, Any]:
     """One base classifier trained on the poisoned set with uniform sigma_0 noise (Cert-SSB's pilot)."""
-    return _train_single(poisoned_train, noise_plan, model, device, "pilot", True, pilot["epochs"], precision)
+    return _train_single(poisoned_train, noise_plan, model, device, "pilot", True, pilot.epochs, precision)
 
 
 def train_undefended(
     poisoned_train: dict[str, Any],
     noise_plan: dict[str, Any],
-    model: dict[str, Any],
+    model: ModelBlock,
     device: str,
     precision: str | None = None,
 ) -> dict[str, Any]:
@@ -124,7 +123,7 @@ def _optimised_sigmas(
     data: SplitData,
     sets: dict[str, Any],
     sigma0: float,
-    sigma_opt: dict[str, Any],
+    sigma_opt: SigmaOptBlock,
     device: str,
     seed: int,
     precision: str | None = None,
@@ -155,7 +154,7 @@ def optimise_sigma(
     clean_test: dict[str, Any],
     triggered_test: dict[str, Any],
     noise_plan: dict[str, Any],
-    sigma_opt: dict[str, Any],
+    sigma_opt: SigmaOptBlock,
     device: str,
     seed: int,
     precision: str | None = None,
@@ -203,8 +202,8 @@ def train_ensemble(
     poisoned_train: dict[str, Any],
     sigma: dict[str, Any],
     noise_plan: dict[str, Any],
-    model: dict[str, Any],
-    ensemble_params: dict[str, Any],
+    model: ModelBlock,
+    ensemble_params: EnsembleBlock,
     device: str,
     precision: str | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
@@ -214,7 +213,7 @@ def train_ensemble(
     sig = SigmaArtifact.from_dict(sigma, f"{method}.sigma")
     require_same(f"{method}.sigma", "poisoned_train", sig.inputs.get("poisoned_train"), data.fingerprint)
     require_same(f"{method}.sigma", "noise_plan", sig.inputs.get("noise_plan"), plan.fingerprint)
-    cfg = TrainConfig(**model, precision=resolve_precision(precision, device))
+    cfg = train_config(model, precision=resolve_precision(precision, device))
     e, m = ensemble_params, plan.num_models
     with progress_bar(m, f"{method}: training {m} models") as bar:
         result, fp = training.train_ensemble(
@@ -225,22 +224,22 @@ def train_ensemble(
             cfg,
             num_classes=data.num_classes,
             data_fingerprint=data.fingerprint,
-            backend=e["backend"],
+            backend=e.backend,
             device=device,
-            chunk_size=e["chunk_size"],
-            checkpoint_dir=e.get("checkpoint_dir"),
-            ray_options=e.get("ray"),
+            chunk_size=e.chunk_size,
+            checkpoint_dir=e.checkpoint_dir,
+            ray_options=e.ray,
             progress=bar.update,
         )
     art = _model_artifact(
         result,
         cfg,
         data,
-        e["backend"],
-        e.get("ray"),
+        e.backend,
+        e.ray,
         method=method,
         fingerprint=fp,
-        backend=e["backend"],
+        backend=e.backend,
         poisoned_train=data.fingerprint,
         noise_plan=plan.fingerprint,
         sigma=sig.fingerprint,
@@ -258,7 +257,7 @@ def train_smoothed_classifier(
     poisoned_train: dict[str, Any],
     sigma: dict[str, Any],
     noise_plan: dict[str, Any],
-    model: dict[str, Any],
+    model: ModelBlock,
     epochs: int,
     device: str,
     precision: str | None = None,
@@ -268,7 +267,7 @@ def train_smoothed_classifier(
     data, plan = _train_and_plan(poisoned_train, noise_plan)
     sig = SigmaArtifact.from_dict(sigma, f"{method}.sigma")
     require_same(f"{method}.sigma", "poisoned_train", sig.inputs.get("poisoned_train"), data.fingerprint)
-    cfg = TrainConfig(**{**model, "epochs": epochs}, precision=resolve_precision(precision, device))
+    cfg = train_config(model, epochs, resolve_precision(precision, device))
     res = ensemble.train_one(
         data.x,
         data.y,

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from certssb.config import StudyBlock
 from certssb.reporting import attack_figures
 from certssb.reporting import figures as reporting
 
@@ -14,7 +15,7 @@ from .grid import Cell, cell_poison_rate
 
 
 def summarise(
-    study: dict[str, Any], *per_cell: Any, grid: list[Cell], methods: tuple[str, ...]
+    study: StudyBlock, *per_cell: Any, grid: list[Cell], methods: tuple[str, ...]
 ) -> tuple[pd.DataFrame, pd.DataFrame, Figure, Figure]:
     """One summary row per (cell, method) with its scalar metrics; the curves of every cell; the certified-
     accuracy figure (one panel per attack [@ rate] and sigma_0); the figure against the poison rate.
@@ -30,7 +31,7 @@ def summarise(
                 "attack": cell.attack,
                 "sigma": cell.sigma,
                 "method": method,
-                "rate": cell_poison_rate(study, cell),
+                "rate": cell_poison_rate(study.model_dump(), cell),
                 **({} if cell.seed is None else {"seed": cell.seed}),
             }
             rows.append(
