@@ -101,6 +101,26 @@ def test_member_k_equals_train_one_and_is_independent_of_num_models_and_chunking
     assert_params_equal({k: v[2:] for k, v in full.params.items()}, one.params)
 
 
+@pytest.mark.parametrize("arch", ["mlp", "small_cnn"])
+def test_sequential_on_two_threads_trains_models_at_once_with_the_one_thread_weights(arch):
+    x, y = make_data()
+    sigma = torch.full((N,), 0.3)
+    plan = make_plan(m=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref = ens.train_chunk(x, y, sigma, plan, [0, 1, 2, 3, 4], cfg(arch), C, CPU)
+        torch.set_num_threads(2)  # two models at once, one torch thread each
+        for _ in range(2):  # scheduling-independent: the same weights every time
+            par = ens.train_chunk(x, y, sigma, plan, [0, 1, 2, 3, 4], cfg(arch), C, CPU)
+            assert par.indices == [0, 1, 2, 3, 4]
+            assert_params_equal(ref.params, par.params)
+            assert [r["model"] for r in par.log] == [r["model"] for r in ref.log]
+        assert torch.get_num_threads() == 2  # the workers' one thread does not leak into the caller
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_sigma_changes_the_ensemble_and_its_fingerprint():
     x, y = make_data()
     plan = make_plan(m=1)
