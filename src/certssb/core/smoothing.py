@@ -24,9 +24,10 @@ Noise: reproducible from one seed. The draws of test sample i come from a CPU ge
 (seed, split, stage, chunk) for chunks of :data:`SAMPLE_CHUNK` samples (stage 0: selection, 1: estimation),
 so the counts do not depend on the forward batch size, the device or the number of threads. Samples x draws
 are batched: no Python loop per sample; each forward draws its own slice of the chunk's noise (the same
-numbers as one draw of the whole, see ``_chunk_counts``), so the noise stays cache-sized. ``precision`` bfloat16 runs the forward passes under autocast (``core.precision``); the
-softmax and the counts stay float32. The base classifier is still one fixed deterministic function, so the
-bound holds as stated for the model at that precision.
+numbers as one draw of the whole, see ``_chunk_counts``), so the noise stays cache-sized. ``precision``
+bfloat16 runs the forward passes under autocast (``core.precision``); the softmax and the counts stay
+float32. The base classifier is still one fixed deterministic function (the same in selection and
+estimation, whichever thread evaluates it), so the bound holds as stated for the model at that precision.
 """
 
 from __future__ import annotations
