@@ -76,16 +76,6 @@ def speedup(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {"median": statistics.median(rounds), "per_round": rounds, **S.paired_ratio(before, after)}
 
 
-def flops_of(fn: Callable[[], Any]) -> int:
-    """``_common.count_flops`` on one torch thread (``FlopCounterMode`` does not see worker threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return C.count_flops(fn)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def group_of(name: str) -> str:
     return next((g for g, keys in GROUPS.items() if any(k in name for k in keys)), "other operators")
 
@@ -195,7 +185,7 @@ def run_cohen(data, args, lines) -> dict[str, Any]:
         for w in ("before", "after")
     }
     res, _ = T.bench_interleaved(fns, torch.device("cpu"), repeat=args.repeat)
-    flops_img = flops_of(lambda: model(x[:1]))
+    flops_img = C.count_flops(lambda: model(x[:1]))
     n_img = x.shape[0] * args.draws
     for k, r in res.items():
         r["images_per_s"] = n_img / r["median_s"]
@@ -237,7 +227,7 @@ def run_training(data, args, lines) -> dict[str, Any]:
         fns[f"after_{p}"] = lambda p=p: ensemble.train_chunk(x, y, sigma, plan, idx, cfgs[p], nc, dev)
     res, _ = T.bench_interleaved(fns, dev, repeat=args.repeat)
     full, last = divmod(n, 128)
-    step = flops_of(lambda: _one_step(x[:128], y[:128], nc))
+    step = C.count_flops(lambda: _one_step(x[:128], y[:128], nc))
     flops = m * (full * step + (step * last / 128))
     for k, r in res.items():
         r["s_per_model_epoch"] = r["median_s"] / m
@@ -300,7 +290,7 @@ def run_sigma(data, args, lines) -> dict[str, Any]:
         for w, f in (("before", before), ("after", after), ("loop", loop))
     }
     res, _ = T.bench_interleaved(fns, torch.device("cpu"), repeat=args.repeat)
-    per_sample = flops_of(lambda: sg.optimise_sigma(model, x[:1], y[:1], 0.25, cfg, seed=0))
+    per_sample = C.count_flops(lambda: sg.optimise_sigma(model, x[:1], y[:1], 0.25, cfg, seed=0))
     for k, r in res.items():
         count = loop_n if k.startswith("loop") else x.shape[0]
         r["samples_per_s"] = count / r["median_s"]
