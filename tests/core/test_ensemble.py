@@ -340,3 +340,27 @@ def test_bad_ensemble_arguments():
         run(x[:, 0], y, s, make_plan(), cfg())
     with pytest.raises(ConfigError, match="does not match the noise plan"):
         run(x[:-1], y[:-1], s[:-1], make_plan(), cfg())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size", [(28, 28), (7, 9)])  # odd sizes: floor mode drops the last row / column
+def test_inference_max_pool_equals_max_pool2d_bit_for_bit(dtype, size):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, *size, generator=g).to(dtype)
+    x[0, 0, :2, :2] = 1.0  # a tie inside one block
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        assert torch.equal(ens.MaxPool2x2()(t), torch.nn.functional.max_pool2d(t, 2))
+
+
+def test_with_inference_pooling_swaps_only_plain_2x2_pools_and_keeps_the_function():
+    net = build_model("small_cnn", (1, 28, 28), 10, seed=0).eval()
+    other = torch.nn.Sequential(torch.nn.MaxPool2d(3), torch.nn.MaxPool2d(2, stride=1), torch.nn.MaxPool2d(2))
+    x = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        before = net(x)
+        ens.with_inference_pooling(net)
+        assert torch.equal(net(x), before)
+    assert sum(isinstance(m, ens.MaxPool2x2) for m in net.modules()) == 2
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    ens.with_inference_pooling(other)
+    assert [type(m).__name__ for m in other] == ["MaxPool2d", "MaxPool2d", "MaxPool2x2"]
