@@ -50,7 +50,7 @@ PRECISIONS = ("float32", "bfloat16")
 GROUPS = {  # operator name fragments -> group (first match wins)
     "convolution": ("convolution",),
     "linear": ("addmm", "aten::mm", "aten::bmm"),
-    "max-pool": ("max_pool",),
+    "max-pool": ("max_pool", "maximum"),  # maximum: ensemble.MaxPool2x2 (inference)
     "activation": ("clamp_min", "threshold_backward", "aten::relu"),
     "noise (normal_)": ("normal_",),
     "optimiser": ("_foreach", "addcdiv", "lerp", "aten::sqrt", "Optimizer"),
