@@ -101,9 +101,16 @@ def default_out(name: str, device: torch.device) -> Path:
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of one call of ``fn`` as counted by ``FlopCounterMode`` (conv / matmul, 2 FLOPs per MAC)."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
+    """FLOPs of one call of ``fn`` as counted by ``FlopCounterMode`` (conv / matmul, 2 FLOPs per MAC), on ONE
+    torch thread: the counter sees only this thread, and the project's CPU code paths run their work on
+    worker threads when torch has more than one (``smoothing``, ``sigma``, ``ensemble.train_chunk``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        torch.set_num_threads(threads)
     return int(counter.get_total_flops())
 
 

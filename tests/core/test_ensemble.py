@@ -101,6 +101,26 @@ def test_member_k_equals_train_one_and_is_independent_of_num_models_and_chunking
     assert_params_equal({k: v[2:] for k, v in full.params.items()}, one.params)
 
 
+@pytest.mark.parametrize("arch", ["mlp", "small_cnn"])
+def test_sequential_on_two_threads_trains_models_at_once_with_the_one_thread_weights(arch):
+    x, y = make_data()
+    sigma = torch.full((N,), 0.3)
+    plan = make_plan(m=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref = ens.train_chunk(x, y, sigma, plan, [0, 1, 2, 3, 4], cfg(arch), C, CPU)
+        torch.set_num_threads(2)  # two models at once, one torch thread each
+        for _ in range(2):  # scheduling-independent: the same weights every time
+            par = ens.train_chunk(x, y, sigma, plan, [0, 1, 2, 3, 4], cfg(arch), C, CPU)
+            assert par.indices == [0, 1, 2, 3, 4]
+            assert_params_equal(ref.params, par.params)
+            assert [r["model"] for r in par.log] == [r["model"] for r in ref.log]
+        assert torch.get_num_threads() == 2  # the workers' one thread does not leak into the caller
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_sigma_changes_the_ensemble_and_its_fingerprint():
     x, y = make_data()
     plan = make_plan(m=1)
@@ -210,3 +230,27 @@ def test_cuda_without_gpu_is_a_config_error():
 def test_bad_train_config(kw, name):
     with pytest.raises(ConfigError, match=f"'{name}'"):
         TrainConfig(**kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size", [(28, 28), (7, 9)])  # odd sizes: floor mode drops the last row / column
+def test_inference_max_pool_equals_max_pool2d_bit_for_bit(dtype, size):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, *size, generator=g).to(dtype)
+    x[0, 0, :2, :2] = 1.0  # a tie inside one block
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        assert torch.equal(ens.MaxPool2x2()(t), torch.nn.functional.max_pool2d(t, 2))
+
+
+def test_with_inference_pooling_swaps_only_plain_2x2_pools_and_keeps_the_function():
+    net = build_model("small_cnn", (1, 28, 28), 10, seed=0).eval()
+    other = torch.nn.Sequential(torch.nn.MaxPool2d(3), torch.nn.MaxPool2d(2, stride=1), torch.nn.MaxPool2d(2))
+    x = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        before = net(x)
+        ens.with_inference_pooling(net)
+        assert torch.equal(net(x), before)
+    assert sum(isinstance(m, ens.MaxPool2x2) for m in net.modules()) == 2
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    ens.with_inference_pooling(other)
+    assert [type(m).__name__ for m in other] == ["MaxPool2d", "MaxPool2d", "MaxPool2x2"]

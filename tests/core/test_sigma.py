@@ -338,3 +338,23 @@ def test_released_rule_two_steps_by_hand_with_one_noise_draw_per_step():
 def test_released_rule_is_a_checked_parameter():
     with pytest.raises(ConfigError, match="sigma_opt.rule"):
         SigmaConfig(rule="paper")
+
+
+@pytest.mark.parametrize("rule, anchored", [("anchored", True), ("anchored", False), ("released", True)])
+def test_batches_on_two_threads_give_the_one_thread_result(trained, rule, anchored):
+    x, y, params = trained
+    cfg = scfg(steps=3, draws=2, batch_size=16, rule=rule)  # 6 batches: several in flight at once
+    anchor = y[:90] if anchored else None
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref = optimise_sigma(net_of(params), x[:90], anchor, 0.25, cfg, seed=3)
+        torch.set_num_threads(2)
+        seen = []
+        out = optimise_sigma(net_of(params), x[:90], anchor, 0.25, cfg, seed=3, progress=seen.append)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [16] * 5 + [10]
+    for key in ("sigma", "anchor", "sigma_history", "radius_history"):
+        assert torch.equal(ref[key], out[key]), key

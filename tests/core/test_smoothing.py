@@ -113,3 +113,50 @@ def test_augmented_training_draws_fresh_noise_per_batch_reproducibly():
     fixed = ensemble.train_one(x, y, sig, plan, 0, cfg, 10, torch.device("cpu"))
     assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
     assert not all(torch.equal(a.params[k], fixed.params[k]) for k in a.params)
+
+
+def _reference_counts(model, x, sigma, *, seed, split, stage, num_draws, num_classes):
+    """The draws as defined: one ``randn((draws, b, C, H, W))`` per chunk of SAMPLE_CHUNK samples."""
+    counts = []
+    for c, start in enumerate(range(0, x.shape[0], smoothing.SAMPLE_CHUNK)):
+        xb, sb = x[start : start + smoothing.SAMPLE_CHUNK], sigma[start : start + smoothing.SAMPLE_CHUNK]
+        g = torch.Generator().manual_seed(
+            noise._derive(seed, noise.SPLIT_IDS[split], smoothing.STAGES[stage], c)
+        )
+        eps = torch.randn((num_draws, *xb.shape), generator=g)
+        with torch.no_grad():
+            logits = model((xb.unsqueeze(0) + sb.view(1, -1, 1, 1, 1) * eps).flatten(0, 1))
+        counts.append(
+            torch.nn.functional.one_hot(logits.argmax(1), num_classes).view(num_draws, -1, num_classes)
+        )
+    return torch.cat([c.sum(0) for c in counts])
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4), (1, 3, 3)])  # 16 values per image; 9 (not a multiple of 16)
+def test_batched_draws_and_threads_reproduce_the_defined_noise_stream(shape):
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(*shape, generator=g)
+    model = Linear(w, 0.1).eval()
+    x, sigma = torch.rand(19, *shape, generator=g), torch.full((19,), 0.7)
+    kw = {"seed": 2, "split": "clean", "stage": "estimation", "num_draws": 90, "num_classes": 2}
+    ref = _reference_counts(model, x, sigma, **kw)
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            out = smoothing.noise_counts(model, x, sigma, batch_size=40, **kw)  # several forwards per chunk
+            assert torch.equal(out["counts"], ref)
+            assert torch.get_num_threads() == t  # the worker threads' setting does not leak
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_callers_model_is_left_as_it_was():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 2, 4), torch.nn.Flatten()).train()
+    x = torch.rand(5, 1, 6, 6)
+    out = smoothing.noise_counts(
+        net, x, torch.full((5,), 0.3), seed=0, split="clean", stage="selection", num_draws=4, num_classes=2
+    )
+    assert out["counts"].sum().item() == 20
+    assert net.training and net[1].weight.is_contiguous()  # no eval(), no channels_last on the caller's model

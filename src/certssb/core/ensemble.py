@@ -5,7 +5,10 @@ cross-entropy loss on the noisy copy :math:`D + E_k` (``noise.noisy_training_cop
 samples in an order drawn from the same seed. Everything model k sees is a function of
 (plan, k, data, sigma, config), so the backends below compute the same ensemble:
 
-- ``sequential``: one model after another (the CPU default; ``channels_last`` on CPU is ~1.5x faster).
+- ``sequential``: one model after another (the CPU default; ``channels_last`` on CPU is ~1.5x faster). On
+  a CPU with T > 1 torch threads, T models of a chunk train at once, each in its own thread with ONE torch
+  thread (the small CNN uses a second intra-op thread poorly): each model's arithmetic is single-threaded,
+  so its weights do not depend on T or on the scheduling (the same as with T = 1).
 - ``vectorised``: a chunk of models at once with ``torch.func.stack_module_state`` + ``functional_call``
   + ``vmap``; the chunk's losses are summed, which gives each member exactly its own gradient, and Adam
   is elementwise, so each member's update is its own (equal to ``sequential`` up to floating-point order).
@@ -22,7 +25,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("sequential", "vectorised", "ray")
 DEVICES = ("auto", "cpu", "cuda")
+_BUILD_LOCK = threading.Lock()  # build_model seeds the process-wide RNG: one model at a time
 
 
 def resolve_device(device: str) -> torch.device:
@@ -114,7 +120,8 @@ def train_one(
     (Gaussian data augmentation, not smoothing over the training set).
     """
     seed = int(plan["model_seeds"][k])
-    model = build_model(cfg.architecture, x.shape[1:], num_classes, seed=seed).to(device)
+    with _BUILD_LOCK:
+        model = build_model(cfg.architecture, x.shape[1:], num_classes, seed=seed).to(device)
     xk = (noisy_training_copy(x, sigma, plan, k) if noise and not augment else x).to(device)
     aug_gen = torch.Generator().manual_seed(int(plan["train_seeds"][k])) if augment else None
     sig_dev = sigma.to(device).view(-1, 1, 1, 1) if augment else None
@@ -122,7 +129,8 @@ def train_one(
     if _use_channels_last(device, cfg.architecture):
         model = model.to(memory_format=torch.channels_last)
         xk = xk.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # foreach: one kernel per step for all parameters, the same arithmetic (bit-identical weights)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     gen = torch.Generator().manual_seed(seed)
     n = x.shape[0]
     rows = []
@@ -235,8 +243,17 @@ def train_chunk(
     """Train one chunk of models with a local backend (``sequential`` or ``vectorised``)."""
     if local_backend == "vectorised":
         return train_chunk_vectorised(x, y, sigma, plan, indices, cfg, num_classes, device)
-    parts = [train_one(x, y, sigma, plan, k, cfg, num_classes, device) for k in indices]
-    return merge_chunks(parts)
+
+    def one(k: int) -> ChunkResult:
+        return train_one(x, y, sigma, plan, k, cfg, num_classes, device)
+
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        return merge_chunks([one(k) for k in indices])
+    # CPU with T > 1 threads: T models at once, each on one torch thread (see the module docstring)
+    workers = min(threads, len(indices))
+    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return merge_chunks(list(pool.map(one, indices)))
 
 
 def merge_chunks(parts: Sequence[ChunkResult]) -> ChunkResult:
@@ -270,6 +287,39 @@ def load_member(
     model = build_model(architecture, in_shape, num_classes, seed=0)
     model.load_state_dict({name: t[k] for name, t in params.items()})
     return model.to(device).eval()
+
+
+class MaxPool2x2(nn.Module):
+    """``nn.MaxPool2d(2)`` for inference: the maximum of each 2 x 2 block as two elementwise maxima of strided
+    views, the same values bit for bit. ``max_pool2d`` on CPU computes its argmax indices even at inference;
+    this is 3-5x faster (``benchmarks/profile_targets.py``). Not for training: on ties its gradient is
+    split where ``max_pool2d`` routes it to one element."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode: an odd last row / column is dropped
+        rows = torch.maximum(x[..., 0:h:2, :w], x[..., 1:h:2, :w])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def _is_plain_2x2_pool(m: nn.Module) -> bool:
+    if type(m) is not nn.MaxPool2d or m.ceil_mode or m.return_indices:
+        return False
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    return (
+        pair(m.kernel_size) == pair(m.stride) == (2, 2)
+        and pair(m.padding) == (0, 0)
+        and pair(m.dilation) == (1, 1)
+    )
+
+
+def with_inference_pooling(net: nn.Module) -> nn.Module:
+    """``net`` with every plain 2 x 2 ``nn.MaxPool2d`` replaced in place by :class:`MaxPool2x2` (the same
+    function; for evaluation only). Returns ``net``."""
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if _is_plain_2x2_pool(child):
+                setattr(parent, name, MaxPool2x2())
+    return net
 
 
 def stacked_forward(template: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:

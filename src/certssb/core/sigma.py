@@ -33,14 +33,19 @@ All samples are optimised at once: sigma is a vector, the samples are processed 
 ``batch_size`` (each batch runs its own K steps), and there is no per-sample Python loop. On CPU a
 batch of 64 samples (256 images a step with 4 draws) is twice as fast as 1000, whose activations fall
 out of the cache; on GPUs use large batches. The noise stream, hence sigma, depends on ``batch_size``.
+On a CPU with T > 1 torch threads, T batches run at once, each in its own thread with one torch thread
+(the small CNN's convolutions use a second intra-op thread poorly); every batch's draws are taken from the
+one generator in batch order before it starts, so sigma is the same for every T.
 ``precision`` bfloat16 runs the model's forward passes under autocast (``core.precision``); the softmax,
 psi, the radius and sigma's gradient stay float32.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -158,49 +163,97 @@ def optimise_sigma(
     sig_hist = torch.empty(cfg.steps + 1, n)
     rad_hist = torch.empty(cfg.steps + 1, n)
     anchors = torch.empty(n, dtype=torch.int64)
-    for start in range(0, n, cfg.batch_size):
+    starts = list(range(0, n, cfg.batch_size))
+
+    def batch_noise(start: int) -> list[torch.Tensor]:
+        """The batch's draws, in the generator's order: [anchor draws,] then one set per step."""
+        shape = tuple(x[start : start + cfg.batch_size].shape)
+        k = 1 if cfg.rule == "released" else cfg.draws
+        head = [torch.randn((cfg.draws, *shape), generator=gen)] if anchor is None else []
+        return head + [torch.randn((k, *shape), generator=gen) for _ in range(cfg.steps + 1)]
+
+    def run(start: int, eps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         xb = x[start : start + cfg.batch_size].to(device)
-        b = xb.shape[0]
-        sig = torch.full((b,), float(sigma0), device=device)
-        if anchor is None:
-            with torch.no_grad():
-                eps = torch.randn((cfg.draws, *xb.shape), generator=gen).to(device)
-                ab = smoothed_psi(model, xb, sig, eps, precision).argmax(1)
-        else:
-            ab = anchor[start : start + b].to(device)
-        anchors[start : start + b] = ab.cpu()
-        for step in range(cfg.steps + 1):
-            if cfg.rule == "released":  # one draw, prefactor only, unanchored gap, no clip
-                eps = torch.randn((1, *xb.shape), generator=gen).to(device)
-                with torch.no_grad():
-                    gap = released_gap(smoothed_psi(model, xb, sig, eps, precision), cfg.psi_clamp)
-                sig_hist[step, start : start + b] = sig.cpu()
-                rad_hist[step, start : start + b] = (sig / 2 * gap).cpu()
-                if step < cfg.steps:  # d ReLU(sigma/2 * gap) / d sigma = gap/2 (0 where gap = 0)
-                    sig = sig + cfg.lr * gap / 2
-                continue
-            eps = torch.randn((cfg.draws, *xb.shape), generator=gen).to(device)
-            s = sig.clone().requires_grad_(True)
-            if cfg.gradient == "reparam":
-                r = radius_from_psi(smoothed_psi(model, xb, s, eps, precision), ab, s, cfg.psi_clamp)
-            else:
-                with torch.no_grad():
-                    psi = smoothed_psi(model, xb, s, eps, precision)
-                r = radius_from_psi(psi, ab, s, cfg.psi_clamp)
-            sig_hist[step, start : start + b] = sig.cpu()
-            rad_hist[step, start : start + b] = r.detach().cpu()
-            if step == cfg.steps:
-                break
-            (grad,) = torch.autograd.grad(torch.relu(r).sum(), s)
-            sig = (sig + cfg.lr * grad).clamp(cfg.sigma_min, cfg.sigma_max).detach()
+        ab = None if anchor is None else anchor[start : start + xb.shape[0]].to(device)
+        return _optimise_batch(model, xb, ab, eps, sigma0, cfg, precision)
+
+    def store(start: int, result: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        ab, sh, rh = result
+        b = ab.shape[0]
+        anchors[start : start + b], sig_hist[:, start : start + b], rad_hist[:, start : start + b] = (
+            ab,
+            sh,
+            rh,
+        )
         if progress:
             progress(b)
+
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        for start in starts:
+            store(start, run(start, batch_noise(start)))
+    else:  # T batches at once, one torch thread each; the noise is drawn here, in order (module docstring)
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            pending: collections.deque = collections.deque()
+            for start in starts:
+                pending.append((start, pool.submit(run, start, batch_noise(start))))
+                if len(pending) > threads:
+                    done_start, fut = pending.popleft()
+                    store(done_start, fut.result())
+            while pending:
+                done_start, fut = pending.popleft()
+                store(done_start, fut.result())
     return {
         "sigma": sig_hist[-1].clone(),
         "anchor": anchors,
         "sigma_history": sig_hist,
         "radius_history": rad_hist,
     }
+
+
+def _optimise_batch(
+    model: torch.nn.Module,
+    xb: torch.Tensor,
+    ab: torch.Tensor | None,
+    eps: list[torch.Tensor],
+    sigma0: float,
+    cfg: SigmaConfig,
+    precision: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """K steps for one batch ``xb`` with the draws ``eps`` (:func:`optimise_sigma`'s ``batch_noise``):
+    the anchors (b,) and the sigma / radius histories (K + 1, b), on the CPU."""
+    device, b = xb.device, xb.shape[0]
+    draws = iter(eps)
+    sig = torch.full((b,), float(sigma0), device=device)
+    if ab is None:
+        with torch.no_grad():
+            ab = smoothed_psi(model, xb, sig, next(draws).to(device), precision).argmax(1)
+    sig_hist = torch.empty(cfg.steps + 1, b)
+    rad_hist = torch.empty(cfg.steps + 1, b)
+    for step in range(cfg.steps + 1):
+        e = next(draws).to(device)
+        if cfg.rule == "released":  # one draw, prefactor only, unanchored gap, no clip
+            with torch.no_grad():
+                gap = released_gap(smoothed_psi(model, xb, sig, e, precision), cfg.psi_clamp)
+            sig_hist[step] = sig.cpu()
+            rad_hist[step] = (sig / 2 * gap).cpu()
+            if step < cfg.steps:  # d ReLU(sigma/2 * gap) / d sigma = gap/2 (0 where gap = 0)
+                sig = sig + cfg.lr * gap / 2
+            continue
+        s = sig.clone().requires_grad_(True)
+        if cfg.gradient == "reparam":
+            r = radius_from_psi(smoothed_psi(model, xb, s, e, precision), ab, s, cfg.psi_clamp)
+        else:
+            with torch.no_grad():
+                psi = smoothed_psi(model, xb, s, e, precision)
+            r = radius_from_psi(psi, ab, s, cfg.psi_clamp)
+        sig_hist[step] = sig.cpu()
+        rad_hist[step] = r.detach().cpu()
+        if step == cfg.steps:
+            break
+        (grad,) = torch.autograd.grad(torch.relu(r).sum(), s)
+        sig = (sig + cfg.lr * grad).clamp(cfg.sigma_min, cfg.sigma_max).detach()
+    return ab.cpu(), sig_hist, rad_hist
 
 
 def optimise_splits(
