@@ -259,15 +259,32 @@ class EvaluationBlock(Block):
     allow_tiny: Flag = False
 
 
-class StudyBlock(Block):
-    """The grid attack x sigma_0; every cell runs both methods (certssb.pipelines.study)."""
+def _distinct(name: str, value: Any) -> Any:
+    if isinstance(value, list) and len(set(value)) != len(value):
+        fail(name, value, "must hold distinct values")
+    return value
+
+
+class StudyGrid(Block):
+    """The study's axes: the one home of their rules (``certssb.pipelines.study.grid.cells`` reads them
+    through :func:`study_grid`)."""
 
     attacks: Annotated[list[str], _each(choice, ATTACKS)]
     sigmas: Annotated[list[float], _each(positive)]
+    rates: Annotated[list[float] | None, _each(number, low=0, high=1, low_open=True, optional=True)] = None
+    seeds: Annotated[
+        list[int] | None,
+        _each(number, low=0, integer=True, optional=True),
+        _check(_distinct, optional=True),
+    ] = None
+
+
+class StudyBlock(StudyGrid):
+    """The grid attack x sigma_0 [x rate x seed]; every cell runs the default pipelines
+    (certssb.pipelines.study)."""
+
     certifier_attack_rate: Unit
     certifier_trigger: Annotated[str, _one_of(TRIGGERS)]
-    rates: Annotated[list[float] | None, _each(number, low=0, high=1, low_open=True, optional=True)] = None
-    seeds: Annotated[list[int] | None, _each(number, low=0, integer=True, optional=True)] = None
     quick: Flag = False
     quick_overrides: dict[str, Any] = {}
 
@@ -714,6 +731,20 @@ def block(name: str, value: Any) -> Any:
     _key_check({name: value}, "", Config)
     try:
         return getattr(Config.model_validate({name: value}), name)
+    except ValidationError as err:
+        raise _to_config_error(err) from None
+
+
+class _GridOnly(Block):
+    study: StudyGrid
+
+
+def study_grid(study: Any) -> StudyGrid:
+    """The axes of a ``study`` block (its other keys ignored), checked by :class:`StudyGrid`; a bad axis
+    raises one :class:`ConfigError` naming ``study.<axis>``."""
+    axes = {k: v for k, v in (plain(study) or {}).items() if k in StudyGrid.model_fields}
+    try:
+        return _GridOnly.model_validate({"study": axes}).study
     except ValidationError as err:
         raise _to_config_error(err) from None
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from kedro.config import OmegaConfigLoader
 
-from certssb.config import blocks_for, deep_update, plain, validate
+from certssb.config import blocks_for, deep_update, plain, study_grid, validate
 from certssb.core import poisoning
 from certssb.core.validation import ConfigError
 
@@ -62,37 +62,8 @@ class Cell:
 
 def cells(study: dict[str, Any]) -> list[Cell]:
     """The cells of ``study.attacks`` x ``study.sigmas`` [x ``study.rates`` when given], attacks outermost."""
-    attacks, sigmas, rates = study.get("attacks"), study.get("sigmas"), study.get("rates")
-    if not isinstance(attacks, list) or not attacks or not all(isinstance(a, str) for a in attacks):
-        raise ConfigError(
-            f"parameter 'study.attacks' = {attacks!r} is invalid: a non-empty list of attack names"
-        )
-    if (
-        not isinstance(sigmas, list)
-        or not sigmas
-        or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0 for s in sigmas)
-    ):
-        raise ConfigError(f"parameter 'study.sigmas' = {sigmas!r} is invalid: a non-empty list of sigmas > 0")
-    if rates is not None and (
-        not isinstance(rates, list)
-        or not rates
-        or any(isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1 for r in rates)
-    ):
-        raise ConfigError(
-            f"parameter 'study.rates' = {rates!r} is invalid: null or a non-empty list of poison "
-            "rates in (0, 1]"
-        )
-    seeds = study.get("seeds")
-    if seeds is not None and (
-        not isinstance(seeds, list)
-        or not seeds
-        or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds)
-        or len(set(seeds)) != len(seeds)
-    ):
-        raise ConfigError(
-            f"parameter 'study.seeds' = {seeds!r} is invalid: null or a non-empty list of distinct "
-            "integers >= 0"
-        )
+    grid = study_grid(study)  # the axes' rules: certssb.config.StudyGrid
+    attacks, sigmas, rates, seeds = grid.attacks, grid.sigmas, grid.rates, grid.seeds
     out = [
         Cell(a, float(s), None if rates is None else float(r), seed)
         for a in attacks
