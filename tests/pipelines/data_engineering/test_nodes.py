@@ -128,7 +128,7 @@ def test_clean_label_keeps_labels_and_is_inside_the_threat_model(raw, base_param
 
 def test_clean_label_refuses_more_points_than_the_target_class_has(raw, base_params):
     # 20 images of the target class among 200: a rate of 0.2 asks for 40
-    with pytest.raises(ConfigError, match=r"attack\.poison_rate"):
+    with pytest.raises(ConfigError, match=r"^parameter 'attack\.poison_rate' = 0\.2 is invalid: poisons"):
         _poison(raw, base_params, label_mode="clean", poison_rate=0.2)
 
 
