@@ -274,13 +274,13 @@ def test_core_names_its_arguments_and_the_config_layer_names_the_keys():
 
     with pytest.raises(ConfigError, match=r"^parameter 'architecture' = 'resnet50' is invalid: allowed"):
         models.build_model("resnet50", (1, 28, 28), 10)
-    with pytest.raises(ConfigError, match=r"^parameter 'model.architecture' = 'resnet50' is invalid: allowed"):
+    with pytest.raises(ConfigError, match=r"^parameter 'model.architecture' = 'resnet50' is invalid"):
         with config.core_names(config.block_keys("model")):
             models.build_model("resnet50", (1, 28, 28), 10)
     with pytest.raises(ConfigError, match=r"^parameter 'audit.quick_strategies\[\]' = 'x' is invalid"):
         with config.core_names(config.block_keys("audit", strategies="audit.quick_strategies")):
             LadderConfig(strategies=("x",))
-    with pytest.raises(ConfigError, match=r"^parameter 'n_train' = 0 is invalid"):  # no key: core's name stays
+    with pytest.raises(ConfigError, match=r"^parameter 'n_train' = 0 is invalid"):  # core's name stays
         with config.core_names(config.block_keys("noise")):
             noise_plan(n_train=0)
 
@@ -297,7 +297,8 @@ def test_core_names_nest_the_innermost_names_first_and_keep_the_error_type():
         pass
 
     with pytest.raises(ConfigError, match=r"^parameter 'cohen.num_draws' = 0 is invalid"):
-        with config.core_names(config.block_keys("noise")), config.core_names({"num_draws": "cohen.num_draws"}):
+        inner = config.core_names({"num_draws": "cohen.num_draws"})
+        with config.core_names(config.block_keys("noise")), inner:
             noise_plan(num_draws=0)
     with pytest.raises(Special, match=r"^parameter 'noise.sigma' is bad$"):
         with config.core_names(config.block_keys("noise")):
@@ -323,7 +324,8 @@ def test_a_node_with_core_errors_keeps_its_signature_for_kedro_and_names_the_key
 
     hints = typing.get_type_hints(nodes.make_noise_plan)  # what kedro's parameter validation reads
     assert hints["noise_params"] is config.NoiseBlock and nodes.make_noise_plan.__name__ == "make_noise_plan"
-    assert list(inspect.signature(nodes.make_noise_plan).parameters) == ["poisoned_train", "noise_params", "seed"]
+    names = list(inspect.signature(nodes.make_noise_plan).parameters)
+    assert names == ["poisoned_train", "noise_params", "seed"]
     block = config.block("noise", {"sigma": 0.5, "num_models": 2, "num_draws": 1, "materialise": 0})
     train = {"x": torch.zeros(4, 1, 2, 2), "fingerprint": "f"}
     with pytest.raises(ConfigError, match=r"^parameter 'noise.num_models' = 0 is invalid"):

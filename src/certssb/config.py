@@ -571,7 +571,7 @@ def block_keys(*blocks: str, **keys: str) -> dict[str, str]:
     return out
 
 
-#: core.certify's argument names -> the parameter keys they come from (for core's errors on the run's parameters)
+#: core.certify's argument names -> the parameter keys they come from (core's errors on the run's parameters)
 EVALUATION_KEYS: dict[str, str] = block_keys("evaluation", "noise")
 
 _NAMED = re.compile(r"parameter '([A-Za-z_]\w*)((?:\[\])?)'")

@@ -249,7 +249,8 @@ def test_bad_config(kw, name):
 @pytest.mark.parametrize("sigma0", [0.2, 1.6])
 def test_sigma0_outside_bounds(trained, sigma0):
     x, y, params = trained
-    with pytest.raises(ConfigError, match=f"parameter 'sigma0' = {sigma0} is invalid: must lie in cfg's bounds"):
+    message = rf"parameter 'sigma0' = {sigma0} is invalid: must lie in \[cfg.sigma_min, cfg.sigma_max\]"
+    with pytest.raises(ConfigError, match=message):
         optimise_sigma(net_of(params), x[:4], y[:4], sigma0, scfg(), seed=0)
 
 

@@ -87,8 +87,7 @@ class SigmaConfig:
         lo, hi = self.psi_clamp
         if not 0 < lo < hi < 1:
             raise ConfigError(
-                f"parameter 'psi_clamp' = {list(self.psi_clamp)} is invalid: "
-                "need 0 < low < high < 1"
+                f"parameter 'psi_clamp' = {list(self.psi_clamp)} is invalid: need 0 < low < high < 1"
             )
         positive("batch_size", self.batch_size, integer=True)
 
@@ -149,7 +148,7 @@ def optimise_sigma(
     positive("sigma0", sigma0)
     if not cfg.sigma_min <= sigma0 <= cfg.sigma_max:
         raise ConfigError(
-            f"parameter 'sigma0' = {sigma0} is invalid: must lie in cfg's bounds [sigma_min, sigma_max] = "
+            f"parameter 'sigma0' = {sigma0} is invalid: must lie in [cfg.sigma_min, cfg.sigma_max] = "
             f"[{cfg.sigma_min}, {cfg.sigma_max}]"
         )
     device = next(model.parameters()).device

@@ -184,12 +184,17 @@ class EnsembleLearner:
 
 
 def audit_keys(params: AuditBlock) -> dict[str, str]:
-    """core.audit's argument names -> the parameter keys of the audit (``config.core_names``): quick mode reads
-    ``audit.quick_factors`` / ``quick_strategies``; ``selection`` is the audit's, ``alpha`` the evaluation's."""
+    """core.audit's argument names -> the audit's parameter keys (``config.core_names``): quick mode reads
+    ``audit.quick_factors`` / ``quick_strategies``; ``selection`` is the audit's, ``alpha`` evaluation's."""
     q = "quick_" if params.quick else ""
     return block_keys(
-        "audit", "model", "ensemble", "evaluation", "sigma_opt",
-        factors=f"audit.{q}factors", strategies=f"audit.{q}strategies",
+        "audit",
+        "model",
+        "ensemble",
+        "evaluation",
+        "sigma_opt",
+        factors=f"audit.{q}factors",
+        strategies=f"audit.{q}strategies",
     )
 
 

@@ -27,7 +27,7 @@ def _grid(strength: StrengthBlock) -> StrengthBlock:
     return StrengthBlock.model_validate({**strength.model_dump(), **strength.quick_grid})
 
 
-@core_errors(  # core.poisoning's arguments come from the grid here, the target and trigger options from attack
+@core_errors(  # core.poisoning's arguments come from the grid here; the target, trigger options from attack
     "strength",
     "attack",
     "model",

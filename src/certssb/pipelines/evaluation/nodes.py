@@ -21,7 +21,15 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from certssb.config import METHODS, SIGMA_METHODS, EnsembleBlock, EvaluationBlock, NoiseBlock, core_errors, plain
+from certssb.config import (
+    METHODS,
+    SIGMA_METHODS,
+    EnsembleBlock,
+    EvaluationBlock,
+    NoiseBlock,
+    core_errors,
+    plain,
+)
 from certssb.core import certify, metrics, noise, smoothing, storage, summary
 from certssb.core.artifacts import (
     ModelArtifact,
