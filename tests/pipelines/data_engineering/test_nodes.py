@@ -132,6 +132,12 @@ def test_clean_label_refuses_more_points_than_the_target_class_has(raw, base_par
         _poison(raw, base_params, label_mode="clean", poison_rate=0.2)
 
 
+def test_a_trigger_that_does_not_fit_the_images_is_named_by_its_key(raw, base_params):
+    # core names its argument (badnets_size); the node, calling it on the attack block, names the key
+    with pytest.raises(ConfigError, match=r"^parameter 'attack\.badnets_size' = 28 is invalid: the square"):
+        _poison(raw, base_params, name="badnets", badnets_size=28)
+
+
 def test_poison_is_deterministic_for_a_seed_and_does_not_touch_its_input(raw, base_params):
     x_before = raw["x_train"].clone()
     a = _poison(raw, copy.deepcopy(base_params))
