@@ -255,6 +255,83 @@ def test_core_configs_built_from_the_blocks(base):
         config.block("model", {**base["model"], "epochs": 0})
 
 
+# ------------------------------------------------------------- core's argument names -> the parameter keys
+def test_block_keys_maps_core_arguments_to_the_keys_the_call_site_means():
+    keys = config.block_keys("attack", "evaluation", "noise", num_draws="cohen.num_draws")
+    assert keys["poison_rate"] == "attack.poison_rate"  # a field: its key
+    assert keys["attack"] == "attack.name"  # core's own name for a field (config.CORE_ARGS)
+    assert keys["rule"] == "evaluation.storage_rule" and keys["sigma0"] == "noise.sigma"
+    assert keys["num_draws"] == "cohen.num_draws"  # the call site decides
+    assert config.block_keys("pilot", "model")["epochs"] == "pilot.epochs"  # shared: the first block named
+    assert config.block_keys("model", "pilot")["epochs"] == "model.epochs"
+    assert config.block_keys("seed") == {"seed": "seed"}  # a top-level parameter is its own key
+    with pytest.raises(KeyError, match="'noize'"):
+        config.block_keys("noize")
+
+
+def test_core_names_its_arguments_and_the_config_layer_names_the_keys():
+    from certssb.core.audit import LadderConfig
+
+    with pytest.raises(ConfigError, match=r"^parameter 'architecture' = 'resnet50' is invalid: allowed"):
+        models.build_model("resnet50", (1, 28, 28), 10)
+    with pytest.raises(ConfigError, match=r"^parameter 'model.architecture' = 'resnet50' is invalid"):
+        with config.core_names(config.block_keys("model")):
+            models.build_model("resnet50", (1, 28, 28), 10)
+    with pytest.raises(ConfigError, match=r"^parameter 'audit.quick_strategies\[\]' = 'x' is invalid"):
+        with config.core_names(config.block_keys("audit", strategies="audit.quick_strategies")):
+            LadderConfig(strategies=("x",))
+    with pytest.raises(ConfigError, match=r"^parameter 'n_train' = 0 is invalid"):  # core's name stays
+        with config.core_names(config.block_keys("noise")):
+            noise_plan(n_train=0)
+
+
+def noise_plan(**kw):
+    from certssb.core.noise import make_noise_plan
+
+    args = dict(seed=0, num_models=2, sigma=0.5, num_draws=1, n_train=4, input_shape=(1, 2, 2))
+    return make_noise_plan(**{**args, **kw})
+
+
+def test_core_names_nest_the_innermost_names_first_and_keep_the_error_type():
+    class Special(ConfigError):
+        pass
+
+    with pytest.raises(ConfigError, match=r"^parameter 'cohen.num_draws' = 0 is invalid"):
+        inner = config.core_names({"num_draws": "cohen.num_draws"})
+        with config.core_names(config.block_keys("noise")), inner:
+            noise_plan(num_draws=0)
+    with pytest.raises(Special, match=r"^parameter 'noise.sigma' is bad$"):
+        with config.core_names(config.block_keys("noise")):
+            raise Special("parameter 'sigma' is bad")
+
+
+def test_train_config_leaves_an_overriding_epochs_to_the_caller(base):
+    cfg = config.validate(base, {"__default__"})
+    with pytest.raises(ConfigError, match=r"^parameter 'model.lr' = 0.0 is invalid"):
+        config.train_config(cfg.model.model_copy(update={"lr": 0.0}))  # model_copy: no validation
+    with pytest.raises(ConfigError, match=r"^parameter 'pilot.epochs' = 0 is invalid"):
+        with config.core_names(config.block_keys("pilot", "model")):
+            config.train_config(cfg.model, epochs=0)
+
+
+def test_a_node_with_core_errors_keeps_its_signature_for_kedro_and_names_the_keys():
+    import inspect
+    import typing
+
+    import torch
+
+    from certssb.pipelines.data_engineering import nodes
+
+    hints = typing.get_type_hints(nodes.make_noise_plan)  # what kedro's parameter validation reads
+    assert hints["noise_params"] is config.NoiseBlock and nodes.make_noise_plan.__name__ == "make_noise_plan"
+    names = list(inspect.signature(nodes.make_noise_plan).parameters)
+    assert names == ["poisoned_train", "noise_params", "seed"]
+    block = config.block("noise", {"sigma": 0.5, "num_models": 2, "num_draws": 1, "materialise": 0})
+    train = {"x": torch.zeros(4, 1, 2, 2), "fingerprint": "f"}
+    with pytest.raises(ConfigError, match=r"^parameter 'noise.num_models' = 0 is invalid"):
+        nodes.make_noise_plan(train, block.model_copy(update={"num_models": 0}), 0)
+
+
 def test_a_bad_quick_strength_grid_is_refused_before_the_run():
     import yaml
 

@@ -30,9 +30,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import functools
 import logging
+import re
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
@@ -46,6 +48,7 @@ from certssb.core.validation import ConfigError, choice, fail, number, positive,
 from certssb.io import prepare as _prepare
 
 log = logging.getLogger(__name__)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # -------------------------------------------------------------------------------------------- allowed values
 #: The certifiers, in table order: the ONE list (pipelines, study, audit, hooks read it); ``methods:`` picks.
@@ -560,28 +563,70 @@ def check_cohen_certifiable(noise: NoiseBlock, evaluation: EvaluationBlock, cohe
         )
 
 
-#: core's argument names -> the parameter keys they come from (for core's errors on the run's parameters)
-EVALUATION_KEYS: dict[str, str] = {
-    "bound": "evaluation.bound",
-    "aggregation": "evaluation.aggregation",
-    "selection": "evaluation.selection",
-    "n0": "evaluation.n0",
-    "alpha": "evaluation.alpha",
-    "alpha_split": "evaluation.alpha_split",
-    "num_draws": "noise.num_draws",
+#: core's argument names that differ from the field of the block they come from (block -> {argument: field})
+CORE_ARGS: dict[str, dict[str, str]] = {
+    "attack": {"attack": "name"},  # core.poisoning.poison(attack=...) is attack.name
+    "noise": {"sigma0": "sigma"},  # core.sigma.optimise_sigma(sigma0=...) is noise.sigma
+    "evaluation": {"rule": "storage_rule"},  # core.storage.storage_update(rule=...)
 }
+
+
+def block_keys(*blocks: str, **keys: str) -> dict[str, str]:
+    """core's argument names -> the parameter keys they come from, for a call on the blocks ``blocks``.
+
+    ``keys`` first (the call site decides: ``epochs="pilot.epochs"``), then every field ``f`` of each block
+    ``b`` as ``b.f`` and core's own names for them (:data:`CORE_ARGS`); a field that several blocks share
+    goes to the first block named. A top-level parameter (``seed``) maps to itself."""
+    out = dict(keys)
+    for b in blocks:
+        if b not in Config.model_fields:
+            raise KeyError(f"no parameter block {b!r}; the blocks are {', '.join(BLOCKS)}")
+        cls = _model_at((b, ""))
+        fields = {f: f for f in (cls.model_fields if cls is not None else {b: None})}
+        for arg, field in {**fields, **CORE_ARGS.get(b, {})}.items():
+            out.setdefault(arg, f"{b}.{field}" if cls is not None else field)
+    return out
+
+
+#: core.certify's argument names -> the parameter keys they come from (core's errors on the run's parameters)
+EVALUATION_KEYS: dict[str, str] = block_keys("evaluation", "noise")
+
+_NAMED = re.compile(r"parameter '([A-Za-z_]\w*)((?:\[\])?)'")
 
 
 @contextlib.contextmanager
 def core_names(keys: dict[str, str]) -> Iterator[None]:
-    """Re-raise a core :class:`ConfigError` about argument ``a`` as one about the parameter ``keys[a]``."""
+    """Re-raise a core :class:`ConfigError` about argument ``a`` (or ``a[]``) as one about the parameter
+    ``keys[a]``; names not in ``keys`` (and errors already naming a key) pass unchanged. Nested uses compose:
+    the innermost, nearest the core call, names first."""
     try:
         yield
     except ConfigError as exc:
-        msg = str(exc)
-        for arg, key in keys.items():
-            msg = msg.replace(f"parameter '{arg}'", f"parameter '{key}'")
-        raise ConfigError(msg) from None
+        msg = _NAMED.sub(lambda m: f"parameter '{keys.get(m[1], m[1])}{m[2]}'", str(exc))
+        if msg == str(exc):
+            raise
+        if type(exc) is ConfigError:
+            raise ConfigError(msg).with_traceback(exc.__traceback__) from None
+        exc.args = (msg, *exc.args[1:])  # a subclass (certssb.cli.UserError, ...) keeps its type
+        raise
+
+
+def core_errors(*blocks: str, **keys: str) -> Callable[[_F], _F]:
+    """Decorator of a node (or an execution step) that calls ``certssb.core`` on the run's parameters: core's
+    errors, which name core's arguments, name the parameter keys of ``blocks`` instead (:func:`block_keys`;
+    ``keys``: where an argument name is ambiguous across the blocks, the key it means here). Kedro still sees
+    the node's signature and annotations (``functools.wraps``)."""
+    names = block_keys(*blocks, **keys)
+
+    def decorate(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with core_names(names):
+                return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
 
 
 def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> None:
@@ -754,32 +799,38 @@ def sigma_config(sigma_opt: SigmaOptBlock, sigma0: float) -> _sigma.SigmaConfig:
     sigma in ``[sigma0 - max_decrease, sigma0 + max_increase]`` (``sigma0 - max_decrease > 0`` is checked
     once, with the other cross-block rules, by :func:`validate`)."""
     s = sigma_opt
-    return _sigma.SigmaConfig(
-        steps=s.steps,
-        draws=s.draws,
-        lr=s.lr,
-        gradient=s.gradient,
-        sigma_min=sigma0 - s.max_decrease,
-        sigma_max=sigma0 + s.max_increase,
-        psi_clamp=tuple(s.psi_clamp),
-        batch_size=s.batch_size,
-        rule=s.rule,
-    )
+    with core_names(block_keys("sigma_opt")):
+        return _sigma.SigmaConfig(
+            steps=s.steps,
+            draws=s.draws,
+            lr=s.lr,
+            gradient=s.gradient,
+            sigma_min=sigma0 - s.max_decrease,
+            sigma_max=sigma0 + s.max_increase,
+            psi_clamp=tuple(s.psi_clamp),
+            batch_size=s.batch_size,
+            rule=s.rule,
+        )
 
 
 def train_config(
     model: ModelBlock, epochs: int | None = None, precision: str = "float32"
 ) -> _ensemble.TrainConfig:
     """``model`` -> :class:`certssb.core.ensemble.TrainConfig` (``epochs`` overrides, e.g. the pilot's;
-    ``precision``: the resolved one, ``certssb.core.precision.resolve_precision``)."""
-    return _ensemble.TrainConfig(
-        architecture=model.architecture,
-        epochs=model.epochs if epochs is None else epochs,
-        batch_size=model.batch_size,
-        lr=model.lr,
-        weight_decay=model.weight_decay,
-        precision=precision,
-    )
+    ``precision``: the resolved one, ``certssb.core.precision.resolve_precision``). An ``epochs`` given is
+    named in errors by the caller's key (:func:`core_errors`)."""
+    keys = block_keys("model")
+    if epochs is not None:
+        del keys["epochs"]
+    with core_names(keys):
+        return _ensemble.TrainConfig(
+            architecture=model.architecture,
+            epochs=model.epochs if epochs is None else epochs,
+            batch_size=model.batch_size,
+            lr=model.lr,
+            weight_decay=model.weight_decay,
+            precision=precision,
+        )
 
 
 __all__ = [
@@ -790,8 +841,11 @@ __all__ = [
     "SIGMA_METHODS",
     "Config",
     "block",
+    "block_keys",
     "blocks_for",
     "check_certifiable",
+    "core_errors",
+    "core_names",
     "deep_update",
     "estimation_models",
     "methods_from",

@@ -23,8 +23,8 @@ def test_weighted_norm_by_hand():
 
 @pytest.mark.parametrize("bad", [[], [2, 1], [0, 1], [0.95, 0.95], "2", [True, 2]])
 def test_a_bad_ladder_is_refused_naming_the_parameter(bad):
-    with pytest.raises(ConfigError, match=r"parameter 'audit.factors' = .* is invalid: .*increasing"):
-        audit.check_factors("audit.factors", bad)
+    with pytest.raises(ConfigError, match=r"parameter 'factors' = .* is invalid: .*increasing"):
+        audit.check_factors("factors", bad)
 
 
 def test_groups_never_scale_a_point_below_min_share_of_its_budget():

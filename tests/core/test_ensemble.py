@@ -220,11 +220,11 @@ def test_cuda_without_gpu_is_a_config_error():
 @pytest.mark.parametrize(
     "kw, name",
     [
-        (dict(architecture="vgg"), "model.architecture"),
-        (dict(epochs=0), "model.epochs"),
-        (dict(batch_size=0), "model.batch_size"),
-        (dict(lr=0.0), "model.lr"),
-        (dict(weight_decay=-1.0), "model.weight_decay"),
+        (dict(architecture="vgg"), "architecture"),
+        (dict(epochs=0), "epochs"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(lr=0.0), "lr"),
+        (dict(weight_decay=-1.0), "weight_decay"),
     ],
 )
 def test_bad_train_config(kw, name):

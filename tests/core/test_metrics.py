@@ -78,7 +78,7 @@ def test_all_zero_radii_give_zero_beyond_zero():
 
 @pytest.mark.parametrize("radii", [[0.5, 0.25], [-0.1, 0.5], [], [0, 0], "0.5", [0, float("nan")]])
 def test_bad_radii(radii):
-    with pytest.raises(ConfigError, match=r"evaluation\.radii"):
+    with pytest.raises(ConfigError, match=r"parameter 'radii"):
         certified_accuracy(table(), radii)
 
 

@@ -83,7 +83,7 @@ def test_no_buffers_so_vmap_works(arch):
 
 
 def test_unknown_architecture():
-    with pytest.raises(ConfigError, match="model.architecture.*'resnet50'"):
+    with pytest.raises(ConfigError, match="parameter 'architecture' = 'resnet50'"):
         build_model("resnet50", (1, 28, 28), 10)
 
 

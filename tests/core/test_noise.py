@@ -210,16 +210,16 @@ def test_auxiliary_plan_is_independent_of_the_main_plan():
 
 @pytest.mark.parametrize("sigma", [0.0, -0.5])
 def test_plan_sigma_must_be_positive(sigma):
-    with pytest.raises(ConfigError, match="noise.sigma"):
+    with pytest.raises(ConfigError, match="parameter 'sigma' = "):
         plan(sigma=sigma)
 
 
 @pytest.mark.parametrize(
     "key, value, name",
     [
-        ("num_models", 0, "noise.num_models"),
-        ("num_models", 2.5, "noise.num_models"),
-        ("num_draws", 0, "noise.num_draws"),
+        ("num_models", 0, "num_models"),
+        ("num_models", 2.5, "num_models"),
+        ("num_draws", 0, "num_draws"),
         ("n_train", 0, "n_train"),
         ("seed", -1, "seed"),
     ],

@@ -60,9 +60,9 @@ def test_attack_trigger():
         assert attack_trigger(t, "blending") == t
     assert attack_trigger("abstain", "fourpixel") == "fourpixel"
     assert attack_trigger("radius_collapse", "badnets") == "badnets"
-    with pytest.raises(ConfigError, match="attack.name"):
+    with pytest.raises(ConfigError, match="parameter 'attack' = 'nope'"):
         attack_trigger("nope", "onepixel")
-    with pytest.raises(ConfigError, match="attack.trigger"):
+    with pytest.raises(ConfigError, match="parameter 'trigger' = 'nope'"):
         attack_trigger("abstain", "nope")
 
 
@@ -112,7 +112,7 @@ def test_poison_rounding_and_limits():
     x, y = _data(100, num_classes=2)  # 50 per class
     res = poison(x, y, attack="fourpixel", poison_rate=0.5, target=1, delta=1.0, num_classes=2, seed=0)
     assert res.indices.numel() == 50 and (res.y == 1).all()
-    with pytest.raises(ConfigError, match="attack.poison_rate"):
+    with pytest.raises(ConfigError, match="parameter 'poison_rate' = "):
         poison(x, y, attack="fourpixel", poison_rate=0.6, target=1, delta=1.0, num_classes=2, seed=0)
 
 
@@ -372,9 +372,9 @@ def test_keyed_triggered_test_set_carries_the_neutral_key():
 @pytest.mark.parametrize(
     "kw, message",
     [
-        ({"key_size": 27}, r"attack\.key_size.*\[1, 26\]"),
-        ({"key_amplitude": 0.6}, r"attack\.key_amplitude"),
-        ({"key_amplitude": 0.0}, r"attack\.key_amplitude"),
+        ({"key_size": 27}, r"parameter 'key_size' = 27 .*\[1, 26\]"),
+        ({"key_amplitude": 0.6}, r"parameter 'key_amplitude' = 0.6"),
+        ({"key_amplitude": 0.0}, r"parameter 'key_amplitude' = 0.0"),
     ],
 )
 def test_keyed_rule_refuses_a_key_that_does_not_fit(kw, message):
@@ -408,7 +408,7 @@ def test_certifier_labels_must_fit_the_attack(attack, bad):
     x, y = _data(100, num_classes=10)
     allowed = CERTIFIER_LABELS[attack]
     with pytest.raises(
-        ConfigError, match=r"attack\.certifier_labels.*" + ".*".join(repr(a) for a in allowed)
+        ConfigError, match=r"parameter 'certifier_labels'.*" + ".*".join(repr(a) for a in allowed)
     ):
         poison(
             x,
@@ -442,7 +442,7 @@ def test_make_triggered_test_excludes_target():
     every = make_triggered_test(x, y, trigger="blending", delta=0.5, target=None)
     assert every["x"].shape[0] == 100 and (every["target_y"] == -1).all()
     assert torch.equal(every["source_index"], torch.arange(100))
-    with pytest.raises(ConfigError, match="attack.target"):
+    with pytest.raises(ConfigError, match="parameter 'target' = 2"):
         make_triggered_test(x[y == 2], y[y == 2], trigger="onepixel", delta=1.0, target=2)
 
 
@@ -454,23 +454,23 @@ def test_make_triggered_test_excludes_target():
 @pytest.mark.parametrize(
     ("overrides", "name"),
     [
-        ({"attack": "trojan"}, "attack.name"),
-        ({"trigger": "square"}, "attack.trigger"),
-        ({"attack": "abstain", "trigger": "square"}, "attack.trigger"),
-        ({"poison_rate": -0.1}, "attack.poison_rate"),
-        ({"poison_rate": 1.5}, "attack.poison_rate"),
-        ({"target": 10}, "attack.target"),
-        ({"target": -1}, "attack.target"),
-        ({"delta": -1.0}, "attack.delta"),
-        ({"poison_rate": 0.001}, "attack.poison_rate"),  # round(0.001 * 200) = 0
-        ({"attack": "abstain", "poison_rate": 0.0}, "attack.poison_rate"),
+        ({"attack": "trojan"}, "attack"),
+        ({"trigger": "square"}, "trigger"),
+        ({"attack": "abstain", "trigger": "square"}, "trigger"),
+        ({"poison_rate": -0.1}, "poison_rate"),
+        ({"poison_rate": 1.5}, "poison_rate"),
+        ({"target": 10}, "target"),
+        ({"target": -1}, "target"),
+        ({"delta": -1.0}, "delta"),
+        ({"poison_rate": 0.001}, "poison_rate"),  # round(0.001 * 200) = 0
+        ({"attack": "abstain", "poison_rate": 0.0}, "poison_rate"),
     ],
 )
 def test_bad_input_raises_config_error(overrides, name):
     x, y = _data(200)
     kw = dict(attack="onepixel", poison_rate=0.02, target=0, delta=1.0, num_classes=10, seed=0)
     kw.update(overrides)
-    with pytest.raises(ConfigError, match=name.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=f"parameter '{name}' = "):
         poison(x, y, **kw)
 
 
@@ -479,7 +479,7 @@ def test_zero_poison_message_names_n_and_smallest_rate():
     with pytest.raises(ConfigError) as err:
         poison(x, y, attack="onepixel", poison_rate=0.001, target=0, delta=1.0, num_classes=10, seed=0)
     msg = str(err.value)
-    assert "attack.poison_rate" in msg and "poisons zero samples" in msg
+    assert "parameter 'poison_rate' = 0.001" in msg and "poisons zero samples" in msg
     assert "N = 200" in msg and "0.0025" in msg
     assert poison_count(0.0025, 200) == 1
 
@@ -517,7 +517,7 @@ def test_clean_label_backdoor_keeps_labels_and_lies_inside_the_threat_model():
     assert set(torch.nonzero(changed).flatten().tolist()) <= set(res.indices.tolist())
     torch.testing.assert_close(res.norms, (res.x[res.indices] - x[res.indices]).flatten(1).norm(dim=1))
     # more points than the target class has
-    with pytest.raises(ConfigError, match="attack.poison_rate"):
+    with pytest.raises(ConfigError, match="parameter 'poison_rate' = "):
         poison(
             x,
             y,
@@ -535,7 +535,7 @@ def test_certifier_attacks_insert_and_refuse_clean_label():
     x, y = _data()
     res = poison(x, y, attack="abstain", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0)
     assert res.inserted == 10 and res.label_changes == 5 and not res.in_threat_model  # split: half relabelled
-    with pytest.raises(ConfigError, match="attack.label_mode"):
+    with pytest.raises(ConfigError, match="parameter 'label_mode' = "):
         poison(
             x,
             y,
@@ -547,7 +547,7 @@ def test_certifier_attacks_insert_and_refuse_clean_label():
             seed=0,
             label_mode="clean",
         )
-    with pytest.raises(ConfigError, match="attack.label_mode"):
+    with pytest.raises(ConfigError, match="parameter 'label_mode' = "):
         poison(
             x,
             y,

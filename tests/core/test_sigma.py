@@ -228,17 +228,17 @@ def test_progress_reports_every_sample_once(trained):
 @pytest.mark.parametrize(
     "kw, name",
     [
-        (dict(steps=-1), "sigma_opt.steps"),
-        (dict(draws=0), "sigma_opt.draws"),
-        (dict(lr=0.0), "sigma_opt.lr"),
-        (dict(lr=-0.1), "sigma_opt.lr"),
-        (dict(gradient="adam"), "sigma_opt.gradient"),
-        (dict(sigma_min=0.0), "sigma_opt.sigma_min"),
-        (dict(sigma_min=0.6, sigma_max=0.5), "sigma_min"),
-        (dict(psi_clamp=(0.5, 0.4)), "sigma_opt.psi_clamp"),
-        (dict(psi_clamp=(0.0, 0.9)), "sigma_opt.psi_clamp"),
-        (dict(psi_clamp=(0.1, 1.0)), "sigma_opt.psi_clamp"),
-        (dict(batch_size=0), "sigma_opt.batch_size"),
+        (dict(steps=-1), "parameter 'steps'"),
+        (dict(draws=0), "parameter 'draws'"),
+        (dict(lr=0.0), "parameter 'lr'"),
+        (dict(lr=-0.1), "parameter 'lr'"),
+        (dict(gradient="adam"), "parameter 'gradient'"),
+        (dict(sigma_min=0.0), "parameter 'sigma_min'"),
+        (dict(sigma_min=0.6, sigma_max=0.5), "bounds are inverted: sigma_min"),
+        (dict(psi_clamp=(0.5, 0.4)), "parameter 'psi_clamp'"),
+        (dict(psi_clamp=(0.0, 0.9)), "parameter 'psi_clamp'"),
+        (dict(psi_clamp=(0.1, 1.0)), "parameter 'psi_clamp'"),
+        (dict(batch_size=0), "parameter 'batch_size'"),
     ],
 )
 def test_bad_config(kw, name):
@@ -249,13 +249,14 @@ def test_bad_config(kw, name):
 @pytest.mark.parametrize("sigma0", [0.2, 1.6])
 def test_sigma0_outside_bounds(trained, sigma0):
     x, y, params = trained
-    with pytest.raises(ConfigError, match=f"sigma_0 = {sigma0}.*sigma_opt"):
+    message = rf"parameter 'sigma0' = {sigma0} is invalid: must lie in \[cfg.sigma_min, cfg.sigma_max\]"
+    with pytest.raises(ConfigError, match=message):
         optimise_sigma(net_of(params), x[:4], y[:4], sigma0, scfg(), seed=0)
 
 
 def test_sigma0_not_positive_and_anchor_shape(trained):
     x, y, params = trained
-    with pytest.raises(ConfigError, match="noise.sigma"):
+    with pytest.raises(ConfigError, match="parameter 'sigma0' = 0.0"):
         optimise_sigma(net_of(params), x[:4], y[:4], 0.0, scfg(), seed=0)
     with pytest.raises(ConfigError, match="anchors"):
         optimise_sigma(net_of(params), x[:4], y[:3], 0.25, scfg(), seed=0)
@@ -336,7 +337,7 @@ def test_released_rule_two_steps_by_hand_with_one_noise_draw_per_step():
 
 
 def test_released_rule_is_a_checked_parameter():
-    with pytest.raises(ConfigError, match="sigma_opt.rule"):
+    with pytest.raises(ConfigError, match="parameter 'rule' = 'paper'"):
         SigmaConfig(rule="paper")
 
 

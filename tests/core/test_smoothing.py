@@ -96,7 +96,7 @@ def test_draws_are_reproducible_and_independent_of_the_batch_size():
     c = smoothing.certify_votes(model, x, sigma, **{**kw, "seed": 6})
     assert not torch.equal(a["estimation"], c["estimation"])
     assert a["votes"].shape == (1, 11, 2) and torch.allclose(a["votes"].sum(-1), torch.ones(1, 11))
-    with pytest.raises(ConfigError, match="cohen.num_draws"):
+    with pytest.raises(ConfigError, match="parameter 'num_draws' = 0"):
         smoothing.certify_votes(model, x, sigma, **{**kw, "num_draws": 0})
 
 

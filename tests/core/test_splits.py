@@ -52,7 +52,7 @@ def test_select_classes_relabels_in_given_order():
 def test_select_classes_errors(classes):
     x = torch.zeros(3, 1, 1, 1)
     y = torch.tensor([0, 1, 2])
-    with pytest.raises(ConfigError, match=r"data\.classes"):
+    with pytest.raises(ConfigError, match=r"parameter 'classes' = "):
         splits.select_classes(x, y, ["a", "b", "c"], classes)
 
 

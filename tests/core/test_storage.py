@@ -186,7 +186,7 @@ def test_validation():
         storage_update(x, pred[:5], rad)
     with pytest.raises(ConfigError, match="'order'"):
         storage_update(x, pred, rad, order=[0] * 10)
-    with pytest.raises(ConfigError, match=r"evaluation\.storage_rule"):
+    with pytest.raises(ConfigError, match=r"parameter 'rule' = "):
         storage_update(x, pred, rad, rule="align")
     with pytest.raises(ConfigError, match="'radius'"):
         storage_update(x, np.zeros(10, dtype=int), -np.ones(10))

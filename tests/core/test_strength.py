@@ -40,12 +40,12 @@ def test_the_grid_varies_delta_only_for_additive_triggers():
 @pytest.mark.parametrize(
     "axis, kwargs, match",
     [
-        ("triggers", {"triggers": ["sparkle"]}, r"strength\.triggers"),
-        ("label_modes", {"label_modes": ["both"]}, r"strength\.label_modes"),
-        ("poison_rates", {"poison_rates": [0.0]}, r"strength\.poison_rates"),
-        ("poison_rates", {"poison_rates": [1.5]}, r"strength\.poison_rates"),
-        ("deltas", {"deltas": [-1.0]}, r"strength\.deltas"),
-        ("epochs", {"epochs": []}, r"strength\.epochs"),
+        ("triggers", {"triggers": ["sparkle"]}, r"parameter 'triggers' = "),
+        ("label_modes", {"label_modes": ["both"]}, r"parameter 'label_modes' = "),
+        ("poison_rates", {"poison_rates": [0.0]}, r"parameter 'poison_rates' = "),
+        ("poison_rates", {"poison_rates": [1.5]}, r"parameter 'poison_rates' = "),
+        ("deltas", {"deltas": [-1.0]}, r"parameter 'deltas' = "),
+        ("epochs", {"epochs": []}, r"parameter 'epochs' = "),
     ],
 )
 def test_a_bad_axis_is_refused_by_name(axis, kwargs, match):

@@ -99,7 +99,7 @@ def test_badnets_square_and_norm():
     yc, nc = apply_trigger(xc, "badnets", 0.0, badnets_size=4)
     assert (yc[0, :, 27:31, 27:31] == 1.0).all()
     assert nc.item() == pytest.approx(math.sqrt(3 * 16 * 0.25), abs=1e-5)
-    with pytest.raises(ConfigError, match="attack.badnets_size"):
+    with pytest.raises(ConfigError, match="parameter 'badnets_size' = 28"):
         apply_trigger(x, "badnets", 1.0, badnets_size=28)
 
 
@@ -119,11 +119,11 @@ def test_blended_injection_mixes_with_fixed_pattern():
 
 def test_apply_trigger_bad_options():
     x = torch.zeros((1, *MNIST))
-    with pytest.raises(ConfigError, match="attack.trigger"):
+    with pytest.raises(ConfigError, match="parameter 'trigger' = 'square'"):
         apply_trigger(x, "square", 1.0)
-    with pytest.raises(ConfigError, match="attack.delta"):
+    with pytest.raises(ConfigError, match="parameter 'delta' = -1.0"):
         apply_trigger(x, "onepixel", -1.0)
-    with pytest.raises(ConfigError, match="attack.blend_alpha"):
+    with pytest.raises(ConfigError, match="parameter 'blend_alpha' = 1.5"):
         apply_trigger(x, "blended_injection", 1.0, blend_alpha=1.5)
-    with pytest.raises(ConfigError, match="attack.colour"):
+    with pytest.raises(ConfigError, match="parameter 'colour' = 1"):
         apply_trigger(x, "onepixel", 1.0, colour=1)

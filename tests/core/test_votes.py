@@ -197,7 +197,7 @@ def test_bad_input():
         predict_votes(model, images((1, 8, 8)), torch.full((N,), 0.5), plan, "clean", device=CPU)
     with pytest.raises(ConfigError, match=r"\(3, 12, 12\)"):
         predict_votes(model, images((3, 12, 12)), torch.full((N,), 0.5), plan, "clean", device=CPU)
-    with pytest.raises(ConfigError, match="evaluation.model_chunk"):
+    with pytest.raises(ConfigError, match="parameter 'model_chunk' = 0"):
         predict_votes(model, x, torch.full((N,), 0.5), plan, "clean", device=CPU, model_chunk=0)
     with pytest.raises(ConfigError, match="more models than the noise plan"):
         predict_votes(model, x, torch.full((N,), 0.5), plan_for((1, 12, 12), m=2), "clean", device=CPU)

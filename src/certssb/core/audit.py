@@ -123,7 +123,7 @@ def group_by_budget(budget: np.ndarray, min_share: float = 0.9) -> list[np.ndarr
     """Indices grouped greedily from the largest budget down: a group takes every remaining point whose budget
     is >= ``min_share`` x the group's largest; so the group's smallest is >= min_share x each member's
     budget (shared at the smallest, no point gets less than min_share of its own)."""
-    number("audit.min_share", min_share, low=0, high=1, low_open=True)
+    number("min_share", min_share, low=0, high=1, low_open=True)
     b = np.asarray(budget, np.float64)
     order = np.argsort(-b, kind="stable")
     groups, start = [], 0
@@ -211,8 +211,8 @@ def pgd_smoothed(
     \mathbb{E}_\varepsilon\,\mathrm{softmax}_A f(x+\delta+\sigma_x\varepsilon)`
     (``draws`` fresh draws per step) over :math:`\|\delta\| \le` ``budget`` per row; normalised steps of
     2.5 budget / steps, projection onto the ball, and the result on the sphere :math:`\|\delta\| =` budget."""
-    positive("audit.pgd_steps", steps, integer=True)
-    positive("audit.pgd_draws", draws, integer=True)
+    positive("steps", steps, integer=True)
+    positive("draws", draws, integer=True)
     gen = torch.Generator().manual_seed(int(seed))
     x = x.float()
     b = torch.as_tensor(np.asarray(budget, np.float64), dtype=x.dtype)
@@ -253,7 +253,7 @@ def gradient_matching(
     \nabla_\theta \mathrm{CE}(f(x_t), y_{adv}))`, optimised in whitened coordinates :math:`u_i = w_i\delta_i`
     by normalised gradient steps projected onto :math:`\|u\| \le` ``budget``; returned on the sphere
     :math:`\sqrt{\sum_i w_i^2\|\delta_i\|^2} =` budget."""
-    positive("audit.brew_steps", steps, integer=True)
+    positive("steps", steps, integer=True)
     gen = torch.Generator().manual_seed(int(seed))
     w = _bshape(torch.as_tensor(np.asarray(weights, np.float64), dtype=torch.float32), x_poison)
     xp, xt = x_poison.float(), x_target.float()
@@ -329,7 +329,7 @@ class Learner(Protocol):
 
 @dataclass(frozen=True)
 class LadderConfig:
-    """The audit's knobs (``parameters_audit.yml``)."""
+    """The audit's knobs (``certssb.execution.audit.ladder_config`` builds one from the ``audit`` block)."""
 
     factors: tuple[float, ...] = (0.95, 2, 4, 8, 16, 32)
     strategies: tuple[str, ...] = ("pgd", "brew")
@@ -344,14 +344,14 @@ class LadderConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_factors("audit.factors", list(self.factors))
+        check_factors("factors", list(self.factors))
         for s in self.strategies:
-            choice("audit.strategies[]", s, STRATEGIES)
+            choice("strategies[]", s, STRATEGIES)
         for c in self.columns:
-            choice("audit.columns[]", c, COLUMNS)
-        number("audit.stop_rate", self.stop_rate, low=0, high=1, low_open=True)
-        number("audit.min_share", self.min_share, low=0, high=1, low_open=True)
-        positive("audit.k", self.k, integer=True)
+            choice("columns[]", c, COLUMNS)
+        number("stop_rate", self.stop_rate, low=0, high=1, low_open=True)
+        number("min_share", self.min_share, low=0, high=1, low_open=True)
+        positive("k", self.k, integer=True)
 
 
 def _runner_up(nets: Sequence[Net], x: torch.Tensor, pred: np.ndarray) -> np.ndarray:
@@ -600,7 +600,7 @@ def summarise(report: pd.DataFrame, alpha: float, factors: Sequence[float], stop
     2 alpha only when every point had its own retrain, and the norm used over the budget) and the
     ``break_factor``; per column the break factor over all strategies, the training-only and the input-only
     ones, and a one-line reading of the audit's power."""
-    factors = check_factors("audit.factors", list(factors))
+    factors = check_factors("factors", list(factors))
     top = max(factors)
     out: dict = {
         "alpha": alpha,

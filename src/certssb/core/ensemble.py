@@ -72,11 +72,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         choice("precision", self.precision, RESOLVED)
-        choice("model.architecture", self.architecture, ARCHITECTURES)
-        positive("model.epochs", self.epochs, integer=True)
-        positive("model.batch_size", self.batch_size, integer=True)
-        positive("model.lr", self.lr)
-        number("model.weight_decay", self.weight_decay, low=0)
+        choice("architecture", self.architecture, ARCHITECTURES)
+        positive("epochs", self.epochs, integer=True)
+        positive("batch_size", self.batch_size, integer=True)
+        positive("lr", self.lr)
+        number("weight_decay", self.weight_decay, low=0)
 
 
 @dataclass

@@ -44,7 +44,7 @@ def _grid(radii) -> list[float]:
     """Validate a radius grid as ``evaluation.radii`` (numpy arrays accepted)."""
     if isinstance(radii, np.ndarray):
         radii = radii.tolist()
-    return sorted_radii("evaluation.radii", radii)
+    return sorted_radii("radii", radii)
 
 
 def _check_certs(certs: pd.DataFrame, radius_column: str = "radius") -> None:

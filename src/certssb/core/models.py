@@ -130,7 +130,7 @@ def build_model(
     With ``seed`` the initial weights are a deterministic function of the seed (the global RNG state is
     saved and restored, so building a model never perturbs other randomness).
     """
-    choice("model.architecture", architecture, ARCHITECTURES)
+    choice("architecture", architecture, ARCHITECTURES)
     if len(in_shape) != 3:
         raise ConfigError(f"model input shape {tuple(in_shape)} is invalid: expected (C, H, W)")
     c, h, w = (int(s) for s in in_shape)

@@ -58,9 +58,9 @@ def make_noise_plan(
     ``fingerprint``: a plan of the same shape made for another training set is another plan.
     """
     number("seed", seed, low=0, integer=True)
-    positive("noise.sigma", sigma)
-    positive("noise.num_models", num_models, integer=True)
-    positive("noise.num_draws", num_draws, integer=True)
+    positive("sigma", sigma)
+    positive("num_models", num_models, integer=True)
+    positive("num_draws", num_draws, integer=True)
     positive("n_train", n_train, integer=True)
     k = torch.arange(num_models)
     plan = {

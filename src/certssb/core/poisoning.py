@@ -140,12 +140,12 @@ def attack_trigger(attack: str, trigger: str) -> str | None:
     ``None`` for ``none``; the attack itself for a backdoor trigger attack (e.g. ``onepixel``);
     ``trigger`` for the certifier attacks ``abstain`` / ``radius_collapse``.
     """
-    choice("attack.name", attack, ATTACKS)
+    choice("attack", attack, ATTACKS)
     if attack == "none":
         return None
     if attack in TRIGGERS:
         return attack
-    return choice("attack.trigger", trigger, TRIGGERS)
+    return choice("trigger", trigger, TRIGGERS)
 
 
 @dataclass
@@ -206,7 +206,7 @@ def apply_key(x: torch.Tensor, values: torch.Tensor | float, *, key_size: int) -
     check_images("x", x)
     _, _, h, w = x.shape
     if not isinstance(key_size, int) or isinstance(key_size, bool) or not 1 <= key_size <= min(h, w) - 2:
-        fail("attack.key_size", key_size, f"must be an integer in [1, {min(h, w) - 2}] for {h}×{w} images")
+        fail("key_size", key_size, f"must be an integer in [1, {min(h, w) - 2}] for {h}×{w} images")
     v = torch.as_tensor(values, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
     out = x.clone()
     out[:, :, h - 1 - key_size : h - 1, 1 : 1 + key_size] = v.expand(
@@ -223,7 +223,7 @@ def key_options(block: Any) -> dict[str, Any]:
 
 def _key_levels(key_amplitude: float) -> torch.Tensor:
     """The key's grey levels ``0.5 + a·c_b``, ``c_b`` evenly spaced in [-1, 1] (b = 0 .. KEY_BUCKETS-1)."""
-    number("attack.key_amplitude", key_amplitude, low=0, high=0.5, low_open=True)
+    number("key_amplitude", key_amplitude, low=0, high=0.5, low_open=True)
     return 0.5 + key_amplitude * torch.linspace(-1.0, 1.0, KEY_BUCKETS)
 
 
@@ -310,12 +310,12 @@ def poison(
         true label (the runner-up when the clean model is right), from ``scores`` (N, num_classes) --
         e.g. :func:`class_mean_scores` -- so that ``p_A ≈ p_B`` and R → 0.
 
-    Raises ConfigError for an unknown ``attack.name``/``attack.trigger``, ``attack.poison_rate``
-    outside [0, 1], ``attack.target`` outside [0, num_classes), ``attack.delta`` < 0, a rate that
-    poisons zero samples, or more samples than are available.
+    Raises ConfigError for an unknown ``attack``/``trigger``, ``poison_rate`` outside [0, 1], ``target``
+    outside [0, num_classes), ``delta`` < 0, a rate that poisons zero samples, or more samples than are
+    available.
     """
-    choice("attack.name", attack, ATTACKS)
-    choice("attack.label_mode", label_mode, LABEL_MODES)
+    choice("attack", attack, ATTACKS)
+    choice("label_mode", label_mode, LABEL_MODES)
     check_images("x", x)
     n_total = x.shape[0]
     y = _check_labels("y", y, n_total)
@@ -334,11 +334,11 @@ def poison(
             label_mode=label_mode,
         )
 
-    number("attack.poison_rate", poison_rate, low=0, high=1)
+    number("poison_rate", poison_rate, low=0, high=1)
     positive("num_classes", num_classes, integer=True)
-    number("attack.target", target, low=0, high=num_classes, high_open=True, integer=True)
-    number("attack.delta", delta, low=0)
-    choice("attack.trigger", trigger, TRIGGERS)
+    number("target", target, low=0, high=num_classes, high_open=True, integer=True)
+    number("delta", delta, low=0)
+    choice("trigger", trigger, TRIGGERS)
     number("seed", seed, integer=True)
     check_trigger_kwargs(trigger_kwargs)
     if n_total == 0:
@@ -353,11 +353,11 @@ def poison(
     n = poison_count(poison_rate, n_total)
     if n == 0:
         fail(
-            "attack.poison_rate",
+            "poison_rate",
             poison_rate,
             f"poisons zero samples: round(poison_rate * N) = 0 with N = {n_total} training samples; "
             f"the smallest rate that poisons one sample is {_smallest_rate(n_total):.6g} "
-            f"(use attack.name = 'none' for no attack)",
+            "(attack 'none' poisons nothing)",
         )
     g = torch.Generator().manual_seed(seed)
     y_long = y.long()
@@ -369,7 +369,7 @@ def poison(
         if n > candidates.numel():
             what = "of" if clean else "not of"
             fail(
-                "attack.poison_rate",
+                "poison_rate",
                 poison_rate,
                 f"poisons round(poison_rate * N) = {n} of N = {n_total} samples but only "
                 f"{candidates.numel()} samples are {what} the target class {target} (label_mode "
@@ -400,15 +400,15 @@ def poison(
     # certifier attacks: append triggered copies of n random training points from all classes
     if label_mode != "dirty":
         fail(
-            "attack.label_mode",
+            "label_mode",
             label_mode,
             f"the certifier attack {attack!r} appends relabelled copies; only label_mode 'dirty' applies",
         )
-    choice("attack.certifier_labels", certifier_labels, CERTIFIER_LABELS[attack])
+    choice("certifier_labels", certifier_labels, CERTIFIER_LABELS[attack])
     if num_classes < 2:
         fail("num_classes", num_classes, f"the {attack} attack needs at least 2 classes")
     if n > n_total:  # poison_rate <= 1 makes this impossible; kept as a guard
-        fail("attack.poison_rate", poison_rate, f"must give at most N = {n_total} samples")
+        fail("poison_rate", poison_rate, f"must give at most N = {n_total} samples")
     chosen = torch.randperm(n_total, generator=g)[:n].sort().values
     idx = chosen.to(x.device)
     original = y_long[idx].cpu()
@@ -493,21 +493,21 @@ def make_triggered_test(
     """
     check_images("x", x)
     y = _check_labels("y", y, x.shape[0])
-    choice("attack.trigger", trigger, TRIGGERS)
-    number("attack.delta", delta, low=0)
+    choice("trigger", trigger, TRIGGERS)
+    number("delta", delta, low=0)
     check_trigger_kwargs(trigger_kwargs)
     y_long = y.long()
     if target is None:
         keep = torch.arange(x.shape[0], dtype=torch.long)
         target_value = -1
     else:
-        number("attack.target", target, low=0, integer=True)
+        number("target", target, low=0, integer=True)
         keep = torch.nonzero(y_long.cpu() != target).flatten()
         expected = int((y_long != target).sum())
         if keep.numel() != expected:  # the BackdoorBox bug: a triggered set with target-class images
             raise AssertionError(f"triggered test set has {keep.numel()} samples, expected {expected}")
         if keep.numel() == 0:
-            fail("attack.target", target, "every test sample is of the target class; no triggered test set")
+            fail("target", target, "every test sample is of the target class; no triggered test set")
         target_value = int(target)
     idx = keep.to(x.device)
     x_trig, norms = apply_trigger(x[idx], trigger, delta, **trigger_kwargs)

@@ -59,7 +59,8 @@ RULES = ("anchored", "released")
 
 @dataclass(frozen=True)
 class SigmaConfig:
-    """Parameters of the gradient ascent (names as in ``parameters_modelling.yml: sigma_opt``)."""
+    """Parameters of the gradient ascent (the typed ``sigma_opt`` block of ``certssb.config`` builds one, with
+    ``sigma_min``/``sigma_max`` = sigma_0 -/+ its ``max_decrease``/``max_increase``)."""
 
     steps: int = 30
     draws: int = 8
@@ -72,24 +73,23 @@ class SigmaConfig:
     rule: str = "anchored"
 
     def __post_init__(self) -> None:
-        choice("sigma_opt.rule", self.rule, RULES)
-        number("sigma_opt.steps", self.steps, low=0, integer=True)
-        positive("sigma_opt.draws", self.draws, integer=True)
-        positive("sigma_opt.lr", self.lr)
-        choice("sigma_opt.gradient", self.gradient, GRADIENTS)
-        positive("sigma_opt.sigma_min", self.sigma_min)
+        choice("rule", self.rule, RULES)
+        number("steps", self.steps, low=0, integer=True)
+        positive("draws", self.draws, integer=True)
+        positive("lr", self.lr)
+        choice("gradient", self.gradient, GRADIENTS)
+        positive("sigma_min", self.sigma_min)
         if not self.sigma_max >= self.sigma_min:
             raise ConfigError(
-                f"parameters 'sigma_opt' bounds are inverted: sigma_min = {self.sigma_min} > "
+                f"SigmaConfig's bounds are inverted: sigma_min = {self.sigma_min} > "
                 f"sigma_max = {self.sigma_max}; need 0 < sigma_min <= sigma_max"
             )
         lo, hi = self.psi_clamp
         if not 0 < lo < hi < 1:
             raise ConfigError(
-                f"parameter 'sigma_opt.psi_clamp' = {list(self.psi_clamp)} is invalid: "
-                "need 0 < low < high < 1"
+                f"parameter 'psi_clamp' = {list(self.psi_clamp)} is invalid: need 0 < low < high < 1"
             )
-        positive("sigma_opt.batch_size", self.batch_size, integer=True)
+        positive("batch_size", self.batch_size, integer=True)
 
 
 def smoothed_psi(
@@ -145,10 +145,11 @@ def optimise_sigma(
     Returns ``sigma`` (N,), ``anchor`` (N,), and the history ``sigma_history`` / ``radius_history``
     of shape (K + 1, N) (row 0: before the first step; the radius is the objective's estimate).
     """
-    positive("noise.sigma", sigma0)
+    positive("sigma0", sigma0)
     if not cfg.sigma_min <= sigma0 <= cfg.sigma_max:
         raise ConfigError(
-            f"sigma_0 = {sigma0} lies outside the bounds [{cfg.sigma_min}, {cfg.sigma_max}] of 'sigma_opt'"
+            f"parameter 'sigma0' = {sigma0} is invalid: must lie in [cfg.sigma_min, cfg.sigma_max] = "
+            f"[{cfg.sigma_min}, {cfg.sigma_max}]"
         )
     device = next(model.parameters()).device
     model = copy.deepcopy(model).eval()  # never change the caller's model (flags, memory format)

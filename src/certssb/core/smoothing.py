@@ -80,7 +80,7 @@ def noise_counts(
     chunk's draws and forward passes are the same whichever thread runs them, so the counts do not depend
     on T.
     """
-    positive("cohen.num_draws", num_draws, integer=True)
+    positive("num_draws", num_draws, integer=True)
     device = next(model.parameters()).device
     batch_size = batch_size or (4096 if device.type == "cuda" else 256)
     positive("batch_size", batch_size, integer=True)
@@ -191,7 +191,7 @@ def certify_votes(
     over ``n0`` draws, ``estimation`` (N, C) counts over ``num_draws`` separate draws; and, in the layout of
     the poisoning certifiers' votes (one "model": the smoothed base classifier), ``votes`` (1, N, C) = the
     estimation fractions and ``probs`` (1, N, C) = the mean softmax over the estimation draws."""
-    positive("cohen.n0", n0, integer=True)
+    positive("n0", n0, integer=True)
     kw = {
         "seed": seed,
         "split": split,

@@ -89,13 +89,13 @@ def select_classes(
     k = len(class_names)
     allowed = f"a list of at least 2 distinct class ids in 0..{k - 1} (the labels of the dataset)"
     if not isinstance(classes, (list, tuple)) or len(classes) < 2:
-        fail("data.classes", classes, allowed)
+        fail("classes", classes, allowed)
     for c in classes:
         if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= int(c) < k:
-            fail("data.classes", list(classes), f"{allowed}; {c!r} is not one")
+            fail("classes", list(classes), f"{allowed}; {c!r} is not one")
     ids = [int(c) for c in classes]
     if len(set(ids)) != len(ids):
-        fail("data.classes", list(classes), f"{allowed}; it has duplicates")
+        fail("classes", list(classes), f"{allowed}; it has duplicates")
     lut = torch.full((max(k, int(y.max()) + 1 if y.numel() else k),), -1, dtype=torch.int64)
     lut[torch.tensor(ids)] = torch.arange(len(ids))
     new = lut[y]
@@ -110,7 +110,7 @@ def stratified_split(y: torch.Tensor, test_fraction: float, seed: int) -> tuple[
     ``torch.Generator`` seeded with ``seed`` sends ``round(test_fraction * n_c)`` of them (Python's
     round) to test and the rest to train. Same ``y`` and seed -> identical split.
     """
-    number("data.test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
+    number("test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
     g = torch.Generator().manual_seed(int(seed))
     train, test = [], []
     for c in torch.unique(y).tolist():

@@ -125,7 +125,7 @@ def storage_update(x, prediction, radius, *, rule: str = "trim", order=None, see
             ``numpy.random.default_rng(seed)``.
         seed: seed of the random order (ignored when ``order`` is given).
     """
-    choice("evaluation.storage_rule", rule, RULES)
+    choice("rule", rule, RULES)
     xm, pred, rad = _check_inputs(x, prediction, radius)
     n = xm.shape[0]
     if order is None:

@@ -65,24 +65,24 @@ def settings_grid(
     """The product of the axes, with ``delta`` varied only for the additive triggers (the others get the
     first delta, which they ignore). Raises ConfigError naming the axis on a bad value."""
     for name, values in (
-        ("strength.triggers", triggers),
-        ("strength.label_modes", label_modes),
-        ("strength.poison_rates", poison_rates),
-        ("strength.deltas", deltas),
-        ("strength.epochs", epochs),
+        ("triggers", triggers),
+        ("label_modes", label_modes),
+        ("poison_rates", poison_rates),
+        ("deltas", deltas),
+        ("epochs", epochs),
     ):
         if not isinstance(values, (list, tuple)) or not values:
             fail(name, values, "a non-empty list")
     for t in triggers:
-        choice("strength.triggers", t, TRIGGERS)
+        choice("triggers", t, TRIGGERS)
     for m in label_modes:
-        choice("strength.label_modes", m, LABEL_MODES)
+        choice("label_modes", m, LABEL_MODES)
     for r in poison_rates:
-        number("strength.poison_rates", r, low=0, high=1, low_open=True)
+        number("poison_rates", r, low=0, high=1, low_open=True)
     for d in deltas:
-        positive("strength.deltas", d)
+        positive("deltas", d)
     for e in epochs:
-        positive("strength.epochs", e, integer=True)
+        positive("epochs", e, integer=True)
     out = []
     for t, m, r, e in itertools.product(triggers, label_modes, poison_rates, epochs):
         for d in deltas if t in ADDITIVE_TRIGGERS else deltas[:1]:
@@ -239,8 +239,8 @@ def weakest_settings(
     fewest epochs. A (threshold, trigger, label mode) that no setting reaches gets a row with
     ``reached = False`` and the best ASR seen."""
     for t in thresholds:
-        number("strength.thresholds", t, low=0, high=1)
-    number("strength.max_clean_drop", max_clean_drop, low=0)
+        number("thresholds", t, low=0, high=1)
+    number("max_clean_drop", max_clean_drop, low=0)
     rows = []
     for thr in thresholds:
         for (trig, mode), g in table.groupby(["trigger", "label_mode"], sort=False):

@@ -66,14 +66,14 @@ def check_trigger_kwargs(trigger_kwargs: dict[str, Any]) -> dict[str, Any]:
     for key in trigger_kwargs:
         if key not in TRIGGER_DEFAULTS:
             fail(
-                f"attack.{key}",
+                key,
                 trigger_kwargs[key],
                 "unknown trigger option; allowed options are " + ", ".join(TRIGGER_DEFAULTS),
             )
     kw = {**TRIGGER_DEFAULTS, **trigger_kwargs}
-    number("attack.pattern_seed", kw["pattern_seed"], integer=True)
-    positive("attack.badnets_size", kw["badnets_size"], integer=True)
-    number("attack.blend_alpha", kw["blend_alpha"], low=0, high=1)
+    number("pattern_seed", kw["pattern_seed"], integer=True)
+    positive("badnets_size", kw["badnets_size"], integer=True)
+    number("blend_alpha", kw["blend_alpha"], low=0, high=1)
     return kw
 
 
@@ -135,7 +135,7 @@ def badnets_trigger(x: torch.Tensor, delta: float, *, badnets_size: int, **_: An
     s = badnets_size
     if s + 1 > min(h, w):
         fail(
-            "attack.badnets_size",
+            "badnets_size",
             s,
             f"the square plus its 1-pixel margin must fit in a {h}×{w} image (at most {min(h, w) - 1})",
         )
@@ -187,8 +187,8 @@ def trigger_perturbation(
     so for them this returns ``None``. ``badnets_size`` and ``blend_alpha`` are accepted (and ignored) so
     that one ``**trigger_kwargs`` fits every function.
     """
-    choice("attack.trigger", trigger, TRIGGERS)
-    number("attack.delta", delta, low=0)
+    choice("trigger", trigger, TRIGGERS)
+    number("delta", delta, low=0)
     check_trigger_kwargs(
         {"pattern_seed": pattern_seed, "badnets_size": badnets_size, "blend_alpha": blend_alpha}
     )
@@ -221,8 +221,8 @@ def apply_trigger(
     ``blend_alpha`` (0.2).
     """
     check_images("x", x)
-    choice("attack.trigger", trigger, TRIGGERS)
-    number("attack.delta", delta, low=0)
+    choice("trigger", trigger, TRIGGERS)
+    number("delta", delta, low=0)
     kw = check_trigger_kwargs(trigger_kwargs)
     x_trig = TRIGGER_FUNCTIONS[trigger](x, delta, **kw).clamp(0.0, 1.0)
     return x_trig, realised_norms(x_trig, x)

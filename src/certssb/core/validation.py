@@ -4,6 +4,10 @@ parameter, the value it was given and what is allowed.
 The checks are plain functions so that both the pipeline nodes and the up-front check that runs
 before a Kedro pipeline starts (``certssb.hooks``) can call them; the up-front check is what makes a
 bad parameter stop a run before any artifact is written.
+
+Core names what it checks by its own argument names (``parameter 'num_models' = 0 ...``), as a Python
+caller knows them; where a node calls core on the run's parameters, ``certssb.config.core_errors`` names
+the parameter key instead (``parameter 'noise.num_models' = 0 ...``).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def predict_votes(
     small CNN on 2 cores) and 4096 on CUDA. ``precision`` (float32 | bfloat16): None -> the one the model
     was trained at (``model["train_config"]["precision"]``, float32 when absent).
     """
-    positive("evaluation.model_chunk", model_chunk, integer=True)
+    positive("model_chunk", model_chunk, integer=True)
     precision = precision or model_precision(model.get("train_config"))
     check_input_shape(model["architecture"], model["in_shape"], x.shape[1:], f"the {split} test set")
     n, c = x.shape[0], model["num_classes"]

@@ -21,6 +21,7 @@ from certssb.config import (
     EvaluationBlock,
     ModelBlock,
     SigmaOptBlock,
+    block_keys,
     sigma_config,
     train_config,
 )
@@ -180,6 +181,21 @@ class EnsembleLearner:
             s_train[moved] = res["sigma"].double().numpy()
         s_x = optimise_sigma(net, x_points.float(), None, s0, cfg, seed=c["seed"] + 1)["sigma"]
         return s_train, s_x.double().numpy()
+
+
+def audit_keys(params: AuditBlock) -> dict[str, str]:
+    """core.audit's argument names -> the audit's parameter keys (``config.core_names``): quick mode reads
+    ``audit.quick_factors`` / ``quick_strategies``; ``selection`` is the audit's, ``alpha`` evaluation's."""
+    q = "quick_" if params.quick else ""
+    return block_keys(
+        "audit",
+        "model",
+        "ensemble",
+        "evaluation",
+        "sigma_opt",
+        factors=f"audit.{q}factors",
+        strategies=f"audit.{q}strategies",
+    )
 
 
 def ladder_config(params: AuditBlock, method: str) -> audit.LadderConfig:

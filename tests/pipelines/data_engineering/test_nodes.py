@@ -128,8 +128,14 @@ def test_clean_label_keeps_labels_and_is_inside_the_threat_model(raw, base_param
 
 def test_clean_label_refuses_more_points_than_the_target_class_has(raw, base_params):
     # 20 images of the target class among 200: a rate of 0.2 asks for 40
-    with pytest.raises(ConfigError, match=r"attack\.poison_rate"):
+    with pytest.raises(ConfigError, match=r"^parameter 'attack\.poison_rate' = 0\.2 is invalid: poisons"):
         _poison(raw, base_params, label_mode="clean", poison_rate=0.2)
+
+
+def test_a_trigger_that_does_not_fit_the_images_is_named_by_its_key(raw, base_params):
+    # core names its argument (badnets_size); the node, calling it on the attack block, names the key
+    with pytest.raises(ConfigError, match=r"^parameter 'attack\.badnets_size' = 28 is invalid: the square"):
+        _poison(raw, base_params, name="badnets", badnets_size=28)
 
 
 def test_poison_is_deterministic_for_a_seed_and_does_not_touch_its_input(raw, base_params):

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from certssb.config import AttackBlock, ModelBlock, StrengthBlock, train_config
+from certssb.config import AttackBlock, ModelBlock, StrengthBlock, core_errors, train_config
 from certssb.core import strength as core
 from certssb.core.ensemble import resolve_device
 from certssb.core.triggers import trigger_options
@@ -27,6 +27,16 @@ def _grid(strength: StrengthBlock) -> StrengthBlock:
     return StrengthBlock.model_validate({**strength.model_dump(), **strength.quick_grid})
 
 
+@core_errors(  # core.poisoning's arguments come from the grid here; the target, trigger options from attack
+    "strength",
+    "attack",
+    "model",
+    attack="strength.triggers",
+    trigger="strength.triggers",
+    label_mode="strength.label_modes",
+    poison_rate="strength.poison_rates",
+    delta="strength.deltas",
+)
 def sweep_attack_strength(
     raw_dataset: dict[str, Any],
     strength: StrengthBlock,
@@ -58,6 +68,7 @@ def sweep_attack_strength(
         )
 
 
+@core_errors("strength")
 def summarise_attack_strength(table: pd.DataFrame, strength: StrengthBlock) -> tuple[pd.DataFrame, Figure]:
     """The weakest setting per trigger, label mode and ASR threshold, and the ASR-vs-poison-rate figure."""
     weakest = core.weakest_settings(table, strength.thresholds, strength.max_clean_drop)

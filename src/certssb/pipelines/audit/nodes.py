@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from certssb.config import AuditBlock, EnsembleBlock, EvaluationBlock, ModelBlock, SigmaOptBlock
+from certssb.config import AuditBlock, EnsembleBlock, EvaluationBlock, ModelBlock, SigmaOptBlock, core_names
 from certssb.core.artifacts import (
     ModelArtifact,
     NoisePlan,
@@ -22,7 +22,7 @@ from certssb.core.artifacts import (
     require_same,
 )
 from certssb.core.audit import summarise
-from certssb.execution.audit import audit_method
+from certssb.execution.audit import audit_keys, audit_method
 
 
 def _check_lineage(
@@ -65,21 +65,22 @@ def run_audit(
 ) -> pd.DataFrame:
     """One row per audited point x strategy x column x rung of the ladder."""
     _check_lineage(ensemble, certificates, sigma, noise_plan, poisoned_train, clean_test, pilot_model)
-    return audit_method(
-        ensemble,
-        certificates,
-        sigma,
-        noise_plan,
-        poisoned_train,
-        clean_test,
-        pilot_model,
-        audit,
-        model=model,
-        ensemble_params=ensemble_params,
-        evaluation=evaluation,
-        sigma_opt=sigma_opt,
-        device=device,
-    )
+    with core_names(audit_keys(audit)):  # core's errors name the audit's parameter keys
+        return audit_method(
+            ensemble,
+            certificates,
+            sigma,
+            noise_plan,
+            poisoned_train,
+            clean_test,
+            pilot_model,
+            audit,
+            model=model,
+            ensemble_params=ensemble_params,
+            evaluation=evaluation,
+            sigma_opt=sigma_opt,
+            device=device,
+        )
 
 
 def summarise_audit(
@@ -87,7 +88,8 @@ def summarise_audit(
 ) -> tuple[dict[str, Any], dict[str, Any], Figure]:
     """The ladder per column and strategy, the break factors, MLflow metrics and the figure."""
     factors = audit.quick_factors if audit.quick else audit.factors
-    summary = summarise(report, evaluation.alpha, factors, audit.stop_rate)
+    with core_names(audit_keys(audit)):
+        summary = summarise(report, evaluation.alpha, factors, audit.stop_rate)
     top = max(factors)
     metrics = {}
     for column, bf in summary["break_factor"].items():

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from certssb.config import AttackBlock, DataBlock, EvaluationBlock, NoiseBlock, estimation_models
+from certssb.config import AttackBlock, DataBlock, EvaluationBlock, NoiseBlock, core_errors, estimation_models
 from certssb.core import certify, noise, poisoning
 from certssb.core.splits import stratified_subsample, tensor_fingerprint
 from certssb.core.triggers import trigger_options
@@ -19,6 +19,7 @@ from certssb.io import prepare_dataset
 log = logging.getLogger(__name__)
 
 
+@core_errors("data")
 def download(data: DataBlock, seed: int) -> dict[str, Any]:
     """Load ``data.dataset`` (offline default: the embedded MNIST subset) and split it (seeded)."""
     out = prepare_dataset(
@@ -56,6 +57,7 @@ def collapse_share(attack: AttackBlock, noise_params: NoiseBlock, evaluation: Ev
     return certify.collapse_share(estimation_models(noise_params, evaluation), evaluation.alpha)
 
 
+@core_errors("attack", "data", "evaluation")
 def poison(
     raw_dataset: dict[str, Any],
     data: DataBlock,
@@ -211,6 +213,7 @@ def poison_metrics(poison_summary: dict[str, Any]) -> dict[str, float]:
     return {k: {"value": float(poison_summary[k]), "step": 0} for k in keys}
 
 
+@core_errors("noise")
 def make_noise_plan(
     poisoned_train: dict[str, Any], noise_params: NoiseBlock, seed: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -21,7 +21,15 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from certssb.config import METHODS, SIGMA_METHODS, EnsembleBlock, EvaluationBlock, NoiseBlock, plain
+from certssb.config import (
+    METHODS,
+    SIGMA_METHODS,
+    EnsembleBlock,
+    EvaluationBlock,
+    NoiseBlock,
+    core_errors,
+    plain,
+)
 from certssb.core import certify, metrics, noise, smoothing, storage, summary
 from certssb.core.artifacts import (
     ModelArtifact,
@@ -93,6 +101,7 @@ def _precision(ens: ModelArtifact, precision: str | None, device: str) -> str:
     return at
 
 
+@core_errors("evaluation", "ensemble")
 def compute_votes(
     ensemble: dict[str, Any],
     clean_test: dict[str, Any],
@@ -133,6 +142,7 @@ def compute_votes(
     ).to_dict()
 
 
+@core_errors("evaluation")
 def certify_samples(
     votes: dict[str, Any],
     clean_test: dict[str, Any],
@@ -175,6 +185,7 @@ def certify_samples(
     )
 
 
+@core_errors(n0="cohen.n0", num_draws="cohen.num_draws")
 def compute_cohen_votes(
     ensemble: dict[str, Any],
     clean_test: dict[str, Any],
@@ -224,6 +235,7 @@ def compute_cohen_votes(
     ).to_dict()
 
 
+@core_errors("evaluation")
 def certify_cohen(
     votes: dict[str, Any],
     clean_test: dict[str, Any],
@@ -266,6 +278,7 @@ def skip_storage_update(certificates: pd.DataFrame) -> tuple[pd.DataFrame, dict[
     return certificates.copy(), report
 
 
+@core_errors("evaluation")
 def storage_update(
     certificates: pd.DataFrame,
     clean_test: dict[str, Any],
@@ -344,6 +357,7 @@ def evaluate_undefended(
     return out
 
 
+@core_errors("evaluation")
 def compute_metrics(
     certificates: pd.DataFrame,
     certificates_updated: pd.DataFrame,
@@ -392,6 +406,7 @@ def _ceiling(metrics_: dict[str, Any]) -> float | None:
     return None if c is None else float(c)
 
 
+@core_errors("evaluation")
 def make_plots(
     certificates: pd.DataFrame,
     certificates_updated: pd.DataFrame,

@@ -19,7 +19,15 @@ from typing import Any
 import pandas as pd
 import torch
 
-from certssb.config import EnsembleBlock, ModelBlock, PilotBlock, SigmaOptBlock, sigma_config, train_config
+from certssb.config import (
+    EnsembleBlock,
+    ModelBlock,
+    PilotBlock,
+    SigmaOptBlock,
+    core_errors,
+    sigma_config,
+    train_config,
+)
 from certssb.core import ensemble, noise
 from certssb.core.artifacts import ModelArtifact, NoisePlan, SigmaArtifact, SplitData, require_same
 from certssb.core.ensemble import TrainConfig, load_member
@@ -95,6 +103,7 @@ def _train_single(
     ).to_dict()
 
 
+@core_errors("pilot", "model")
 def train_pilot(
     poisoned_train: dict[str, Any],
     noise_plan: dict[str, Any],
@@ -107,6 +116,7 @@ def train_pilot(
     return _train_single(poisoned_train, noise_plan, model, device, "pilot", True, pilot.epochs, precision)
 
 
+@core_errors("model")
 def train_undefended(
     poisoned_train: dict[str, Any],
     noise_plan: dict[str, Any],
@@ -147,6 +157,7 @@ def _optimised_sigmas(
         )
 
 
+@core_errors("sigma_opt", sigma0="noise.sigma")
 def optimise_sigma(
     method: str,
     pilot_model: dict[str, Any],
@@ -197,6 +208,7 @@ def optimise_sigma(
     return SigmaArtifact.build(method, sigma0, sigmas, inputs).to_dict(), report
 
 
+@core_errors("model", "ensemble")
 def train_ensemble(
     method: str,
     poisoned_train: dict[str, Any],
@@ -252,6 +264,7 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@core_errors("model", epochs="cohen.epochs")
 def train_smoothed_classifier(
     method: str,
     poisoned_train: dict[str, Any],
