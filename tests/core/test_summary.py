@@ -94,3 +94,36 @@ def test_evasion_metrics_report_the_attack_outside_the_threat_model():
     }
     assert type(got["attack_joint_norm"]) is float and type(got["attack_label_changes"]) is int
     assert not set(got) & set(REACH_KEYS)  # no reach metric outside the threat model
+
+
+@pytest.mark.parametrize("attack,label_mode", [("onepixel", "clean"), ("badnets", "dirty")])
+def test_the_poison_summary_gives_the_joint_norm_and_the_threat_model(attack, label_mode):
+    """||Delta|| = sqrt(sum_i ||delta_i||^2 + ||delta_test||^2) with the largest test trigger norm; inside the
+    threat model only when no label changed and nothing was inserted."""
+    from certssb.core.poisoning import poison
+    from certssb.core.summary import INSIDE, OUTSIDE, poison_summary
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(100, 1, 8, 8, generator=g) * 0.5, torch.arange(100) % 4
+    kw = dict(poison_rate=0.1, target=0, delta=1.0, num_classes=4, seed=0, label_mode=label_mode)
+    res = poison(x, y, attack=attack, **kw)
+    test_norms = torch.tensor([0.5, 2.0, 1.0])
+    s = poison_summary(
+        res,
+        attack=attack,
+        trigger=attack,
+        poison_rate=0.1,
+        target=0,
+        delta=1.0,
+        n_clean_test=7,
+        triggered_norms=test_norms,
+        certifier_labels=None,
+        collapse_share=None,
+    )
+    train = float((res.norms.double() ** 2).sum())
+    assert s["joint_norm"] == pytest.approx((train + 2.0**2) ** 0.5)
+    assert s["train_joint_norm"] == pytest.approx(train**0.5) and s["test_trigger_norm_max"] == 2.0
+    assert s["n_poisoned"] == 10 and s["n_triggered_test"] == 3 and s["n_train"] == 100
+    assert s["in_threat_model"] == (label_mode == "clean") == (s["threat_model"] == INSIDE)
+    assert s["threat_model"] in (INSIDE, OUTSIDE)
+    assert s["label_changes"] == (0 if label_mode == "clean" else 10)

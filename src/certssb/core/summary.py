@@ -50,6 +50,56 @@ def member_accuracy(votes: dict[str, Any], data: dict[str, Any]) -> np.ndarray:
 
 PUBLISHED = "Cert-SSB as published (not a poisoning certificate)"
 OUTSIDE = "outside the certified threat model"
+INSIDE = "inside the certified threat model"
+
+
+def poison_summary(
+    res: Any,
+    *,
+    attack: str,
+    trigger: str,
+    poison_rate: float,
+    target: int | None,
+    delta: float,
+    n_clean_test: int,
+    triggered_norms: torch.Tensor,
+    certifier_labels: str | None,
+    collapse_share: float | None,
+) -> dict[str, Any]:
+    """What the attack did, for the reports: its size and norms, and whether it lies inside the certified
+    threat model. ``res`` is a :class:`certssb.core.poisoning.PoisonResult`; ``triggered_norms`` the
+    per-input norms of the triggered test set. The joint norm is
+    ``||Delta|| = sqrt(sum_i ||delta_i||^2 + ||delta_test||^2)`` with the largest test-time trigger norm;
+    the attack is inside the threat model only when no label changed and nothing was inserted."""
+    test_norm = float(triggered_norms.max()) if len(triggered_norms) else 0.0
+    train_norm = res.joint_norm(0.0)
+    return {
+        "attack": attack,
+        "trigger": trigger,
+        "poison_rate": poison_rate,
+        "target": target,
+        "delta": delta,
+        "n_train": int(res.y.shape[0]),
+        "n_poisoned": int(res.indices.numel()),
+        "train_trigger_norm_mean": float(res.norms.mean()) if res.norms.numel() else 0.0,
+        "train_joint_norm": train_norm,
+        "test_trigger_norm_max": test_norm,
+        "joint_norm": res.joint_norm(test_norm),
+        "n_clean_test": n_clean_test,
+        "n_triggered_test": int(len(triggered_norms)),
+        "label_mode": res.label_mode,
+        "label_changes": res.label_changes,
+        "inserted": int(res.inserted),
+        "certifier_labels": certifier_labels,
+        "collapse_share": collapse_share,
+        "feature_norm": train_norm,
+        "in_threat_model": bool(res.in_threat_model),
+        "threat_model": INSIDE if res.in_threat_model else OUTSIDE,
+        "train_poisoned_index": [int(v) for v in res.indices.tolist()],
+        "train_poisoned_norms": [float(v) for v in res.norms.tolist()],
+    }
+
+
 REACH_KEYS = ("attack_norm_covered", "attack_points_covered", "certificate_covers_test_trigger")
 """Metrics that say how much of the attack a certificate covers: emitted only for attacks inside the threat
 model (label-preserving feature perturbations); for dirty-label or inserting attacks they are left out."""

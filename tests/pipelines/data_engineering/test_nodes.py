@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from certssb.config import block
+from certssb.core.summary import OUTSIDE
 from certssb.core.validation import ConfigError
-from certssb.pipelines.data_engineering.nodes import OUTSIDE, download, make_noise_plan, poison
+from certssb.pipelines.data_engineering.nodes import download, make_noise_plan, poison
 
 N_TRAIN, N_TEST, CERTIFY = 200, 60, 40
 

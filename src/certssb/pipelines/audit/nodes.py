@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
 
 from certssb.config import AuditBlock, EnsembleBlock, EvaluationBlock, ModelBlock, SigmaOptBlock, core_names
 from certssb.core.artifacts import (
@@ -23,6 +21,7 @@ from certssb.core.artifacts import (
 )
 from certssb.core.audit import summarise
 from certssb.execution.audit import audit_keys, audit_method
+from certssb.reporting.audit_figures import audit_figure
 
 
 def _check_lineage(
@@ -100,60 +99,4 @@ def summarise_audit(
                 "value": float(c if c is not None else 2 * top),
                 "step": 0,
             }
-    return summary, metrics, _figure(summary)
-
-
-NAMES = {
-    "radius": "sound radius",
-    "radius_published": "published radius (σₓR₁)",
-    "radius_resigma": "sound radius, σ recomputed",
-}
-
-
-def _figure(summary: dict[str, Any]) -> Figure:
-    cols = list(summary["columns"])
-    fig = Figure(figsize=(4.2 * max(1, len(cols)), 3.6))
-    axes = np.atleast_1d(fig.subplots(1, max(1, len(cols)), sharey=True))
-    bound = summary["flip_bound_per_point"]
-    styles = {
-        "pgd": ("o-", "tab:orange"),
-        "brew": ("s--", "tab:blue"),
-        "brew_pgd": ("^-.", "tab:purple"),
-        "lowsigma": ("d:", "tab:green"),
-    }
-    for ax, column in zip(axes, cols):
-        for strategy, s in summary["columns"][column].items():
-            lad = s["ladder"]
-            fmt, color = styles.get(strategy, ("o-", None))
-            bf = s["break_factor"]
-            ax.plot(
-                [r["factor"] for r in lad],
-                [r["flip_rate"] for r in lad],
-                fmt,
-                color=color,
-                ms=5,
-                label=f"{strategy} ({s['part']}): "
-                + (f"breaks at c = {bf:g}" if bf is not None else "not broken"),
-            )
-        ax.axhline(bound, color="k", lw=1.2)
-        ax.text(
-            summary["factors"][0],
-            bound + 0.015,
-            f"2α = {bound:g}: a sound certificate's expected flip rate",
-            fontsize=6,
-        )
-        ax.axhline(summary["stop_rate"], color="grey", ls=":", lw=1)
-        ax.axvline(1.0, color="grey", ls="--", lw=0.8)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xticks(summary["factors"])
-        ax.set_xticklabels([f"{c:g}" for c in summary["factors"]], fontsize=7)
-        ax.set(
-            xlabel="c  (‖Δ‖ = c·R₁ in the column's norm; dashed: c = 1)",
-            title=NAMES.get(column, column),
-            ylim=(-0.02, 1.02),
-        )
-        ax.legend(fontsize=6, loc="upper left")
-    axes[0].set_ylabel("flip rate (dotted: 10 % = broken)")
-    fig.tight_layout()
-    return fig
+    return summary, metrics, audit_figure(summary)

@@ -12,6 +12,7 @@ import torch
 from certssb.config import AttackBlock, DataBlock, EvaluationBlock, NoiseBlock, core_errors, estimation_models
 from certssb.core import certify, noise, poisoning
 from certssb.core.splits import stratified_subsample, tensor_fingerprint
+from certssb.core.summary import poison_summary
 from certssb.core.triggers import trigger_options
 from certssb.core.validation import ConfigError
 from certssb.io import prepare_dataset
@@ -42,9 +43,6 @@ def download(data: DataBlock, seed: int) -> dict[str, Any]:
         out["num_classes"],
     )
     return out
-
-
-OUTSIDE = "outside the certified threat model"
 
 
 def collapse_share(attack: AttackBlock, noise_params: NoiseBlock, evaluation: EvaluationBlock) -> float:
@@ -154,32 +152,19 @@ def poison(
         "fingerprint": tensor_fingerprint(triggered["x"], triggered["y"]),
         **lineage,
     }
-    test_norm = float(triggered["norms"].max()) if len(triggered["norms"]) else 0.0
-    train_norm = res.joint_norm(0.0)
     summary = {
-        "attack": name,
-        "trigger": trig,
-        "poison_rate": attack.poison_rate,
-        "target": target,
-        "delta": attack.delta,
-        "n_train": int(res.y.shape[0]),
-        "n_poisoned": int(res.indices.numel()),
-        "train_trigger_norm_mean": float(res.norms.mean()) if res.norms.numel() else 0.0,
-        "train_joint_norm": train_norm,
-        "test_trigger_norm_max": test_norm,
-        "joint_norm": res.joint_norm(test_norm),
-        "n_clean_test": int(yt.numel()),
-        "n_triggered_test": int(triggered["y"].numel()),
-        "label_mode": res.label_mode,
-        "label_changes": res.label_changes,
-        "inserted": int(res.inserted),
-        "certifier_labels": certifier_labels if name in poisoning.CERTIFIER_ATTACKS else None,
-        "collapse_share": share,
-        "feature_norm": train_norm,
-        "in_threat_model": bool(res.in_threat_model),
-        "threat_model": "inside the certified threat model" if res.in_threat_model else OUTSIDE,
-        "train_poisoned_index": [int(v) for v in res.indices.tolist()],
-        "train_poisoned_norms": [float(v) for v in res.norms.tolist()],
+        **poison_summary(
+            res,
+            attack=name,
+            trigger=trig,
+            poison_rate=attack.poison_rate,
+            target=target,
+            delta=attack.delta,
+            n_clean_test=int(yt.numel()),
+            triggered_norms=triggered["norms"],
+            certifier_labels=certifier_labels if name in poisoning.CERTIFIER_ATTACKS else None,
+            collapse_share=share,
+        ),
         "poisoned_train": poisoned_train["fingerprint"],  # lineage: evaluation checks it against the votes
     }
     log.info(
@@ -189,7 +174,7 @@ def poison(
         res.label_mode,
         summary["n_poisoned"],
         summary["n_train"],
-        train_norm,
+        summary["train_joint_norm"],
         summary["joint_norm"],
         res.label_changes,
         res.inserted,
