@@ -179,7 +179,7 @@ def test_dirty_label_with_zero_feature_norm_is_outside_the_threat_model():
     # feature norm 0, yet 20 labels changed: a relabelling the l2 certificate does not cover
     assert summary["feature_norm"] == 0.0 and summary["joint_norm"] == 0.0
     assert summary["label_changes"] == 20 > 0 and summary["inserted"] == 0
-    assert summary["in_threat_model"] is False and summary["threat_model"] == de.OUTSIDE
+    assert summary["in_threat_model"] is False and summary["threat_model"] == run_summary.OUTSIDE
     certs, sigma = _certs_and_sigma(len(clean["y"]), 200)
     out = run_summary.attack_metrics(certs, trig, sigma, summary, [0.0, 0.5])
     assert out["attack_in_threat_model"] is False and out["attack_threat_model"] == run_summary.OUTSIDE
