@@ -27,7 +27,6 @@ import copy
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +38,7 @@ from .models import ARCHITECTURES, build_model
 from .noise import noisy_training_copy
 from .precision import RESOLVED, autocast
 from .validation import ConfigError, choice, number, positive
+from .workers import one_thread_map
 
 log = logging.getLogger(__name__)
 
@@ -247,13 +247,8 @@ def train_chunk(
     def one(k: int) -> ChunkResult:
         return train_one(x, y, sigma, plan, k, cfg, num_classes, device)
 
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        return merge_chunks([one(k) for k in indices])
     # CPU with T > 1 threads: T models at once, each on one torch thread (see the module docstring)
-    workers = min(threads, len(indices))
-    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return merge_chunks(list(pool.map(one, indices)))
+    return merge_chunks(list(one_thread_map(one, indices, device)))
 
 
 def merge_chunks(parts: Sequence[ChunkResult]) -> ChunkResult:

@@ -42,16 +42,15 @@ psi, the radius and sigma's gradient stay float32.
 
 from __future__ import annotations
 
-import collections
 import copy
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
 from .precision import autocast
 from .validation import ConfigError, choice, number, positive
+from .workers import one_thread_map
 
 GRADIENTS = ("reparam", "prefactor")
 RULES = ("anchored", "released")
@@ -178,32 +177,15 @@ def optimise_sigma(
         ab = None if anchor is None else anchor[start : start + xb.shape[0]].to(device)
         return _optimise_batch(model, xb, ab, eps, sigma0, cfg, precision)
 
-    def store(start: int, result: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-        ab, sh, rh = result
+    # T batches at once on CPU, one torch thread each; the noise is drawn here, in order (module docstring)
+    batches = ((start, batch_noise(start)) for start in starts)
+    for start, (ab, sh, rh) in zip(starts, one_thread_map(lambda a: run(*a), batches, device), strict=True):
         b = ab.shape[0]
-        anchors[start : start + b], sig_hist[:, start : start + b], rad_hist[:, start : start + b] = (
-            ab,
-            sh,
-            rh,
-        )
+        anchors[start : start + b] = ab
+        sig_hist[:, start : start + b] = sh
+        rad_hist[:, start : start + b] = rh
         if progress:
             progress(b)
-
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        for start in starts:
-            store(start, run(start, batch_noise(start)))
-    else:  # T batches at once, one torch thread each; the noise is drawn here, in order (module docstring)
-        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            pending: collections.deque = collections.deque()
-            for start in starts:
-                pending.append((start, pool.submit(run, start, batch_noise(start))))
-                if len(pending) > threads:
-                    done_start, fut = pending.popleft()
-                    store(done_start, fut.result())
-            while pending:
-                done_start, fut = pending.popleft()
-                store(done_start, fut.result())
     return {
         "sigma": sig_hist[-1].clone(),
         "anchor": anchors,

@@ -32,10 +32,8 @@ estimation, whichever thread evaluates it), so the bound holds as stated for the
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -43,6 +41,7 @@ from .ensemble import with_inference_pooling
 from .noise import SPLIT_IDS, _derive
 from .precision import autocast
 from .validation import ConfigError, positive
+from .workers import one_thread_map
 
 NAME = "cohen"
 THREAT_MODEL = "test-time l2 perturbation of the input, model fixed; certifies nothing about poisoning"
@@ -104,20 +103,12 @@ def noise_counts(
             net, x[sl], sigma[sl], seed_c, num_draws, num_classes, batch_size, precision, device
         )
 
-    workers = min(torch.get_num_threads(), len(starts)) if device.type == "cpu" else 1
-    with contextlib.ExitStack() as stack:
-        if workers > 1:
-            pool = stack.enter_context(
-                ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
-            )
-            results = pool.map(run, range(len(starts)))
-        else:
-            results = map(run, range(len(starts)))
-        for start, (cnt, prb) in zip(starts, results, strict=True):
-            counts[start : start + cnt.shape[0]] = cnt
-            probs[start : start + cnt.shape[0]] = prb
-            if progress:
-                progress(cnt.shape[0])
+    results = one_thread_map(run, range(len(starts)), device)  # T chunks at once on CPU (core.workers)
+    for start, (cnt, prb) in zip(starts, results, strict=True):
+        counts[start : start + cnt.shape[0]] = cnt
+        probs[start : start + cnt.shape[0]] = prb
+        if progress:
+            progress(cnt.shape[0])
     return {"counts": counts, "probs": probs}
 
 
