@@ -31,7 +31,7 @@ def test_runs_offline_and_writes_every_artifact(project):
     assert 0.0 <= float(poisoned["x"].min()) and float(poisoned["x"].max()) <= 1.0
     assert len(report) == summary["n_poisoned"] == round(0.02 * 300)
     assert (report["new_label"] == 0).all() and (report["original_label"] != 0).all()
-    assert (poisoned["y"][torch.as_tensor(report["index"].to_numpy())] == 0).all()
+    assert (poisoned["y"][torch.tensor(report["index"].to_numpy())] == 0).all()
     # triggered test set: exactly the non-target clean test images, with their true labels
     assert clean["y"].numel() == 40
     assert trig["y"].numel() == int((clean["y"] != 0).sum()) == summary["n_triggered_test"]
