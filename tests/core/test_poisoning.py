@@ -31,6 +31,7 @@ from certssb.core.validation import ConfigError
 
 MNIST = (1, 28, 28)
 CIFAR = (3, 32, 32)
+_DEFAULTS = {"target": 0, "delta": 1.0, "num_classes": 10, "seed": 0}
 
 
 def _data(n: int = 200, shape: tuple[int, int, int] = MNIST, num_classes: int = 10, seed: int = 0):
@@ -39,6 +40,11 @@ def _data(n: int = 200, shape: tuple[int, int, int] = MNIST, num_classes: int = 
     y = torch.arange(n) % num_classes  # balanced, every class present
     y = y[torch.randperm(n, generator=g)]
     return x, y
+
+
+def _poison(x: torch.Tensor, y: torch.Tensor, attack: str, poison_rate: float, **kw) -> PoisonResult:
+    """``poison`` with the tests' usual target 0, delta 1, 10 classes and seed 0 (each may be overridden)."""
+    return poison(x, y, attack=attack, poison_rate=poison_rate, **{**_DEFAULTS, **kw})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,7 +81,7 @@ def test_attack_trigger():
 def test_backdoor_poison_in_place(trigger):
     x, y = _data(200)
     x0, y0 = x.clone(), y.clone()
-    res = poison(x, y, attack=trigger, poison_rate=0.1, target=0, delta=1.0, num_classes=10, seed=11)
+    res = _poison(x, y, trigger, 0.1, seed=11)
     assert isinstance(res, PoisonResult)
     n = round(0.1 * 200)
     assert res.x.shape == x.shape and res.y.shape == y.shape
@@ -110,15 +116,15 @@ def test_poison_rounding_and_limits():
     assert poison_count(0.02, 4000) == 80
     assert poison_count(0.025, 100) == 3  # half up
     x, y = _data(100, num_classes=2)  # 50 per class
-    res = poison(x, y, attack="fourpixel", poison_rate=0.5, target=1, delta=1.0, num_classes=2, seed=0)
+    res = _poison(x, y, "fourpixel", 0.5, target=1, num_classes=2)
     assert res.indices.numel() == 50 and (res.y == 1).all()
     with pytest.raises(ConfigError, match="parameter 'poison_rate' = "):
-        poison(x, y, attack="fourpixel", poison_rate=0.6, target=1, delta=1.0, num_classes=2, seed=0)
+        _poison(x, y, "fourpixel", 0.6, target=1, num_classes=2)
 
 
 def test_none_attack_returns_inputs():
     x, y = _data(50)
-    res = poison(x, y, attack="none", poison_rate=0.5, target=0, delta=1.0, num_classes=10, seed=0)
+    res = _poison(x, y, "none", 0.5)
     assert torch.equal(res.x, x) and torch.equal(res.y, y)
     for t in (res.indices, res.source_indices, res.original_labels, res.new_labels, res.norms):
         assert t.numel() == 0
@@ -131,7 +137,7 @@ def test_none_attack_returns_inputs():
 def test_joint_norm_and_report():
     x, y = _data(100)
     x[:] = 0.98  # onepixel is clamped: realised norms 0.02, not 1
-    res = poison(x, y, attack="onepixel", poison_rate=0.04, target=0, delta=1.0, num_classes=10, seed=0)
+    res = _poison(x, y, "onepixel", 0.04)
     by_hand = math.sqrt(sum(float(v) ** 2 for v in res.norms) + 0.5**2)
     assert res.joint_norm(0.5) == pytest.approx(by_hand, rel=1e-12)
     assert res.joint_norm() == pytest.approx(math.sqrt(4) * 0.02, abs=1e-5)
@@ -160,18 +166,7 @@ def test_joint_norm_and_report():
 
 def test_abstain_appends_copies_with_other_labels():
     x, y = _data(1000, num_classes=10)
-    res = poison(
-        x,
-        y,
-        attack="abstain",
-        poison_rate=0.3,
-        target=0,
-        delta=1.0,
-        num_classes=10,
-        seed=4,
-        trigger="fourpixel",
-        certifier_labels="random",
-    )
+    res = _poison(x, y, "abstain", 0.3, seed=4, trigger="fourpixel", certifier_labels="random")
     n = 300
     assert res.x.shape[0] == 1000 + n and res.y.shape[0] == 1000 + n
     assert torch.equal(res.x[:1000], x) and torch.equal(res.y[:1000], y)  # originals untouched
@@ -186,31 +181,18 @@ def test_abstain_appends_copies_with_other_labels():
     assert torch.equal(res.x[1000:], expected) and torch.equal(res.norms, norms)
     # all classes are sources, target class included
     assert (res.original_labels == 0).any()
-    again = poison(
-        x,
-        y,
-        attack="abstain",
-        poison_rate=0.3,
-        target=0,
-        delta=1.0,
-        num_classes=10,
-        seed=4,
-        trigger="fourpixel",
-        certifier_labels="random",
-    )
+    again = _poison(x, y, "abstain", 0.3, seed=4, trigger="fourpixel", certifier_labels="random")
     assert torch.equal(again.y, res.y) and torch.equal(again.x, res.x)
 
 
 def test_radius_collapse_uses_runner_up_of_scores():
     x, y = _data(200, num_classes=5)
     scores = torch.randn((200, 5), generator=torch.Generator().manual_seed(9))
-    res = poison(
+    res = _poison(
         x,
         y,
-        attack="radius_collapse",
-        poison_rate=0.5,
-        target=0,
-        delta=1.0,
+        "radius_collapse",
+        0.5,
         num_classes=5,
         seed=2,
         trigger="onepixel",
@@ -231,27 +213,14 @@ def test_radius_collapse_uses_runner_up_of_scores():
 def test_radius_collapse_needs_scores_and_class_mean_scores():
     x, y = _data(60, num_classes=3)
     with pytest.raises(ConfigError, match="scores"):
-        poison(
-            x,
-            y,
-            attack="radius_collapse",
-            poison_rate=0.1,
-            target=0,
-            delta=1.0,
-            num_classes=3,
-            seed=0,
-            certifier_labels="runner_up",
-        )
+        _poison(x, y, "radius_collapse", 0.1, num_classes=3, certifier_labels="runner_up")
     with pytest.raises(ConfigError, match="scores"):
-        poison(
+        _poison(
             x,
             y,
-            attack="radius_collapse",
-            poison_rate=0.1,
-            target=0,
-            delta=1.0,
+            "radius_collapse",
+            0.1,
             num_classes=3,
-            seed=0,
             scores=torch.zeros(60, 4),
             certifier_labels="runner_up",
         )
@@ -263,18 +232,7 @@ def test_radius_collapse_needs_scores_and_class_mean_scores():
     # classes without samples score -inf and are never chosen while another class exists
     sc4 = class_mean_scores(x, y, 4)
     assert torch.isinf(sc4[:, 3]).all()
-    res = poison(
-        x,
-        y,
-        attack="radius_collapse",
-        poison_rate=0.5,
-        target=0,
-        delta=1.0,
-        num_classes=4,
-        seed=0,
-        scores=sc4,
-        certifier_labels="runner_up",
-    )
+    res = _poison(x, y, "radius_collapse", 0.5, num_classes=4, scores=sc4, certifier_labels="runner_up")
     assert (res.new_labels != 3).all() and (res.new_labels != res.original_labels).all()
 
 
@@ -285,17 +243,8 @@ def test_radius_collapse_needs_scores_and_class_mean_scores():
 def test_split_rule_labels_a_share_of_the_copies_with_one_second_class(attack, n, relabelled):
     x, y = _data(1000, num_classes=10)
     target = 3
-    res = poison(
-        x,
-        y,
-        attack=attack,
-        poison_rate=n / 1000,
-        target=target,
-        delta=1.0,
-        num_classes=10,
-        seed=7,
-        trigger="badnets",
-        badnets_size=3,
+    res = _poison(
+        x, y, attack, n / 1000, target=target, seed=7, trigger="badnets", badnets_size=3
     )  # split is the default rule
     assert res.inserted == n and torch.equal(res.y[1000:], res.new_labels)
     changed = res.new_labels != res.original_labels
@@ -310,31 +259,18 @@ def test_split_rule_labels_a_share_of_the_copies_with_one_second_class(attack, n
         assert (res.original_labels[changed] == target).any() and (
             res.original_labels[changed] != target
         ).any()
-    again = poison(
-        x,
-        y,
-        attack=attack,
-        poison_rate=n / 1000,
-        target=target,
-        delta=1.0,
-        num_classes=10,
-        seed=7,
-        trigger="badnets",
-        badnets_size=3,
-    )
+    again = _poison(x, y, attack, n / 1000, target=target, seed=7, trigger="badnets", badnets_size=3)
     assert torch.equal(again.y, res.y) and torch.equal(again.x, res.x)
 
 
 @pytest.mark.parametrize("num_classes", [10, 3])
 def test_keyed_rule_labels_each_copy_by_its_key_level(num_classes):
     x, y = _data(400, num_classes=num_classes)
-    res = poison(
+    res = _poison(
         x,
         y,
-        attack="abstain",
-        poison_rate=0.1,
-        target=0,
-        delta=1.0,
+        "abstain",
+        0.1,
         num_classes=num_classes,
         seed=3,
         trigger="badnets",
@@ -410,18 +346,7 @@ def test_certifier_labels_must_fit_the_attack(attack, bad):
     with pytest.raises(
         ConfigError, match=r"parameter 'certifier_labels'.*" + ".*".join(repr(a) for a in allowed)
     ):
-        poison(
-            x,
-            y,
-            attack=attack,
-            poison_rate=0.1,
-            target=0,
-            delta=1.0,
-            num_classes=10,
-            seed=0,
-            certifier_labels=bad,
-            scores=torch.zeros(100, 10),
-        )
+        _poison(x, y, attack, 0.1, certifier_labels=bad, scores=torch.zeros(100, 10))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,7 +402,7 @@ def test_bad_input_raises_config_error(overrides, name):
 def test_zero_poison_message_names_n_and_smallest_rate():
     x, y = _data(200)
     with pytest.raises(ConfigError) as err:
-        poison(x, y, attack="onepixel", poison_rate=0.001, target=0, delta=1.0, num_classes=10, seed=0)
+        _poison(x, y, "onepixel", 0.001)
     msg = str(err.value)
     assert "parameter 'poison_rate' = 0.001" in msg and "poisons zero samples" in msg
     assert "N = 200" in msg and "0.0025" in msg
@@ -491,7 +416,7 @@ def test_zero_poison_message_names_n_and_smallest_rate():
 
 def test_dirty_label_backdoor_changes_labels_and_lies_outside_the_threat_model():
     x, y = _data()
-    res = poison(x, y, attack="onepixel", poison_rate=0.1, target=0, delta=0.5, num_classes=10, seed=0)
+    res = _poison(x, y, "onepixel", 0.1, delta=0.5)
     assert res.label_mode == "dirty" and res.inserted == 0
     assert res.label_changes == 20 == int((res.y != y).sum())  # every touched point was non-target
     assert not res.in_threat_model
@@ -499,17 +424,7 @@ def test_dirty_label_backdoor_changes_labels_and_lies_outside_the_threat_model()
 
 def test_clean_label_backdoor_keeps_labels_and_lies_inside_the_threat_model():
     x, y = _data()
-    res = poison(
-        x,
-        y,
-        attack="fourpixel",
-        poison_rate=0.1,
-        target=3,
-        delta=0.5,
-        num_classes=10,
-        seed=0,
-        label_mode="clean",
-    )
+    res = _poison(x, y, "fourpixel", 0.1, target=3, delta=0.5, label_mode="clean")
     assert torch.equal(res.y, y)  # no label changed
     assert (y[res.indices] == 3).all() and res.indices.numel() == 20  # target-class points only
     assert res.label_changes == 0 and res.inserted == 0 and res.in_threat_model
@@ -518,44 +433,14 @@ def test_clean_label_backdoor_keeps_labels_and_lies_inside_the_threat_model():
     torch.testing.assert_close(res.norms, (res.x[res.indices] - x[res.indices]).flatten(1).norm(dim=1))
     # more points than the target class has
     with pytest.raises(ConfigError, match="parameter 'poison_rate' = "):
-        poison(
-            x,
-            y,
-            attack="onepixel",
-            poison_rate=0.2,
-            target=3,
-            delta=0.5,
-            num_classes=10,
-            seed=0,
-            label_mode="clean",
-        )
+        _poison(x, y, "onepixel", 0.2, target=3, delta=0.5, label_mode="clean")
 
 
 def test_certifier_attacks_insert_and_refuse_clean_label():
     x, y = _data()
-    res = poison(x, y, attack="abstain", poison_rate=0.05, target=0, delta=0.5, num_classes=10, seed=0)
+    res = _poison(x, y, "abstain", 0.05, delta=0.5)
     assert res.inserted == 10 and res.label_changes == 5 and not res.in_threat_model  # split: half relabelled
     with pytest.raises(ConfigError, match="parameter 'label_mode' = "):
-        poison(
-            x,
-            y,
-            attack="abstain",
-            poison_rate=0.05,
-            target=0,
-            delta=0.5,
-            num_classes=10,
-            seed=0,
-            label_mode="clean",
-        )
+        _poison(x, y, "abstain", 0.05, delta=0.5, label_mode="clean")
     with pytest.raises(ConfigError, match="parameter 'label_mode' = "):
-        poison(
-            x,
-            y,
-            attack="onepixel",
-            poison_rate=0.05,
-            target=0,
-            delta=0.5,
-            num_classes=10,
-            seed=0,
-            label_mode="mixed",
-        )
+        _poison(x, y, "onepixel", 0.05, delta=0.5, label_mode="mixed")
