@@ -316,19 +316,7 @@ def test_keyed_triggered_test_set_carries_the_neutral_key():
 def test_keyed_rule_refuses_a_key_that_does_not_fit(kw, message):
     x, y = _data(100, num_classes=10)
     with pytest.raises(ConfigError, match=message):
-        poison(
-            x,
-            y,
-            attack="abstain",
-            poison_rate=0.1,
-            target=0,
-            delta=1.0,
-            num_classes=10,
-            seed=0,
-            trigger="badnets",
-            certifier_labels="keyed",
-            **kw,
-        )
+        _poison(x, y, "abstain", 0.1, trigger="badnets", certifier_labels="keyed", **kw)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from certssb import config
 from certssb.hooks import MlflowRunHook, ResultsTableHook, ValidateParametersHook
 from certssb.reporting import console
 from certssb.tracking import runs as tracking
+from tests.doubles import FakePipeline as _Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,17 +32,6 @@ class _Catalog:
 
     def get(self, name: str):
         return SimpleNamespace(_filepath=f"{os.getcwd()}/data/08_reporting/uniform/metrics.json")
-
-
-class _Pipeline:
-    def __init__(self, inputs=(), outputs=()) -> None:
-        self._inputs, self._outputs = set(inputs), set(outputs)
-
-    def inputs(self):
-        return self._inputs
-
-    def all_outputs(self):
-        return self._outputs
 
 
 def _params() -> dict:

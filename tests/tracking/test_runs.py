@@ -7,17 +7,7 @@ import pytest
 import torch
 
 from certssb.tracking import runs as tracking
-
-
-class _Pipeline:
-    def __init__(self, inputs=(), outputs=()) -> None:
-        self._inputs, self._outputs = set(inputs), set(outputs)
-
-    def inputs(self):
-        return self._inputs
-
-    def all_outputs(self):
-        return self._outputs
+from tests.doubles import FakePipeline as _Pipeline
 
 
 def test_used_blocks_and_flattening():
