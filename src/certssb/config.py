@@ -666,10 +666,7 @@ def _cross_checks(cfg: Config, params: dict[str, Any], pipelines: set[str]) -> N
         )
     if e is not None:  # the certifier's own rules, stated once in core.certify, named here by their keys
         with core_names(EVALUATION_KEYS):
-            if n is not None:
-                _certify.check_selection(e.selection, e.n0, n.num_models)
-            elif e.selection == "split" and e.n0 < 1:
-                _certify.check_selection(e.selection, e.n0, e.n0 + 1)
+            _certify.check_selection(e.selection, e.n0, n.num_models if n is not None else None)
             _certify.check_bound(e.bound, e.aggregation, n.num_draws if n is not None else 1)
     ray_used = (cfg.ensemble is not None and cfg.ensemble.backend == "ray") or (
         e is not None and e.backend == "ray"

@@ -379,3 +379,12 @@ def test_collapse_share_grows_with_the_number_of_votes_and_is_zero_when_only_una
     assert certify_module.collapse_share(5, 0.001) == 0.0
     with pytest.raises(ConfigError, match="n_estimation"):
         certify_module.collapse_share(0, 0.001)
+
+
+def test_check_selection_without_m_keeps_the_rules_that_do_not_need_it():
+    """M unknown (no noise block in the run): n0 >= 1 is still required of 'split', n0 < M is left out."""
+    with pytest.raises(ConfigError, match=r"parameter 'n0' = 0 .*n0 >= 1"):
+        certify_module.check_selection("split", 0, None)
+    certify_module.check_selection("split", 500, None)  # any n0 >= 1: M is not known
+    with pytest.raises(ConfigError, match=r"n0 < M"):
+        certify_module.check_selection("split", 500, 50)

@@ -340,13 +340,16 @@ def check_bound(bound: str, aggregation: str = "hard", num_draws: int = 1) -> No
         )
 
 
-def check_selection(selection: str, n0: int, num_models: int) -> None:
+def check_selection(selection: str, n0: int, num_models: int | None) -> None:
     """Top-class selection ``split`` needs ``1 <= n0 < M``: at least one model to select the top class and
-    one to estimate it (n0 < M); ``same`` ignores ``n0``."""
+    one to estimate it (n0 < M); ``same`` ignores ``n0``. ``num_models=None`` (M not known yet): the rules
+    that need M are left out."""
     choice("selection", selection, SELECTIONS)
     number("n0", n0, low=0, integer=True)
     if selection == "split" and n0 < 1:
         fail("n0", n0, "selection 'split' needs n0 >= 1 selection models")
+    if num_models is None:
+        return
     if selection == "split" and n0 >= num_models:
         fail(
             "n0",
