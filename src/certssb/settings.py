@@ -48,7 +48,7 @@ HOOKS = (
     # (the parameters and the study cells' are checked earlier, by CONTEXT_CLASS, before Kedro types them)
     RunLockHook(),  # one run per folder (a bad parameter or a missing input takes no lock)
     InputsExistHook(),  # a missing upstream artifact stops the run before anything is written (after params)
-    ValidateParametersHook(),  # bad parameters stop the run before anything is written
+    ValidateParametersHook(),  # `methods` against the registered pipelines; names the parent MLflow run
     _MLFLOW_RUN,
     MlflowArtifactsHook(),
     UserErrorRunHook(_MLFLOW_RUN),  # a run failed on a user error leaves no MLflow run; tags the parent run
